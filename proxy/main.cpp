@@ -1,0 +1,67 @@
+// The `tunshim` command line: parsing and dispatch only, no logic.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <optional>
+
+#include "clamp/mtu.h"
+#include "proxy/commands.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/tunshim/tunshim.conf";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace tunshim;
+  CLI::App app{"tunshim: keeps a client VPN working (MSS clamping, path-MTU, keepalive)"};
+  app.set_version_flag("--version", std::string("tunshim ") + TUNSHIM_VERSION);
+  app.require_subcommand(1);
+
+  proxy::RunOptions run_opt{kDefaultConfig};
+  auto* run = app.add_subcommand("run", "Run the daemon: clamp MSS inline on the configured tunnels");
+  run->add_option("-c,--config", run_opt.config_path, "Config file")->capture_default_str();
+
+  auto* check = app.add_subcommand("check-config", "Validate a config file and print the effective settings");
+  check->add_option("-c,--config", run_opt.config_path, "Config file")->capture_default_str();
+
+  proxy::ClampOptions clamp_opt;
+  std::optional<std::uint16_t> mss, mtu, mss6;
+  auto* clamp = app.add_subcommand(
+      "clamp", "Clamp TCP MSS in a pcap file, as the daemon would on the wire");
+  auto* o_mss = clamp->add_option("--mss", mss, "MSS target for IPv4 SYNs (IPv6 gets N-20, the same link MTU, unless --mss6)")
+                    ->check(CLI::Range(1, 65535));
+  auto* o_mtu = clamp->add_option("--mtu", mtu, "Path MTU: MSS targets become N-40 (IPv4) and N-60 (IPv6)")
+                    ->check(CLI::Range(68, 65535));
+  o_mss->excludes(o_mtu);
+  clamp->add_option("--mss6", mss6, "MSS target for IPv6 SYNs")->check(CLI::Range(1, 65535));
+  clamp->add_flag("--json", clamp_opt.json, "Print the summary as JSON");
+  clamp->add_option("IN", clamp_opt.input, "Input pcap file")->required();
+  clamp->add_option("OUT", clamp_opt.output, "Output pcap file (written atomically)")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  if (*run) return proxy::cmd_run(run_opt);
+  if (*check) return proxy::cmd_check_config(run_opt);
+  if (*clamp) {
+    if (!mss && !mtu) {
+      std::fprintf(stderr, "tunshim clamp: give --mss N or --mtu N (see tunshim clamp --help)\n");
+      return 2;
+    }
+    if (mtu) {
+      clamp_opt.mss4 = clamp::mss_from_mtu4(*mtu);
+      clamp_opt.mss6 = clamp::mss_from_mtu6(*mtu);
+    } else {
+      clamp_opt.mss4 = *mss;
+      clamp_opt.mss6 = *mss > 20 ? static_cast<std::uint16_t>(*mss - 20) : *mss;
+    }
+    if (mss6) clamp_opt.mss6 = *mss6;
+    return proxy::cmd_clamp(clamp_opt);
+  }
+  return 2;
+}
