@@ -1,0 +1,70 @@
+# Shared helpers for end-to-end tests. Source it first thing:
+#   . "$(dirname "$0")/lib.sh"
+# Every namespace made through `mkns` carries this run's unique prefix and is deleted by
+# the EXIT trap on every exit path (pass, fail, error, signal). Traffic stays inside the
+# namespaces a test made, or on loopback.
+set -euo pipefail
+
+E2E_NAME=$(basename "$0" .sh)
+E2E_PREFIX="ts$$"
+E2E_TMP=$(mktemp -d "/tmp/tunshim-${E2E_NAME}.XXXXXX")
+E2E_NS=()
+E2E_CLEANUP=()   # extra commands run at exit, last registered first
+E2E_FAILS=0
+E2E_PASSES=0
+
+TUNSHIM_SRC=${TUNSHIM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+TUNSHIM_BIN=${TUNSHIM_BIN:-$TUNSHIM_SRC/build/proxy/tunshim}
+PY=/usr/bin/python3   # Debian's interpreter: the one with python3-scapy
+
+log()  { printf '[%s] %s\n' "$E2E_NAME" "$*"; }
+pass() { E2E_PASSES=$((E2E_PASSES + 1)); printf '[%s] PASS: %s\n' "$E2E_NAME" "$*"; }
+fail() { E2E_FAILS=$((E2E_FAILS + 1)); printf '[%s] FAIL: %s\n' "$E2E_NAME" "$*"; }
+die()  { printf '[%s] FATAL: %s\n' "$E2E_NAME" "$*"; exit 1; }
+
+# Skips (exit 77) only outside CI; in CI a missing prerequisite is a failure.
+skip() {
+  if [ -n "${CI:-}" ]; then die "cannot run: $*"; fi
+  printf '[%s] SKIP: %s\n' "$E2E_NAME" "$*"; exit 77
+}
+require_root() { [ "$(id -u)" -eq 0 ] || skip "needs root"; }
+require_cmd()  { local c; for c in "$@"; do command -v "$c" >/dev/null || skip "missing $c (run scripts/deps.sh)"; done; }
+
+on_exit() { E2E_CLEANUP+=("$*"); }
+
+# mkns NAME: creates namespace "$E2E_PREFIX-NAME" with loopback up; prints nothing.
+# Use "$(ns NAME)" for its full name, or `inns NAME cmd…` to run inside it.
+ns()   { printf '%s-%s' "$E2E_PREFIX" "$1"; }
+mkns() { ip netns add "$(ns "$1")"; E2E_NS+=("$(ns "$1")"); ip -n "$(ns "$1")" link set lo up; }
+inns() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+
+_e2e_cleanup() {
+  local rc=$? i
+  set +e
+  for ((i = ${#E2E_CLEANUP[@]} - 1; i >= 0; i--)); do eval "${E2E_CLEANUP[$i]}" >/dev/null 2>&1; done
+  for n in "${E2E_NS[@]}"; do
+    # Kill anything still running inside the namespace before deleting it.
+    for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$n" 2>/dev/null
+  done
+  rm -rf "$E2E_TMP"
+  exit "$rc"
+}
+trap _e2e_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Ends the test: the summary line ctest and CI read, and the exit code.
+finish() {
+  printf '%s: %d passed, %d failed\n' "$E2E_NAME" "$E2E_PASSES" "$E2E_FAILS"
+  [ "$E2E_FAILS" -eq 0 ] && [ "$E2E_PASSES" -gt 0 ]
+}
+
+# wait_for SECONDS CMD…: polls CMD every 0.1 s until it succeeds; fails after SECONDS.
+wait_for() {
+  local t=$1; shift
+  local end=$((SECONDS + t))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.1
+  done
+}
