@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# `tunshim check-config` on real files: the shipped example passes and its printed effective
+# config passes again; broken files fail with exit 1 and every error as file:line:column on
+# stderr. Touches nothing but its own temporary directory; needs no root and no namespaces.
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$TUNSHIM_BIN" ] || die "no tunshim binary at $TUNSHIM_BIN (build it, or set TUNSHIM_BIN)"
+EXAMPLE="$TUNSHIM_SRC/conf/tunshim.conf"
+[ -r "$EXAMPLE" ] || die "no example config at $EXAMPLE"
+
+# check FILE: runs check-config, leaving the exit code in $rc, output in $out and $err.
+check() {
+  rc=0
+  "$TUNSHIM_BIN" check-config -c "$1" >"$E2E_TMP/out" 2>"$E2E_TMP/err" || rc=$?
+  out=$(cat "$E2E_TMP/out")
+  err=$(cat "$E2E_TMP/err")
+}
+
+# expect_fail NAME FILE EXPECTED_STDERR: exit 1, nothing on stdout, exactly these lines on stderr.
+expect_fail() {
+  local name=$1 file=$2 expected=$3
+  check "$file"
+  if [ "$rc" -eq 1 ] && [ -z "$out" ] && [ "$err" = "$expected" ]; then
+    pass "$name"
+  else
+    fail "$name: exit $rc, stdout [$out]"
+    diff <(printf '%s\n' "$expected") <(printf '%s\n' "$err") | sed 's/^/    /' || true
+  fi
+}
+
+# Only the settings, comments and blank lines dropped: what must survive a round trip.
+settings() { sed -e 's/[[:space:]]*#.*$//' -e '/^$/d' "$1"; }
+
+# 1. The shipped example is valid, and what it prints is the full effective config.
+check "$EXAMPLE"
+if [ "$rc" -eq 0 ] && [ -z "$err" ]; then pass "shipped example accepted"; else fail "shipped example: exit $rc: $err"; fi
+cp "$E2E_TMP/out" "$E2E_TMP/effective.conf"
+for line in 'log_level = "info"' 'queue_num = 4770' 'queue_maxlen = 8192' \
+            'interface = "ppp0"' 'mss = 1360'; do
+  if grep -qxF "$line" <(settings "$E2E_TMP/effective.conf"); then
+    pass "effective config has: $line"
+  else
+    fail "effective config lacks: $line"
+  fi
+done
+# mss6 is not set in the example: it must be printed, derived from mss, and marked a default.
+if grep -qE '^mss6 = 1340 +# default: mss - 20' "$E2E_TMP/effective.conf"; then
+  pass "defaulted mss6 printed and marked"
+else
+  fail "defaulted mss6 not shown as 'mss6 = 1340  # default: mss - 20': $(grep mss6 "$E2E_TMP/effective.conf")"
+fi
+
+# 2. The printed config is itself a valid config with the same settings.
+check "$E2E_TMP/effective.conf"
+printf '%s\n' "$out" >"$E2E_TMP/again.conf"
+if [ "$rc" -eq 0 ] && [ -n "$(settings "$E2E_TMP/again.conf")" ] &&
+   [ "$(settings "$E2E_TMP/effective.conf")" = "$(settings "$E2E_TMP/again.conf")" ]; then
+  pass "effective config round-trips"
+else
+  fail "effective config does not round-trip (exit $rc): $err"
+fi
+
+# 3. A missing file.
+expect_fail "missing file" "$E2E_TMP/nope.conf" \
+  "$E2E_TMP/nope.conf: cannot read: No such file or directory"
+
+# 4. Several errors in one file: all reported, in file order, with positions.
+cat >"$E2E_TMP/many.conf" <<'EOF'
+[global]
+queue_num = 70000
+log_level = "verbose"
+stats_listen = "127.0.0.1:9477"
+
+[[tunnel]]
+interface = "ppp0"
+mss = "auto"
+keepalive = "idle"
+msss6 = 1300
+
+[[tunnel]]
+interface = "ppp0"
+mss = 1360.5
+EOF
+expect_fail "every error reported, in file order" "$E2E_TMP/many.conf" "\
+$E2E_TMP/many.conf:2:13: queue_num must be between 0 and 65535, not 70000
+$E2E_TMP/many.conf:3:13: log_level must be one of trace, debug, info, warn, error, off; not \"verbose\"
+$E2E_TMP/many.conf:4:1: stats_listen is not supported by this version of tunshim yet
+$E2E_TMP/many.conf:8:7: mss = \"auto\" needs path-MTU discovery, which is not implemented in this version of tunshim yet; give a number (e.g. 1360) or \"off\"
+$E2E_TMP/many.conf:9:1: keepalive is not supported by this version of tunshim yet
+$E2E_TMP/many.conf:10:1: unknown key 'msss6' in [tunnel]; did you mean 'mss6'?
+$E2E_TMP/many.conf:13:13: interface \"ppp0\" is already configured by the [[tunnel]] at line 6
+$E2E_TMP/many.conf:14:7: mss must be an integer or \"off\", not a floating-point number"
+
+# 5. A TOML syntax error: toml++'s message at its position.
+printf '[[tunnel]]\ninterface = "ppp0"\nmss = \n' >"$E2E_TMP/syntax.conf"
+expect_fail "syntax error with position" "$E2E_TMP/syntax.conf" \
+  "$E2E_TMP/syntax.conf:3:7: Error while parsing key-value pair: expected value, saw '\\n'"
+
+# 6. Nothing to do.
+printf '[global]\nlog_level = "debug"\n' >"$E2E_TMP/empty.conf"
+expect_fail "no tunnel" "$E2E_TMP/empty.conf" \
+  "$E2E_TMP/empty.conf: no [[tunnel]] configured: tunshim would have nothing to do"
+
+# 7. The example with one value broken still names the example's line.
+sed 's/^mss = 1360$/mss = 400/' "$EXAMPLE" >"$E2E_TMP/low.conf"
+line=$(grep -n '^mss = 400$' "$E2E_TMP/low.conf" | cut -d: -f1)
+[ -n "$line" ] || die "example config has no 'mss = 1360' line to break"
+expect_fail "out-of-range value in the example" "$E2E_TMP/low.conf" \
+  "$E2E_TMP/low.conf:$line:7: mss must be between 536 and 65495 (or \"off\"), not 400"
+
+finish
