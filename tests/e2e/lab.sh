@@ -35,6 +35,15 @@ LAB_TUNSHIM_LOG="$E2E_TMP/tunshim.log"
 # lab_bg PID: a background helper of this test, killed at exit on every path. Disowned so
 # the shell does not report its death; lab_gone tells whether it still runs.
 lab_bg() { disown "$1" 2>/dev/null || true; on_exit "kill -9 $1 2>/dev/null"; }
+# lab_spawn NS LOG CMD…: starts CMD in namespace NS in the background, output to LOG, as a
+# lab_bg helper; its pid (the command's own: `ip netns exec` execs it) is in LAB_PID.
+# Never `inns … &`: that backgrounds a subshell, and signals would miss the command.
+lab_spawn() {
+  local n=$1 out=$2; shift 2
+  ip netns exec "$(ns "$n")" "$@" >"$out" 2>&1 &
+  LAB_PID=$!
+  lab_bg "$LAB_PID"
+}
 lab_gone() {
   local st
   st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
@@ -98,16 +107,12 @@ table inet lab_blackhole {
 }
 EOF
     # The VPN: one UDP datagram per inner packet, DF set on every outer packet.
-    inns server socat -b 65536 \
+    lab_spawn server "$E2E_TMP/socat-server.log" socat -b 65536 \
       "TUN:$LAB_S_TUN/30,tun-name=tun0,iff-no-pi,tun-type=tun,iff-up" \
-      "UDP-DATAGRAM:$LAB_C_UNDER:$LAB_UDP_PORT,bind=$LAB_S_UNDER:$LAB_UDP_PORT,ip-mtu-discover=2" \
-      >"$E2E_TMP/socat-server.log" 2>&1 &
-    lab_bg $!
-    inns client socat -b 65536 \
+      "UDP-DATAGRAM:$LAB_C_UNDER:$LAB_UDP_PORT,bind=$LAB_S_UNDER:$LAB_UDP_PORT,ip-mtu-discover=2"
+    lab_spawn client "$E2E_TMP/socat-client.log" socat -b 65536 \
       "TUN:$LAB_C_TUN/30,tun-name=ppp0,iff-no-pi,tun-type=tun,iff-up" \
-      "UDP-DATAGRAM:$LAB_S_UNDER:$LAB_UDP_PORT,bind=$LAB_C_UNDER:$LAB_UDP_PORT,ip-mtu-discover=2" \
-      >"$E2E_TMP/socat-client.log" 2>&1 &
-    lab_bg $!
+      "UDP-DATAGRAM:$LAB_S_UNDER:$LAB_UDP_PORT,bind=$LAB_C_UNDER:$LAB_UDP_PORT,ip-mtu-discover=2"
     wait_for 5 ip -n "$(ns client)" link show ppp0 || die "client tunnel did not come up"
     wait_for 5 ip -n "$(ns server)" link show tun0 || die "server tunnel did not come up"
     ip -n "$(ns client)" link set ppp0 mtu "$LAB_TUN_MTU"
@@ -154,8 +159,7 @@ print(sum(e["counter"]["packets"] for r in d if "rule" in r for e in r["rule"]["
 
 # lab_server_start: HTTP server in the server namespace (GET /blob/N, PUT/POST /sink).
 lab_server_start() {
-  inns server "$PY" "$LAB_DIR/lab_http_server.py" "$LAB_HTTP_PORT" >"$E2E_TMP/http.log" 2>&1 &
-  lab_bg $!
+  lab_spawn server "$E2E_TMP/http.log" "$PY" "$LAB_DIR/lab_http_server.py" "$LAB_HTTP_PORT"
   wait_for 5 sh -c "ip netns exec $(ns server) ss -Hltn 'sport = :$LAB_HTTP_PORT' | grep -q LISTEN" \
     || die "http server is not listening"
 }
@@ -170,9 +174,9 @@ lab_download() {
 
 # lab_upload NS HOST BYTES TIMEOUT: prints the byte count the server says it received.
 lab_upload() {
-  local n
-  head -c "$3" /dev/urandom >"$E2E_TMP/upload.bin"
-  n=$(inns "$1" curl -sS -g --max-time "$4" -H 'Expect:' --data-binary "@$E2E_TMP/upload.bin" \
+  local n f="$E2E_TMP/upload.$BASHPID.bin"
+  head -c "$3" /dev/urandom >"$f"
+  n=$(inns "$1" curl -sS -g --max-time "$4" -H 'Expect:' --data-binary "@$f" \
       "http://$(lab_hostport "$2")/sink" 2>>"$E2E_TMP/curl.log") || true
   case $n in ''|*[!0-9]*) echo 0 ;; *) echo "$n" ;; esac
 }
@@ -182,9 +186,8 @@ lab_hostport() { case $1 in *:*) printf '[%s]:%s' "$1" "$LAB_HTTP_PORT" ;; *) pr
 # lab_capture_start NS IF FILE [FILTER]: tcpdump in the background until lab_capture_stop.
 lab_capture_start() {
   local filter=${4:-tcp}
-  inns "$1" tcpdump -i "$2" -n -s 128 -U -w "$3" "$filter" >"$3.log" 2>&1 &
-  LAB_CAP_PID=$!
-  lab_bg "$LAB_CAP_PID"
+  lab_spawn "$1" "$3.log" tcpdump -i "$2" -n -s 128 -U -w "$3" "$filter"
+  LAB_CAP_PID=$LAB_PID
   wait_for 5 grep -q "listening on" "$3.log" || die "tcpdump on $1/$2 did not start"
 }
 lab_capture_stop() {
@@ -202,8 +205,9 @@ lab_syn_mss() {
 
 # lab_max_payload FILE SRC: largest TCP payload sent by SRC (an address) in FILE.
 lab_max_payload() {
-  tshark -r "$1" -Y "ip.src == $2 or ipv6.src == $2" -T fields -e tcp.len 2>/dev/null |
-    sort -n | tail -1
+  local f=ip.src
+  case $2 in *:*) f=ipv6.src ;; esac
+  { tshark -r "$1" -Y "$f == $2" -T fields -e tcp.len 2>/dev/null || true; } | sort -n | tail -1
 }
 
 # --- the kernel's TCPMSS target: the reference clamp -------------------------------------
@@ -241,7 +245,7 @@ lab_tunshim_rules() {
 # until its NFQUEUE rules are in place.
 lab_tunshim_start() {
   [ -x "$TUNSHIM_BIN" ] || die "TUNSHIM_BIN=$TUNSHIM_BIN is not executable"
-  inns client "$TUNSHIM_BIN" run -c "$LAB_TUNSHIM_CONF" >>"$LAB_TUNSHIM_LOG" 2>&1 &
+  ip netns exec "$(ns client)" "$TUNSHIM_BIN" run -c "$LAB_TUNSHIM_CONF" >>"$LAB_TUNSHIM_LOG" 2>&1 &
   LAB_TUNSHIM_PID=$!
   lab_bg "$LAB_TUNSHIM_PID"
   if ! wait_for 10 lab_tunshim_ready; then
@@ -269,7 +273,7 @@ lab_jump_counts() {
     local save
     save=$(inns client "$fam-save" -t mangle 2>/dev/null)
     for h in PREROUTING POSTROUTING; do
-      out+="$fam:$h=$(printf '%s\n' "$save" | grep -c -E -- "^-A $h .*-j ([A-Za-z_-]*[Tt][Uu][Nn][Ss][Hh][Ii][Mm]|NFQUEUE)") "
+      out+="$fam:$h=$(printf '%s\n' "$save" | grep -c -E -- "^-A $h .*-j ([^ ]*[Tt][Uu][Nn][Ss][Hh][Ii][Mm]|NFQUEUE)") "
     done
   done
   echo "${out% }"
