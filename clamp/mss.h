@@ -1,6 +1,16 @@
 // TCP MSS clamping, semantics of the kernel's xt_TCPMSS target (net/netfilter/xt_TCPMSS.c)
 // minus two of its faults: no insertion into a first fragment, and a correct checksum
 // when the MSS option sits at an odd offset.
+//
+// Other deliberate differences, which a differential test against the kernel must expect:
+// - Malformed input (bad IP/TCP lengths, an option length < 2 or past the header, an MSS
+//   option whose length is not 4, a second MSS option) is passed unchanged as `malformed`;
+//   the kernel drops what it cannot parse, skips odd-length MSS options and clamps only
+//   the first of two.
+// - EOL (kind 0) ends the option list; the kernel steps over it like a NOP and would
+//   clamp an MSS option hidden in the padding after it (the receiver ignores that one).
+// - The SYN test (SYN set, RST clear) is ours; the kernel relies on the rule's match.
+// - Bytes after the IP packet (link padding) are moved along on insertion and kept.
 #pragma once
 
 #include <cstddef>
