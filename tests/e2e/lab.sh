@@ -186,7 +186,7 @@ lab_hostport() { case $1 in *:*) printf '[%s]:%s' "$1" "$LAB_HTTP_PORT" ;; *) pr
 # lab_capture_start NS IF FILE [FILTER]: tcpdump in the background until lab_capture_stop.
 lab_capture_start() {
   local filter=${4:-tcp}
-  lab_spawn "$1" "$3.log" tcpdump -i "$2" -n -s 128 -U -w "$3" "$filter"
+  lab_spawn "$1" "$3.log" tcpdump -i "$2" -n -s 128 -U --immediate-mode -w "$3" "$filter"
   LAB_CAP_PID=$LAB_PID
   wait_for 5 grep -q "listening on" "$3.log" || die "tcpdump on $1/$2 did not start"
 }
@@ -277,4 +277,15 @@ lab_jump_counts() {
     done
   done
   echo "${out% }"
+}
+
+# lab_request_syn_mss NS HOST: one small request from NS to HOST with a capture on the
+# server's tun0 around it; prints "BYTES MSS…" (bytes received, then the MSS option of every
+# SYN the server saw, "none" for a SYN without one).
+lab_request_syn_mss() {
+  local f="$E2E_TMP/req.$RANDOM.pcap" n
+  lab_capture_start server tun0 "$f" tcp
+  n=$(lab_download "$1" "$2" 1000 5)
+  lab_capture_stop
+  echo "$n" $(lab_syn_mss "$f" 0x002)
 }

@@ -39,7 +39,7 @@ lab_tunshim_start
 pass "tunshim installed its rules ($(lab_jump_counts))"
 
 lab_capture_start server tun0 "$E2E_TMP/srv.pcap"
-lab_spawn client "$E2E_TMP/cli.log" tcpdump -i ppp0 -n -s 128 -U -w "$E2E_TMP/cli.pcap" tcp
+lab_spawn client "$E2E_TMP/cli.log" tcpdump -i ppp0 -n -s 128 -U --immediate-mode -w "$E2E_TMP/cli.pcap" tcp
 cli_cap=$LAB_PID
 wait_for 5 grep -q "listening on" "$E2E_TMP/cli.log" || die "tcpdump on the client's ppp0 did not start"
 
