@@ -1,0 +1,437 @@
+#include "proxy/daemon.h"
+
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <utility>
+
+#include "proxy/log.h"
+
+namespace tunshim::proxy {
+namespace {
+
+constexpr int kCapNetAdmin = 12;  // linux/capability.h
+
+// CAP_NET_ADMIN in the effective set: the kernel refuses every nfnetlink message
+// (verdicts included) and every rule change without it.
+bool have_net_admin() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    try {
+      const unsigned long long caps = std::stoull(line.substr(7), nullptr, 16);
+      return ((caps >> kCapNetAdmin) & 1ULL) != 0;
+    } catch (...) {
+      return false;
+    }
+  }
+  return false;
+}
+
+std::string format_dir(const DirectionCounters& c) {
+  return fmt::format("clamped={} inserted={} unchanged={} malformed={} other={} truncated={} bypassed={}",
+                     c.clamped, c.inserted, c.unchanged, c.malformed, c.other, c.truncated, c.bypassed);
+}
+
+std::int64_t g_log_malformed = -1;
+
+}  // namespace
+
+Daemon::Daemon(Config config)
+    : config_(std::move(config)), firewall_(config_.global.queue_num) {
+  tunnels_ = tunnels_from(config_);
+}
+
+Daemon::~Daemon() = default;
+
+std::vector<Daemon::Tunnel> Daemon::tunnels_from(const Config& config) {
+  std::vector<Tunnel> out;
+  for (const auto& tc : config.tunnels) {
+    Tunnel t;
+    t.iface = tc.interface;
+    t.target = clamp::ClampTarget{tc.mss4, tc.mss6};
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::vector<FirewallTunnel> Daemon::fw_tunnels(const std::vector<Tunnel>& tunnels) {
+  std::vector<FirewallTunnel> out;
+  for (const auto& t : tunnels) {
+    bool dup = false;
+    for (const auto& o : out) dup = dup || o.iface == t.iface;
+    if (!dup) out.push_back({t.iface, t.target.mss4 != 0, t.target.mss6 != 0});
+  }
+  return out;
+}
+
+// ---- the packet path ------------------------------------------------------------------------
+
+int Daemon::lookup(std::uint32_t ifindex) noexcept {
+  const std::uint64_t now = uv_now(loop_);
+  CacheEntry& e = cache_[ifindex % kCacheSize];
+  if (e.ifindex == ifindex && now < e.expires) return e.tunnel;
+  // A miss, or old enough that ppp0 may have gone and its ifindex been reused.
+  char name[IF_NAMESIZE] = {};
+  int found = -1;
+  if (::if_indextoname(ifindex, name) != nullptr) {
+    for (std::size_t i = 0; i < tunnels_.size(); ++i) {
+      if (tunnels_[i].iface == name) {
+        found = static_cast<int>(i);
+        break;
+      }
+    }
+  }
+  e = CacheEntry{ifindex, found, now + kCacheTtlMs};
+  return found;
+}
+
+std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
+  const bool out = pkt.hook == Hook::postrouting;
+  if (pkt.hook == Hook::other) {
+    ++queue_.counters().unknown_iface;
+    return 0;
+  }
+  const int ti = lookup(out ? pkt.outdev : pkt.indev);
+  if (ti < 0) {
+    ++queue_.counters().unknown_iface;
+    return 0;
+  }
+  Tunnel& t = tunnels_[static_cast<std::size_t>(ti)];
+  DirectionCounters& c = out ? t.counters.out : t.counters.in;
+  if (pkt.truncated) {
+    ++c.truncated;
+    return 0;
+  }
+  const clamp::ClampResult r = clamp::clamp_mss(pkt.buf, pkt.len, t.target);
+  switch (r.outcome) {
+    case clamp::Outcome::clamped:
+      ++c.clamped;
+      return r.length;
+    case clamp::Outcome::inserted:
+      ++c.inserted;
+      return r.length;
+    case clamp::Outcome::unchanged:
+      ++c.unchanged;
+      return 0;
+    case clamp::Outcome::malformed:
+      ++c.malformed;
+      if (spdlog::should_log(spdlog::level::debug)) {
+        timespec ts{};
+        ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        if (ts.tv_sec != g_log_malformed) {
+          g_log_malformed = ts.tv_sec;
+          spdlog::debug("{}: malformed SYN ({} bytes) passed unchanged", t.iface, pkt.len);
+        }
+      }
+      return 0;
+    default:
+      ++c.other;
+      return 0;
+  }
+}
+
+// ---- lifecycle -----------------------------------------------------------------------------
+
+bool Daemon::start(std::string& err) {
+  if (!have_net_admin()) {
+    err = "tunshim run needs CAP_NET_ADMIN (run it as root): it binds an NFQUEUE and "
+          "installs netfilter rules";
+    return false;
+  }
+  // Rules left by a run that died (kill -9, crash) go first, so nothing is duplicated and
+  // nothing queues to a queue number we are about to bind.
+  if (!firewall_.remove_all(err)) return false;
+  if (!queue_.open(config_.global.queue_num, config_.global.queue_maxlen, err)) return false;
+  spdlog::info("nfqueue {}: bound, maxlen {}, receive buffer {} bytes, fail-open {}",
+               queue_.num(), config_.global.queue_maxlen, queue_.rcvbuf(),
+               queue_.fail_open() ? "on" : "REFUSED");
+
+  loop_ = uv_default_loop();
+  uv_poll_init(loop_, &poll_, queue_.fd());
+  poll_.data = this;
+  uv_poll_start(&poll_, UV_READABLE, [](uv_poll_t* p, int status, int) {
+    auto* self = static_cast<Daemon*>(p->data);
+    if (status < 0) {
+      spdlog::warn("nfqueue poll: {}", uv_strerror(status));
+      return;
+    }
+    self->queue_.drain(*self);  // handles spurious readiness: recv just says EAGAIN
+  });
+  std::pair<uv_signal_t*, int> sigs[] = {
+      {&sig_term_, SIGTERM}, {&sig_int_, SIGINT}, {&sig_hup_, SIGHUP}, {&sig_usr1_, SIGUSR1}};
+  for (auto [h, signum] : sigs) {
+    uv_signal_init(loop_, h);
+    h->data = this;
+    uv_signal_start(h, [](uv_signal_t* s, int sn) {
+      auto* self = static_cast<Daemon*>(s->data);
+      if (sn == SIGHUP) {
+        self->reload();
+      } else if (sn == SIGUSR1) {
+        self->refresh_counts(true);
+      } else {
+        spdlog::info("{}: stopping", sn == SIGTERM ? "SIGTERM" : "SIGINT");
+        self->stop();
+      }
+    }, signum);
+  }
+  uv_timer_init(loop_, &counts_timer_);
+  counts_timer_.data = this;
+  uv_timer_start(&counts_timer_, [](uv_timer_t* t) {
+    static_cast<Daemon*>(t->data)->refresh_counts(false);
+  }, kCountsIntervalMs, kCountsIntervalMs);
+  handles_open_ = true;
+
+  installed_ = fw_tunnels(tunnels_);
+  if (!firewall_.install(installed_, err)) {
+    std::string e2;
+    firewall_.remove_all(e2);  // a half-installed family must not stay behind
+    return false;
+  }
+  for (Family f : {Family::v4, Family::v6}) {
+    for (const auto& line : firewall_.describe(installed_, f)) {
+      spdlog::info("installed ({}, mangle): {}", f == Family::v4 ? "iptables-nft" : "ip6tables-nft", line);
+    }
+  }
+  for (const auto& t : tunnels_) {
+    spdlog::info("tunnel {}: clamp mss ipv4 {} ipv6 {}", t.iface,
+                 t.target.mss4 != 0 ? std::to_string(t.target.mss4) : "off",
+                 t.target.mss6 != 0 ? std::to_string(t.target.mss6) : "off");
+  }
+  return true;
+}
+
+int Daemon::run() {
+  std::string err;
+  if (!start(err)) {
+    spdlog::error("{}", err);
+    queue_.close();
+    if (handles_open_) {
+      handles_open_ = false;
+      stopped_ = true;
+      for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
+                             reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_hup_),
+                             reinterpret_cast<uv_handle_t*>(&sig_usr1_), reinterpret_cast<uv_handle_t*>(&counts_timer_)}) {
+        uv_close(h, nullptr);
+      }
+      uv_run(loop_, UV_RUN_DEFAULT);
+    }
+    return 1;
+  }
+  sd_notify(0, "READY=1");
+  spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION, tunnels_.size(), queue_.num());
+  uv_run(loop_, UV_RUN_DEFAULT);
+  uv_loop_close(loop_);
+  return exit_code_;
+}
+
+void Daemon::stop() {
+  if (stopped_) return;
+  if (fw_busy_) {  // let the running rule change finish, then remove everything
+    stop_pending_ = true;
+    return;
+  }
+  finish_stop();
+}
+
+void Daemon::finish_stop() {
+  stopped_ = true;
+  sd_notify(0, "STOPPING=1");
+  // Rules first, so no new SYN is queued; then answer what is already queued (unbinding
+  // drops packets still waiting for a verdict); then unbind.
+  std::string err;
+  if (!firewall_.remove_all(err)) {
+    spdlog::error("removing rules: {}", err);
+    exit_code_ = 1;
+  } else {
+    spdlog::info("rules removed");
+  }
+  queue_.drain(*this);
+  queue_.close();
+  log_counters();
+  if (handles_open_) {
+    handles_open_ = false;
+    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
+                           reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_hup_),
+                           reinterpret_cast<uv_handle_t*>(&sig_usr1_), reinterpret_cast<uv_handle_t*>(&counts_timer_)}) {
+      uv_close(h, nullptr);
+    }
+  }
+}
+
+// ---- reload ---------------------------------------------------------------------------------
+
+void Daemon::reload() {
+  if (stopped_) return;
+  if (fw_busy_) {
+    reload_pending_ = true;
+    return;
+  }
+  spdlog::info("SIGHUP: reloading {}", config_.path);
+  sd_notify(0, "RELOADING=1");
+  ConfigResult res = load_config(config_.path);
+  if (auto* errors = std::get_if<std::vector<ConfigError>>(&res)) {
+    ++reloads_failed_;
+    for (const auto& e : *errors) spdlog::error("{}", e.to_string());
+    spdlog::error("reload refused: {} error(s); still running with the previous config", errors->size());
+    sd_notify(0, "READY=1");
+    return;
+  }
+  Config next = std::get<Config>(std::move(res));
+  next.path = config_.path;  // keep reloading the file given on the command line
+  if (next.global.queue_num != config_.global.queue_num) {
+    spdlog::warn("queue_num {} -> {} needs a restart; keeping queue {}", config_.global.queue_num,
+                 next.global.queue_num, config_.global.queue_num);
+    next.global.queue_num = config_.global.queue_num;
+  }
+  if (next.global.queue_maxlen != config_.global.queue_maxlen) {
+    queue_.set_maxlen(next.global.queue_maxlen);
+    spdlog::info("queue maxlen {} -> {}, receive buffer {} bytes", config_.global.queue_maxlen,
+                 next.global.queue_maxlen, queue_.rcvbuf());
+  }
+  if (auto lvl = parse_log_level(next.global.log_level)) spdlog::set_level(*lvl);
+
+  // The new table takes effect now (a changed MSS applies to the next SYN); counters of
+  // kept tunnels carry over; removed tunnels stay, retiring, until their rules are gone.
+  std::vector<Tunnel> table = tunnels_from(next);
+  for (auto& t : table) {
+    for (auto& o : tunnels_) {
+      if (o.iface == t.iface && !o.retiring) {
+        t.counters = o.counters;
+        t.epoch_out = o.epoch_out;
+        t.epoch_in = o.epoch_in;
+        if (o.target.mss4 != t.target.mss4 || o.target.mss6 != t.target.mss6) {
+          spdlog::info("tunnel {}: mss ipv4 {} -> {}, ipv6 {} -> {}", t.iface, o.target.mss4,
+                       t.target.mss4, o.target.mss6, t.target.mss6);
+        }
+      }
+    }
+  }
+  for (auto& o : tunnels_) {
+    bool kept = false;
+    for (const auto& t : table) kept = kept || t.iface == o.iface;
+    if (!kept && !o.retiring) {
+      spdlog::info("tunnel {}: removed", o.iface);
+      o.retiring = true;
+    }
+    if (!kept) table.push_back(o);
+  }
+  for (const auto& t : table) {
+    bool existed = false;
+    for (const auto& o : tunnels_) existed = existed || o.iface == t.iface;
+    if (!existed) spdlog::info("tunnel {}: added (mss ipv4 {} ipv6 {})", t.iface, t.target.mss4, t.target.mss6);
+  }
+  tunnels_ = std::move(table);
+  clear_cache();
+  config_ = std::move(next);
+
+  std::vector<Tunnel> active;
+  for (const auto& t : tunnels_) {
+    if (!t.retiring) active.push_back(t);
+  }
+  const std::vector<FirewallTunnel> to = fw_tunnels(active);
+  fw_busy_ = true;
+  firewall_.apply_async(loop_, installed_, to, [this, to](bool ok, std::string err) {
+    fw_busy_ = false;
+    if (ok) {
+      installed_ = to;
+      std::erase_if(tunnels_, [](const Tunnel& t) { return t.retiring; });
+      clear_cache();
+      ++reloads_ok_;
+      spdlog::info("reload applied: {} tunnel(s)", tunnels_.size());
+    } else {
+      ++reloads_failed_;
+      spdlog::error("reload: rules could not be updated ({}); removed tunnels keep their "
+                    "old rules and targets", err);
+    }
+    sd_notify(0, "READY=1");
+    if (stop_pending_) return stop();
+    if (reload_pending_) {
+      reload_pending_ = false;
+      reload();
+    }
+  });
+}
+
+// ---- counters -------------------------------------------------------------------------------
+
+// Estimates how many SYNs matched a tunnel's rule but never reached us. Every packet the
+// rule counted was either queued to us (and is then in seen() or still held by the kernel,
+// which `unaccounted` bounds from above) or passed by fail-open/bypass. So
+// rule - seen - unaccounted is a lower bound of what bypassed, and so is the running max.
+void Daemon::update_bypassed(Tunnel& t, const RulePackets& rp, std::uint64_t unaccounted) {
+  auto one = [unaccounted](DirectionCounters& c, Tunnel::Epoch& e, std::uint64_t rule) {
+    const std::uint64_t seen = c.seen();
+    if (rule < e.last_rule) {  // rules were re-created: their counters restarted
+      e.bypassed_base = c.bypassed;
+      e.seen_base = seen > rule ? seen - rule : 0;
+    }
+    e.last_rule = rule;
+    const std::uint64_t seen_epoch = seen - e.seen_base;
+    if (rule > seen_epoch + unaccounted) {
+      const std::uint64_t est = e.bypassed_base + (rule - seen_epoch - unaccounted);
+      if (est > c.bypassed) c.bypassed = est;
+    }
+  };
+  one(t.counters.out, t.epoch_out, rp.post);
+  one(t.counters.in, t.epoch_in, rp.pre);
+}
+
+void Daemon::refresh_counts(bool log_after) {
+  if (stopped_) return;
+  log_after_counts_ = log_after_counts_ || log_after;
+  if (counts_busy_) return;
+  counts_busy_ = true;
+  firewall_.read_counts_async(loop_, [this](bool ok, RuleCounts counts) {
+    counts_busy_ = false;
+    // Drain first so what the kernel delivered by now is in seen(), then read how many it
+    // still holds.
+    if (!stopped_) queue_.drain(*this);
+    KernelQueueStats ks;
+    const bool have_ks = queue_.read_kernel_stats(ks);
+    if (have_ks) {
+      queue_.counters().kernel_queue_dropped = ks.queue_dropped;
+      queue_.counters().kernel_user_dropped = ks.user_dropped;
+    }
+    if (ok && have_ks) {
+      const std::uint64_t unaccounted = ks.queue_total + queue_.counters().unknown_iface;
+      for (auto& t : tunnels_) {
+        const std::uint64_t before = t.counters.out.bypassed + t.counters.in.bypassed;
+        auto it = counts.find(t.iface);
+        update_bypassed(t, it != counts.end() ? it->second : RulePackets{}, unaccounted);
+        const std::uint64_t after = t.counters.out.bypassed + t.counters.in.bypassed;
+        if (after > before) {
+          spdlog::warn("tunnel {}: {} more SYN(s) passed unclamped (queue full or tunshim not "
+                       "reading; fail-open), {} in all", t.iface, after - before, after);
+        }
+      }
+    } else if (!ok) {
+      spdlog::warn("could not read the rule counters (iptables-nft-save -c)");
+    }
+    if (log_after_counts_) {
+      log_after_counts_ = false;
+      log_counters();
+    }
+  });
+}
+
+void Daemon::log_counters() const {
+  for (const auto& t : tunnels_) {
+    spdlog::info("tunnel {}: out {} | in {}", t.iface, format_dir(t.counters.out), format_dir(t.counters.in));
+  }
+  const QueueCounters& q = queue_.counters();
+  spdlog::info("queue {}: packets={} verdicts={} batches={} modified={} id_gaps={} enobufs={} "
+               "send_errors={} bad_messages={} unknown_iface={} kernel_queue_dropped={} "
+               "kernel_user_dropped={} reloads_ok={} reloads_failed={}",
+               queue_.num(), q.packets, q.verdicts, q.batches, q.modified, q.id_gaps, q.enobufs,
+               q.send_errors, q.bad_messages, q.unknown_iface, q.kernel_queue_dropped,
+               q.kernel_user_dropped, reloads_ok_, reloads_failed_);
+}
+
+}  // namespace tunshim::proxy

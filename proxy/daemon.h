@@ -1,0 +1,96 @@
+// `tunshim run`: the inline MSS clamp. Owns the libuv loop, the NFQUEUE, the firewall
+// rules, the per-tunnel counters, and the signal handling:
+//   SIGTERM/SIGINT  remove the rules, unbind the queue, exit 0
+//   SIGHUP          reload the config; a bad file is logged and the old config kept
+//   SIGUSR1         refresh the counters and log one line per tunnel
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "clamp/mss.h"
+#include "proxy/config.h"
+#include "proxy/counters.h"
+#include "proxy/firewall.h"
+#include "proxy/nfqueue.h"
+
+namespace tunshim::proxy {
+
+class Daemon final : public PacketHandler {
+ public:
+  explicit Daemon(Config config);
+  ~Daemon() override;
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Startup (privilege check, stale-rule cleanup, queue bind, rule install, READY=1), the
+  // loop, and teardown. Returns the process exit code.
+  int run();
+
+  std::size_t on_packet(QueuedPacket& pkt) noexcept override;
+
+ private:
+  struct Tunnel {
+    std::string iface;
+    clamp::ClampTarget target;
+    TunnelCounters counters;
+    bool retiring = false;  // removed by a reload; kept until its rules are gone
+    // Bookkeeping for the "bypassed" estimate (see refresh_counts()).
+    struct Epoch {
+      std::uint64_t last_rule = 0;     // rule packet count at the previous sample
+      std::uint64_t seen_base = 0;     // seen() when the current rule counters started
+      std::uint64_t bypassed_base = 0; // bypassed before the current rule counters started
+    } epoch_out, epoch_in;
+  };
+  // ifindex -> tunnel, direct-mapped; entries expire so a reused ifindex is noticed.
+  struct CacheEntry {
+    std::uint32_t ifindex = 0;
+    int tunnel = -1;  // index into tunnels_, -1: no tunnel has this interface
+    std::uint64_t expires = 0;
+  };
+  static constexpr std::size_t kCacheSize = 64;
+  static constexpr std::uint64_t kCacheTtlMs = 1000;
+  static constexpr std::uint64_t kCountsIntervalMs = 10000;
+
+  static std::vector<FirewallTunnel> fw_tunnels(const std::vector<Tunnel>& tunnels);
+  static std::vector<Tunnel> tunnels_from(const Config& config);
+
+  bool start(std::string& err);
+  void stop();
+  void finish_stop();
+  void reload();
+  void refresh_counts(bool log_after);
+  void update_bypassed(Tunnel& t, const RulePackets& rp, std::uint64_t unaccounted);
+  void log_counters() const;
+  int lookup(std::uint32_t ifindex) noexcept;
+  void clear_cache() noexcept { cache_.fill(CacheEntry{}); }
+
+  Config config_;
+  std::vector<Tunnel> tunnels_;
+  std::vector<FirewallTunnel> installed_;  // what the firewall holds now
+  Firewall firewall_;
+  NfQueue queue_;
+  std::array<CacheEntry, kCacheSize> cache_{};
+
+  uv_loop_t* loop_ = nullptr;
+  uv_poll_t poll_{};
+  uv_signal_t sig_term_{}, sig_int_{}, sig_hup_{}, sig_usr1_{};
+  uv_timer_t counts_timer_{};
+  bool handles_open_ = false;
+
+  bool fw_busy_ = false;          // a rule change is running
+  bool reload_pending_ = false;   // SIGHUP arrived while busy
+  bool stop_pending_ = false;     // SIGTERM arrived while busy
+  bool stopped_ = false;
+  bool counts_busy_ = false;
+  bool log_after_counts_ = false;
+  int exit_code_ = 0;
+  std::uint64_t reloads_ok_ = 0;
+  std::uint64_t reloads_failed_ = 0;
+};
+
+}  // namespace tunshim::proxy

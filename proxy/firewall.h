@@ -1,0 +1,95 @@
+// tunshim's netfilter rules, through iptables-nft / ip6tables-nft (mangle table):
+//
+//   -A PREROUTING  -j TUNSHIM-PRE     (one jump per hook, inserted first)
+//   -A POSTROUTING -j TUNSHIM-POST
+//   -A TUNSHIM-PRE  -i IF -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num Q --queue-bypass
+//   -A TUNSHIM-POST -o IF -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num Q --queue-bypass
+//
+// Rule sets are applied with `*-restore --noflush` so each change is one nft transaction.
+// Nothing outside these two chains and the two jump rules is ever touched.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace tunshim::proxy {
+
+// What a program run printed and how it ended.
+struct ProcessResult {
+  bool started = false;   // false: could not be spawned (error in `err`)
+  int exit_status = -1;
+  int term_signal = 0;
+  std::string out;
+  std::string err;
+  bool ok() const { return started && exit_status == 0 && term_signal == 0; }
+  std::string describe() const;  // "exit 2: <stderr>" for log lines
+};
+
+using ProcessCallback = std::function<void(ProcessResult)>;
+
+// Runs argv[0] (PATH search) with `input` on its stdin, collecting stdout and stderr, on
+// `loop`; `done` is called from the loop when the program has exited and its output ended.
+void run_process_async(uv_loop_t* loop, std::vector<std::string> argv, std::string input,
+                       ProcessCallback done);
+// The same, blocking until the program ends (on a private loop): for startup and exit.
+ProcessResult run_process(std::vector<std::string> argv, std::string input = {});
+
+enum class Family : std::uint8_t { v4, v6 };
+
+// The rules one tunnel needs: queue its SYNs in a family only if that family is clamped.
+struct FirewallTunnel {
+  std::string iface;
+  bool v4 = false;
+  bool v6 = false;
+};
+
+// Packet counts of one tunnel's NFQUEUE rules, summed over both families.
+struct RulePackets {
+  std::uint64_t pre = 0;   // TUNSHIM-PRE  -i IF (in)
+  std::uint64_t post = 0;  // TUNSHIM-POST -o IF (out)
+};
+using RuleCounts = std::map<std::string, RulePackets>;  // by interface name
+
+class Firewall {
+ public:
+  static constexpr const char* kChainPre = "TUNSHIM-PRE";
+  static constexpr const char* kChainPost = "TUNSHIM-POST";
+
+  explicit Firewall(std::uint16_t queue_num) : queue_num_(queue_num) {}
+
+  // Removes every jump to our chains (however many a crashed run left) and the chains
+  // themselves, in both families. Blocking. Returns false with `err` if a program failed.
+  bool remove_all(std::string& err);
+  // Creates the chains with `tunnels`' rules and one jump per hook, in both families, as
+  // one transaction per family. Blocking; call after remove_all().
+  bool install(const std::vector<FirewallTunnel>& tunnels, std::string& err);
+  // Changes the rules from `from` to `to` without a moment where a kept tunnel's SYNs are
+  // not queued: one transaction per family deleting the rules that go and adding the ones
+  // that come (counters of kept rules survive); if that fails, one transaction flushing
+  // both chains and adding `to` in full. Runs on the loop; `done(ok, error text)`.
+  void apply_async(uv_loop_t* loop, const std::vector<FirewallTunnel>& from,
+                   const std::vector<FirewallTunnel>& to,
+                   std::function<void(bool, std::string)> done);
+  // Reads the packet counters of our NFQUEUE rules (iptables-save -c), on the loop.
+  void read_counts_async(uv_loop_t* loop, std::function<void(bool, RuleCounts)> done);
+
+  // The rule lines as iptables-save prints them, for the startup log.
+  std::vector<std::string> describe(const std::vector<FirewallTunnel>& tunnels, Family f) const;
+
+  // Exposed for tests and for parsing save output.
+  std::string queue_rule(const char* chain, const std::string& iface) const;
+  static RuleCounts parse_counts(const std::string& save_output, const std::string& rule_tail);
+
+ private:
+  std::vector<std::string> rules_for(const std::vector<FirewallTunnel>& tunnels, Family f) const;
+  std::string rule_tail() const;
+
+  std::uint16_t queue_num_;
+};
+
+}  // namespace tunshim::proxy
