@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# End-to-end figures of the inline daemon, each measured three ways in the same run, on the
+# same namespace path, interleaved round by round: no rule / the kernel's TCPMSS target /
+# `tunshim run` (NFQUEUE). Tests check behaviour; this reports numbers (docs/PERFORMANCE.md).
+#
+#   sudo TUNSHIM_BIN=build-lab/proxy/tunshim bash bench/daemon_bench.sh [--rounds N]
+#        [--seconds S] [--connects N] [--tunnel] [--json FILE]
+#
+# Path: client ─ ppp0 ─ server. By default ppp0 is a veth (tests/e2e/lab.sh --no-tunnel), so
+# the figures are the queue's and not those of the lab's socat tunnel, which costs more per
+# packet than the queue does; --tunnel runs the same over the socat lab.
+#  * SYN rate: bench/daemon_synflood.py blasts raw SYNs (MSS 1460) out of ppp0 for S seconds;
+#    an nft table in the server namespace counts what arrives by its MSS option (1300:
+#    clamped, 1460: passed unclamped = fail-open when the queue was full) and drops it. Rate
+#    = SYNs counted by the end of the send window / window; lost = sent - counted after a
+#    1 s drain.
+#  * connect() latency: bench/daemon_connect.py, N sequential blocking connects (SYN out and
+#    SYN-ACK in both cross the clamp rules), p50/p99.
+#  * bulk: iperf3 -t 3 (bulk never matches the SYN rules); tunshim/none ratio.
+#  * memory: VmRSS and VmHWM of the daemon after the SYN flood.
+. "$(dirname "$0")/../tests/e2e/lib.sh"
+. "$(dirname "$0")/../tests/e2e/lab.sh"
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+
+ROUNDS=3; SECONDS_FLOOD=3; CONNECTS=3000; TUNNEL=0; JSON=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds) ROUNDS=$2; shift ;; --seconds) SECONDS_FLOOD=$2; shift ;;
+    --connects) CONNECTS=$2; shift ;; --tunnel) TUNNEL=1 ;; --json) JSON=$2; shift ;;
+    *) die "usage: $0 [--rounds N] [--seconds S] [--connects N] [--tunnel] [--json FILE]" ;;
+  esac
+  shift
+done
+MSS=1300; FLOOD_PORT=9; CONNECT_PORT=7777
+require_cmd iperf3
+[ -x "$TUNSHIM_BIN" ] || die "TUNSHIM_BIN=$TUNSHIM_BIN is not executable"
+
+if [ "$TUNNEL" -eq 1 ]; then lab_up; else lab_up --no-tunnel; fi
+lab_tunshim_conf "$MSS"
+lab_spawn server "$E2E_TMP/connect-server.log" "$PY" "$BENCH_DIR/daemon_connect.py" serve "$CONNECT_PORT"
+lab_spawn server "$E2E_TMP/iperf3.log" iperf3 -s -p 5201
+wait_for 5 sh -c "ip netns exec $(ns server) ss -Hltn | grep -q ':$CONNECT_PORT '" || die "connect server down"
+wait_for 5 sh -c "ip netns exec $(ns server) ss -Hltn | grep -q ':5201 '" || die "iperf3 server down"
+
+# Counts arriving flood SYNs by MSS option, then drops them (no RSTs to pay for).
+reset_counters() {
+  inns server nft -f - <<NFT
+table inet bench
+delete table inet bench
+table inet bench {
+  chain pre {
+    type filter hook prerouting priority -300; policy accept;
+    tcp dport $FLOOD_PORT tcp flags & (syn | ack) == syn tcp option maxseg size $MSS counter drop comment "clamped"
+    tcp dport $FLOOD_PORT tcp flags & (syn | ack) == syn tcp option maxseg size 1460 counter drop comment "unclamped"
+    tcp dport $FLOOD_PORT counter drop comment "other"
+  }
+}
+NFT
+}
+read_counters() {   # prints "clamped unclamped other"
+  inns server nft -j list table inet bench | "$PY" -c 'import json,sys
+c={}
+for r in json.load(sys.stdin)["nftables"]:
+    if "rule" in r:
+        for e in r["rule"]["expr"]:
+            if "counter" in e: c[r["rule"].get("comment")]=e["counter"]["packets"]
+print(c.get("clamped",0), c.get("unclamped",0), c.get("other",0))'
+}
+
+set_mode() {
+  lab_tunshim_stop TERM
+  lab_kernel_unclamp
+  case $1 in
+    kernel) lab_kernel_clamp "$MSS" ;;
+    tunshim) lab_tunshim_start ;;
+  esac
+}
+
+RES="$E2E_TMP/results.txt"; : >"$RES"
+for r in $(seq 1 "$ROUNDS"); do
+  for mode in none kernel tunshim; do
+    set_mode "$mode"
+    reset_counters
+    g=$(inns client "$PY" "$BENCH_DIR/daemon_synflood.py" --src "$LAB_C_TUN" --dst "$LAB_S_TUN" \
+        --dport "$FLOOD_PORT" --seconds "$SECONDS_FLOOD")
+    read -r c_end u_end o_end <<<"$(read_counters)"
+    sleep 1
+    read -r c_all u_all o_all <<<"$(read_counters)"
+    sent=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["sent"])' "$g")
+    secs=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["seconds"])' "$g")
+    rss=0; hwm=0
+    if [ "$mode" = tunshim ]; then
+      rss=$(awk '/^VmRSS/{print $2}' "/proc/$LAB_TUNSHIM_PID/status")
+      hwm=$(awk '/^VmHWM/{print $2}' "/proc/$LAB_TUNSHIM_PID/status")
+    fi
+    lat=$(inns client "$PY" "$BENCH_DIR/daemon_connect.py" measure "$LAB_S_TUN" "$CONNECT_PORT" "$CONNECTS")
+    bps=$(inns client iperf3 -c "$LAB_S_TUN" -p 5201 -t 3 -J |
+          "$PY" -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))')
+    line=$("$PY" - "$mode" "$r" "$sent" "$secs" "$c_end" "$u_end" "$o_end" "$c_all" "$u_all" "$o_all" \
+           "$lat" "$bps" "$rss" "$hwm" <<'PY'
+import json, sys
+m, r, sent, secs, ce, ue, oe, ca, ua, oa, lat, bps, rss, hwm = sys.argv[1:]
+secs = float(secs)
+d = {"mode": m, "round": int(r), "sent": int(sent), "seconds": round(secs, 3),
+     "send_rate": round(int(sent) / secs),
+     "carried_rate": round((int(ce) + int(ue) + int(oe)) / secs),
+     "clamped_rate": round(int(ce) / secs),
+     "clamped": int(ca), "unclamped": int(ua), "other": int(oa),
+     "lost": int(sent) - int(ca) - int(ua) - int(oa),
+     "connect": json.loads(lat), "iperf3_bps": int(bps),
+     "rss_kb": int(rss), "hwm_kb": int(hwm)}
+print(json.dumps(d))
+PY
+)
+    echo "$line" >>"$RES"
+    log "$line"
+  done
+done
+set_mode none
+
+"$PY" - "$RES" "$TUNNEL" "$MSS" <<'PY' | tee "$E2E_TMP/summary.txt"
+import json, statistics as st, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+path = "socat tunnel" if sys.argv[2] == "1" else "veth ppp0"
+by = {m: [r for r in rows if r["mode"] == m] for m in ("none", "kernel", "tunshim")}
+med = lambda m, f: st.median(f(r) for r in by[m])
+print(f"\n== inline daemon bench: {len(by['none'])} rounds, path {path}, mss {sys.argv[3]} ==")
+print(f"{'':9} {'sent/s':>9} {'clamped/s':>10} {'unclamped':>10} {'lost':>6} "
+      f"{'conn p50':>9} {'p99 µs':>8} {'iperf3 Gb/s':>12} {'RSS kB':>7}")
+for m in by:
+    print(f"{m:9} {med(m, lambda r: r['send_rate']):9.0f} {med(m, lambda r: r['clamped_rate']):10.0f} "
+          f"{max(r['unclamped'] for r in by[m]) if m != 'none' else 0:10d} "
+          f"{max(r['lost'] for r in by[m]):6d} {med(m, lambda r: r['connect']['p50_us']):9.1f} "
+          f"{med(m, lambda r: r['connect']['p99_us']):8.1f} {med(m, lambda r: r['iperf3_bps']) / 1e9:12.2f} "
+          f"{max(r['rss_kb'] for r in by[m]) if m == 'tunshim' else 0:7d}")
+kr = med("kernel", lambda r: r["clamped_rate"]); tr = med("tunshim", lambda r: r["clamped_rate"])
+lost = sum(r["lost"] for r in by["tunshim"]); unc = sum(r["unclamped"] for r in by["tunshim"])
+p50_add = med("tunshim", lambda r: r["connect"]["p50_us"]) - med("none", lambda r: r["connect"]["p50_us"])
+p99_t = med("tunshim", lambda r: r["connect"]["p99_us"]); p99_k = med("kernel", lambda r: r["connect"]["p99_us"])
+ratio = med("tunshim", lambda r: r["iperf3_bps"]) / med("none", lambda r: r["iperf3_bps"])
+rss = max(r["rss_kb"] for r in by["tunshim"]); hwm = max(r["hwm_kb"] for r in by["tunshim"])
+goals = [
+    ("clamped SYN rate vs kernel TCPMSS", f"{tr:.0f}/{kr:.0f} = {tr / kr:.2f}x", tr >= 0.75 * kr, ">= 0.75x"),
+    ("SYNs lost through tunshim", f"{lost}", lost == 0, "0"),
+    ("SYNs passed unclamped (fail-open, queue full)", f"{unc}", None, "reported"),
+    ("added connect() p50", f"{p50_add:.1f} µs", p50_add <= 30, "<= 30 µs"),
+    ("connect() p99 tunshim vs kernel", f"{p99_t:.1f}/{p99_k:.1f} = {p99_t / p99_k:.2f}x", p99_t <= 2.5 * p99_k, "<= 2.5x"),
+    ("iperf3 tunshim/none", f"{ratio:.3f}", ratio >= 0.98, ">= 0.98"),
+    ("daemon memory VmRSS (VmHWM)", f"{rss / 1024:.1f} MB ({hwm / 1024:.1f} MB)", rss <= 10 * 1024, "<= 10 MB"),
+]
+for name, val, ok, goal in goals:
+    tag = "info" if ok is None else ("met " if ok else "MISS")
+    print(f"[{tag}] {name}: {val} (goal {goal})")
+PY
+[ -z "$JSON" ] || cp "$RES" "$JSON"
+pass "bench complete"
+finish >/dev/null
