@@ -64,7 +64,8 @@ void PmtuSearch::start_round(Actions& out, Round kind, std::uint16_t size, Times
   tries_ = 0;
   try_ids_ = {};
   control_ids_ = {};
-  control_answered_ = false;
+  controls_sent_ = 0;
+  controls_answered_ = 0;
   ++stats_.rounds;
   send_try(out, now);
 }
@@ -75,7 +76,10 @@ void PmtuSearch::send_try(Actions& out, Timestamp now) noexcept {
   // From the second try on, a base-size control probe goes along: its reply is what
   // tells "too big" apart from "path silent". The first try goes alone, so on a healthy
   // path a size that fits costs exactly one probe.
-  if (tries_ >= 1 && round_size_ > base_eff_) control_ids_[i] = send(out, base_eff_, now);
+  if (tries_ >= 1 && round_size_ > base_eff_) {
+    control_ids_[i] = send(out, base_eff_, now);
+    ++controls_sent_;
+  }
   ++tries_;
   step_at_ = now + (tries_ < kMaxProbes ? try_spacing() : probe_timeout());
 }
@@ -112,7 +116,7 @@ void PmtuSearch::search_step(Actions& out, Timestamp now) noexcept {
     // Upper middle: lo_ is already confirmed, so the candidate is always above it.
     const auto mid = static_cast<std::uint16_t>(lo_ + (hi_ - lo_ + 1) / 2);
     start_round(out, Round::search, mid, now);
-  } else if (min_fail_ != 0 && strikes_ < kBoundaryStrikes) {
+  } else if (min_fail_ != 0 && strikes_ < strikes_needed()) {
     start_round(out, Round::search, min_fail_, now);  // re-check the boundary
   } else {
     complete(out, now);
@@ -186,9 +190,15 @@ void PmtuSearch::silent_round(Actions& out, Timestamp now) noexcept {
   start_round(out, kind, round_size_, now);
 }
 
+int PmtuSearch::strikes_needed() const noexcept {
+  return loss_.loss_permille() >= kLossyPermille ? kBoundaryStrikesLossy : kBoundaryStrikes;
+}
+
 void PmtuSearch::round_unanswered(Actions& out, Timestamp now) noexcept {
   const std::uint16_t size = round_size_;
-  if (round_ == Round::base || !control_answered_) {
+  // Every control probe of this round has had at least a full timeout.
+  for (int i = 0; i < controls_sent_; ++i) loss_.record(i >= controls_answered_);
+  if (round_ == Round::base || controls_answered_ == 0) {
     silent_round(out, now);
     if (state_ == State::error) {
       round_ = Round::none;
@@ -211,7 +221,7 @@ void PmtuSearch::round_unanswered(Actions& out, Timestamp now) noexcept {
     return;
   }
   // Confirmation lost while base-size probes pass.
-  if (++confirm_failures_ < kBoundaryStrikes) {
+  if (++confirm_failures_ < strikes_needed()) {
     start_round(out, Round::confirm, pmtu_, now);
     return;
   }
@@ -279,7 +289,7 @@ PmtuSearch::Actions PmtuSearch::on_probe_reply(std::uint32_t probe_id, std::uint
   if (is(try_ids_)) {
     round_answered(out, now);
   } else if (is(control_ids_)) {
-    control_answered_ = true;
+    ++controls_answered_;
   }
   return out;
 }

@@ -11,7 +11,8 @@
 // small (base-size) control probe sent alongside was answered. Without that control reply
 // the round says nothing about size ("path silent"), and two silent rounds in a row mean
 // ERROR. The final boundary of a search, and a failed re-confirmation, must be judged too
-// big twice before they count, so random loss does not shrink the result.
+// big twice (three times on a lossy path) before they count, so random loss does not
+// shrink the result.
 //
 // Driving it: perform every SendProbe (id -> ICMP sequence and a nonce; size = total IP
 // length), pass matching replies to on_probe_reply(), ICMP too-big errors that quote a
@@ -48,9 +49,13 @@ inline constexpr std::uint16_t kMinBase6 = 1280;
 // path is called silent (ERROR). Two, so one unlucky round under loss does not do it.
 inline constexpr int kMaxSilentRounds = 2;
 // Times a boundary size (or a failed re-confirmation) must be judged too big before the
-// search accepts it: with 30 % loss a single round of 3 is lost 2.7 % of the time, two
-// rounds 0.07 %.
+// search accepts it. A size that fits is misjudged by one round with probability loss^3
+// (2.7 % at 30 % loss). Two rounds are the rule; three once the control probes show loss
+// of kLossyPermille or more, because then a misjudged earlier size (hi lowered by loss)
+// has to survive two more rounds at its boundary (13 % x 0.07 % per search at 30 %).
 inline constexpr int kBoundaryStrikes = 2;
+inline constexpr int kBoundaryStrikesLossy = 3;
+inline constexpr int kLossyPermille = 50;
 
 struct PmtuConfig {
   IpFamily family = IpFamily::ipv4;
@@ -149,6 +154,10 @@ class PmtuSearch {
   Duration probe_timeout() const noexcept;
   Duration try_spacing() const noexcept;
   const RttEstimator& rtt() const noexcept { return rtt_; }
+  // Loss of the base-size control probes (each judged when its round times out).
+  const LossWindow& control_loss() const noexcept { return loss_; }
+  // Verdicts needed before a boundary or a black hole counts (see kBoundaryStrikes).
+  int strikes_needed() const noexcept;
   const Stats& stats() const noexcept { return stats_; }
 
  private:
@@ -197,7 +206,8 @@ class PmtuSearch {
   std::uint16_t round_size_ = 0;
   int tries_ = 0;
   std::array<std::uint32_t, kMaxProbes> try_ids_{};
-  bool control_answered_ = false;
+  int controls_sent_ = 0;
+  int controls_answered_ = 0;
   std::array<std::uint32_t, kMaxProbes> control_ids_{};
   Timestamp step_at_ = kNever;  // next try, or the verdict after the last try
 
@@ -208,6 +218,7 @@ class PmtuSearch {
   std::array<Sent, kRing> ring_{};
   std::uint32_t next_id_ = 1;
   RttEstimator rtt_;
+  LossWindow loss_;
   Stats stats_;
 };
 
