@@ -646,23 +646,27 @@ def build_cases():
     # 11. Malformed option lists the kernel walks anyway (it steps by any length >= 2 and
     # treats EOL like NOP). tunshim passes them unchanged; the kernel's result is recorded.
     WALKS = [
-        ("optlen_past_header", NOP * 2 + b"\x08\x28" + b"\0" * 8),
-        ("optlen_past_header_after_mss", MSS(1460) + NOP * 2 + b"\x08\x28" + b"\0" * 8),
-        ("ws_len_skips_mss", b"\x03\x0a\x07" + MSS(1460) + NOP * 5),
-        ("mss_len3", b"\x02\x03\x05" + NOP),
-        ("mss_len6", b"\x02\x06\x05\xb4\0\0" + NOP * 2),
-        ("mss_len2_then_mss", b"\x02\x02" + MSS(1460) + NOP * 2),
-        ("optlen1_then_mss", b"\x08\x01" + NOP * 2 + MSS(1460)),
-        ("optlen0_then_mss", b"\x08\x00" + NOP * 2 + MSS(1460)),
-        ("dup_mss_above_above", MSS(1460) + MSS(1400)),
-        ("dup_mss_below_above", MSS(1000) + MSS(1460)),
-        ("mss_after_eol", EOL + NOP * 3 + MSS(1460)),
-        ("mss_cut_at_header_end", NOP * 3 + b"\x02"),
+        ("optlen_past_header", NOP * 2 + b"\x08\x28" + b"\0" * 8, "timestamps claiming 40 bytes in a 12-byte list"),
+        ("optlen_past_header_after_mss", MSS(1460) + NOP * 2 + b"\x08\x28" + b"\0" * 8,
+         "a valid MSS, then an option running past the header"),
+        ("mss_len3", b"\x02\x03\x05" + NOP, "MSS kind with length 3"),
+        ("mss_len6", b"\x02\x06\x05\xb4\0\0" + NOP * 2, "MSS kind with length 6"),
+        ("mss_len2_then_mss", b"\x02\x02" + MSS(1460) + NOP * 2, "MSS kind with length 2, then a real MSS"),
+        ("optlen1_then_mss", b"\x08\x01" + NOP * 2 + MSS(1460), "option length 1 (< 2), then MSS"),
+        ("optlen0_then_mss", b"\x08\x00" + NOP * 2 + MSS(1460), "option length 0, then MSS"),
+        ("dup_mss_above_above", MSS(1460) + MSS(1400), "two MSS options, both above the target"),
+        ("dup_mss_below_above", MSS(1000) + MSS(1460), "two MSS options, the first below the target"),
+        ("mss_after_eol", EOL + NOP * 3 + MSS(1460), "an MSS option in the padding after EOL"),
+        ("mss_cut_at_header_end", NOP * 3 + b"\x02", "an MSS kind byte with no room for its length"),
     ]
     for fam in (4, 6):
-        for wname, opts in WALKS:
+        # Not malformed: a window-scale option of length 10 is a well-formed TLV whose body
+        # happens to hold the bytes of an MSS option. Both skip it and insert an MSS.
+        add("v%d_ws_len10_hides_mss" % fam, fam, "A",
+            lambda i, sp, f=fam: tcp_packet(f, "A", i, sp, opts=b"\x03\x0a\x07" + MSS(1460) + NOP * 5))
+        for wname, opts, what in WALKS:
             add("v%d_badopt_%s" % (fam, wname), fam, "A",
-                lambda i, sp, f=fam, o=opts: tcp_packet(f, "A", i, sp, opts=o), "kernel_walks")
+                lambda i, sp, f=fam, o=opts: tcp_packet(f, "A", i, sp, opts=o), "kernel_walks", note=what)
 
     # 12. Not TCP: left alone by both.
     add("v4_udp_looks_like_syn", 4, "A", lambda i, sp: other_proto(4, i, 17))
@@ -670,6 +674,8 @@ def build_cases():
     add("v6_udp_looks_like_syn", 6, "A", lambda i, sp: other_proto(6, i, 17))
     add("v6_icmpv6_echo", 6, "A", lambda i, sp: other_proto(6, i, 58))
     add("v6_no_next_header", 6, "A", lambda i, sp: other_proto(6, i, 59))
+    add("v6_esp_looks_like_syn", 6, "A", lambda i, sp: other_proto(6, i, 50))
+    add("v4_ah_proto_looks_like_syn", 4, "A", lambda i, sp: other_proto(4, i, 51))
     return gen.cases
 
 
@@ -684,6 +690,11 @@ def other_proto(fam, idx, proto):
     g = GROUPS["A"]
     src, dst = (SRC4, g["dst4"]) if fam == 4 else (SRC6, g["dst6"])
     body = tcp_header(1, 2, 3, 0, SYN, 5, MSS(1460))             # 24 bytes that look like a SYN
+    if proto in (50, 51):
+        # ESP (SPI, sequence, then ciphertext) or AH (next header TCP, length, SPI, sequence,
+        # ICV) in front of bytes shaped like a SYN: opaque to both, left alone.
+        head = struct.pack("!II", 0x1234, 1) if proto == 50 else struct.pack("!BBHII", 6, 4, 0, 0x1234, 1) + b"\0" * 12
+        body = head + body
     if proto == 17:
         body = with_l4_csum(fam, src, dst, 17, struct.pack("!HHHH", 5353, 80, 8 + len(body), 0) + body)
     elif proto == 1:

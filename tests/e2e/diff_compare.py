@@ -259,7 +259,7 @@ def main(argv):
             if rc != 0 or counts is None:
                 problems.append("%s: `%s` exited %d:\n%s" % (c["name"], " ".join(cmd), rc, text))
                 continue
-            hit = [o for o, n in counts.items() if n]
+            hit = [o for o, n in counts.items() if n] + [x for x in ("not_ip", "truncated") if summary.get(x)]
             outcomes[c["name"]] = hit[0] if len(hit) == 1 and counts[hit[0]] == 1 else "counts %s" % counts
             for o in dc.OUTCOMES:
                 single_totals[o] += counts[o]
