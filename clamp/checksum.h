@@ -31,7 +31,9 @@ std::uint16_t csum_replace_bytes(std::uint16_t check, ConstBytes before, ConstBy
 // Full TCP/UDP/ICMPv6 checksum of `segment` (its checksum field included as stored, so
 // a correct packet yields 0 when verifying; for computing, zero the field first) over the
 // IPv4 or IPv6 pseudo-header taken from the IP packet `ip` (addresses) and `proto`.
-// `ip` must be a parsed, valid IP header (see packet.h).
+// `ip` must be a parsed, valid IP header (see packet.h); if it is not even long enough to
+// hold the addresses, returns 0xffff without reading past it. IPv6 uses the destination
+// in the fixed header (no routing-header final destination).
 std::uint16_t transport_csum(ConstBytes ip, ConstBytes segment, std::uint8_t proto) noexcept;
 
 }  // namespace tunshim::clamp

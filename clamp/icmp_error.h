@@ -31,6 +31,15 @@ struct IcmpError {
 // packet `offender`: addressed to the offender's source, from `from` (4 or 16 bytes, the
 // address the error claims to come from, same family as the offender), announcing `mtu`.
 // IPv4 header checksum and ICMP checksum (ICMPv6 over its pseudo-header) are complete.
+// The quote is the offender's first bytes (never past its IP length), as many as keep the
+// error within kIcmp4ErrorMax / kIcmp6ErrorMax and within `out`; `out` must fit at least
+// the headers plus the offender's IP header (IPv6: its fixed 40 bytes) and 8 more bytes
+// (or the whole offender if shorter), else buffer_too_small. IPv4 header: TTL 64, DF
+// clear, ID 0, TOS 0; IPv6: hop limit 64, traffic class and flow label 0. `from` of the
+// wrong length, or an unparseable offender, is malformed. Refusals (not_allowed): an
+// ICMP(v6) error or an ICMP header we cannot see, a non-first fragment, an IPv6 chain too
+// long to see through, an unspecified/loopback/multicast (IPv4 also 240/4 and broadcast)
+// source, an IPv4 multicast/broadcast destination. `out` must not overlap `offender`.
 IcmpError make_packet_too_big(ConstBytes offender, ConstBytes from, std::uint16_t mtu,
                               Bytes out) noexcept;
 

@@ -40,6 +40,15 @@ struct IpInfo {
 
 // Parses the IP header(s) at the start of `pkt`. The packet's own length field must be
 // <= pkt.size(); trailing bytes beyond it (link padding) are ignored.
+// IPv4: version 4, IHL >= 5, IHL*4 <= total length <= pkt.size(), else malformed; any
+// protocol is ok. IPv6: payload length 0 is malformed (a jumbogram, RFC 2675, or a lie)
+// unless the next header is 59 (an empty packet: unsupported). Hop-by-hop, routing,
+// destination options and fragment headers are walked, at most kMaxIp6ExtHeaders of
+// them (one more is unsupported, proto = its type); hop-by-hop anywhere but first, or a
+// header running past ip_len, is malformed. ESP, AH, no-next-header, Mobility, HIP, Shim6
+// and the experimental values are unsupported (proto = that value); any other value is
+// taken as the transport protocol. A fragment header with offset != 0 stops the walk:
+// later_fragment, proto = its next header, l4_off just after it.
 IpInfo parse_ip(ConstBytes pkt) noexcept;
 
 }  // namespace tunshim::clamp
