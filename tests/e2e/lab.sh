@@ -29,6 +29,7 @@ LAB_UDP_PORT=5555
 LAB_HTTP_PORT=8080
 LAB_DIR=${LAB_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 LAB_TUNSHIM_PID=""
+LAB_TUNSHIM_LOGPOS=0
 LAB_TUNSHIM_CONF="$E2E_TMP/tunshim.conf"
 LAB_TUNSHIM_LOG="$E2E_TMP/tunshim.log"
 
@@ -242,20 +243,25 @@ lab_tunshim_rules() {
 }
 
 # lab_tunshim_start: runs `tunshim run` in the client namespace with LAB_TUNSHIM_CONF and waits
-# until its NFQUEUE rules are in place.
+# until it says it is running (its "tunshim <version> running" line, logged right after
+# sd_notify READY=1, i.e. after its rules are installed). Not "until rules exist": rules
+# orphaned by a killed run would make that true before the new process did anything.
 lab_tunshim_start() {
   [ -x "$TUNSHIM_BIN" ] || die "TUNSHIM_BIN=$TUNSHIM_BIN is not executable"
+  LAB_TUNSHIM_LOGPOS=$(wc -l <"$LAB_TUNSHIM_LOG" 2>/dev/null || echo 0)
   ip netns exec "$(ns client)" "$TUNSHIM_BIN" run -c "$LAB_TUNSHIM_CONF" >>"$LAB_TUNSHIM_LOG" 2>&1 &
   LAB_TUNSHIM_PID=$!
   lab_bg "$LAB_TUNSHIM_PID"
   if ! wait_for 10 lab_tunshim_ready; then
     sed 's/^/  tunshim: /' "$LAB_TUNSHIM_LOG" | tail -20
-    die "tunshim did not install its rules"
+    die "tunshim did not become ready"
   fi
 }
 lab_tunshim_ready() {
-  ! lab_gone "$LAB_TUNSHIM_PID" && [ "$(lab_tunshim_rules)" -gt 0 ]
+  ! lab_gone "$LAB_TUNSHIM_PID" && lab_tunshim_logged 'tunshim .* running' && [ "$(lab_tunshim_rules)" -gt 0 ]
 }
+# lab_tunshim_logged REGEX: true if the current run logged a line matching REGEX.
+lab_tunshim_logged() { tail -n "+$((LAB_TUNSHIM_LOGPOS + 1))" "$LAB_TUNSHIM_LOG" | grep -Eq -- "$1"; }
 # lab_tunshim_stop [SIGNAL]: stops it (TERM by default) and waits for the process to go.
 lab_tunshim_stop() {
   [ -n "$LAB_TUNSHIM_PID" ] || return 0

@@ -36,11 +36,9 @@ if [ "${got_before:-0}" -gt 0 ] && [ "${got_before:-0}" -lt "$BIG" ] && [ "$n" =
 else fail "transfer across the kill: ${n:-0} of $BIG bytes (${got_before:-0} before the kill); $(cat "$E2E_TMP/big.err")"; fi
 
 # A new connection while the rules point at a queue nobody reads.
-t0=$(date +%s%N)
 set -- $(lab_request_syn_mss client "$LAB_S_TUN")
-ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 if [ "${1:-0}" = 1000 ]; then
-  pass "new connection with the daemon dead completes (${ms} ms, SYN MSS at the server: ${*:2})"
+  pass "new connection with the daemon dead completes (SYN MSS at the server: ${*:2})"
 else fail "new connection with the daemon dead failed (got ${1:-0} bytes): the SYN was dropped, not bypassed"; fi
 if [ "$stale" -gt 0 ]; then
   if [ "${2:-}" = 1460 ]; then pass "its SYN passed the orphaned queue rule unclamped (--queue-bypass)"
