@@ -20,6 +20,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diff_cases as dc  # noqa: E402
@@ -67,7 +68,10 @@ def kernel_packets(path, doc, problems):
 def run_tunshim(binary, group, inp, out):
     g = dc.GROUPS[group]
     cmd = [binary, "clamp", "--mss", str(g["mss4"]), "--mss6", str(g["mss6"]), "--json", inp, out]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return -1, None, "timed out after 10 s", cmd
     summary = None
     try:
         summary = json.loads(p.stdout) if p.stdout.strip() else None
@@ -252,7 +256,11 @@ def main(argv):
             for c, r in zip(members, recs):
                 tun_batch[c["name"]] = r
         single_totals = {o: 0 for o in dc.OUTCOMES}
+        deadline = time.monotonic() + 120          # a hung or slow tunshim must not stall CI
         for c in cases:
+            if time.monotonic() > deadline:
+                problems.append("per-case tunshim runs took over 120 s; stopped at %s" % c["name"])
+                break
             out = os.path.join(work, "case", c["name"] + ".pcap")
             rc, summary, text, cmd = run_tunshim(binary, c["group"], os.path.join(casedir, "case", c["name"] + ".pcap"), out)
             counts = outcome_counts(summary)
