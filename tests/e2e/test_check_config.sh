@@ -64,6 +64,12 @@ fi
 expect_fail "missing file" "$E2E_TMP/nope.conf" \
   "$E2E_TMP/nope.conf: cannot read: No such file or directory"
 
+# A directory, and a file far too big to be a config (refused before parsing).
+expect_fail "directory" "$E2E_TMP" "$E2E_TMP: cannot read: Is a directory"
+head -c 2000000 /dev/zero | tr '\0' '#' >"$E2E_TMP/big.conf"
+expect_fail "oversized file" "$E2E_TMP/big.conf" \
+  "$E2E_TMP/big.conf: cannot read: larger than 1 MiB, which no tunshim config is"
+
 # 4. Several errors in one file: all reported, in file order, with positions.
 cat >"$E2E_TMP/many.conf" <<'EOF'
 [global]
