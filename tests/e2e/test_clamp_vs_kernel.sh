@@ -65,8 +65,7 @@ fi
 KPCAP=$E2E_TMP/kernel.pcap
 READY=$E2E_TMP/capture.ready
 inns rx "$PY" "$HERE/diff_wire.py" capture vrx "$KPCAP" "$READY" 20 >"$E2E_TMP/capture.log" 2>&1 &
-CAP_PID=$!
-on_exit "kill $CAP_PID"
+CAP_PID=$!   # ends by itself (sentinel or 20 s); lib.sh's trap kills what is left in rx
 wait_for 10 test -e "$READY" || die "capture did not start: $(cat "$E2E_TMP/capture.log")"
 SENT=$E2E_TMP/sent.json
 if inns tx "$PY" "$HERE/diff_wire.py" send "$CASES/cases.json" "$SENT"; then
