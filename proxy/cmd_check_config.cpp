@@ -16,7 +16,8 @@ int cmd_check_config(const RunOptions& opt) {
   }
   const std::string text = format_config(std::get<Config>(result));
   // A full disk or closed pipe must not pass as a successful check.
-  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
+      std::fflush(stdout) != 0) {
     std::perror("tunshim check-config: writing the effective config");
     return 1;
   }

@@ -28,11 +28,12 @@ constexpr std::array<std::string_view, 3> kTunnelKeys{"interface", "mss", "mss6"
 // Keys of the design that this version does not implement yet. They are refused by name,
 // so a config written for a later version fails loudly instead of silently doing less.
 constexpr std::array<std::string_view, 2> kGlobalPlanned{"stats_listen", "control_socket"};
+// clang-format off
 constexpr std::array<std::string_view, 14> kTunnelPlanned{
-    "guard",          "set_interface_mtu", "probe_target",       "probe_min",
-    "probe_max",      "reprobe_interval",  "keepalive",          "keepalive_interval",
-    "keepalive_target", "down_after_misses", "on_down",          "on_up",
-    "hook_timeout",   "backoff_max"};
+    "guard", "set_interface_mtu", "probe_target", "probe_min", "probe_max", "reprobe_interval",
+    "keepalive", "keepalive_interval", "keepalive_target", "down_after_misses", "on_down",
+    "on_up", "hook_timeout", "backoff_max"};
+// clang-format on
 
 template <std::size_t N>
 bool contains(const std::array<std::string_view, N>& keys, std::string_view key) {
@@ -51,7 +52,8 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     for (std::size_t j = 1; j <= b.size(); ++j) {
       const std::size_t cost = fold(a[i - 1]) == fold(b[j - 1]) ? 0 : 1;
       d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && fold(a[i - 1]) == fold(b[j - 2]) && fold(a[i - 2]) == fold(b[j - 1])) {
+      if (i > 1 && j > 1 && fold(a[i - 1]) == fold(b[j - 2]) &&
+          fold(a[i - 2]) == fold(b[j - 1])) {
         d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
       }
     }
@@ -84,16 +86,26 @@ std::string quoted(std::string_view s) { return '"' + escaped(s) + '"'; }
 // "an integer", "a string ("x")" …: what the user wrote instead of what was expected.
 std::string what_is(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string (" + quoted(*n.value<std::string>()) + ")";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a floating-point number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    case toml::node_type::none: break;
+    case toml::node_type::string:
+      return "a string (" + quoted(*n.value<std::string>()) + ")";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
@@ -102,9 +114,12 @@ enum class Section { top, global, tunnel };
 
 std::string_view where(Section s) {
   switch (s) {
-    case Section::top: return "at the top level";
-    case Section::global: return "in [global]";
-    case Section::tunnel: return "in [tunnel]";
+    case Section::top:
+      return "at the top level";
+    case Section::global:
+      return "in [global]";
+    case Section::tunnel:
+      return "in [tunnel]";
   }
   return "";
 }
@@ -134,8 +149,8 @@ class Checker {
   void check_global(const toml::table& table, GlobalConfig& out);
   TunnelCheck check_tunnel(const toml::table& table);
   void unknown_key(const toml::key& key, Section section);
-  std::optional<std::int64_t> integer(const toml::node& v, std::string_view key, std::int64_t min,
-                                      std::int64_t max);
+  std::optional<std::int64_t> integer(const toml::node& v, std::string_view key,
+                                      std::int64_t min, std::int64_t max);
   std::optional<std::uint16_t> mss(const toml::node& v, std::string_view key, std::uint16_t min,
                                    std::uint16_t max);
   std::optional<std::string> interface_name(const toml::node& v);
@@ -146,11 +161,12 @@ class Checker {
 
 std::vector<ConfigError> Checker::take_errors() {
   // toml++ tables iterate in key order; report in file order instead (whole-file errors last).
-  std::stable_sort(errors_.begin(), errors_.end(), [](const ConfigError& a, const ConfigError& b) {
-    const int la = a.line > 0 ? a.line : INT32_MAX;
-    const int lb = b.line > 0 ? b.line : INT32_MAX;
-    return la != lb ? la < lb : a.column < b.column;
-  });
+  std::stable_sort(errors_.begin(), errors_.end(),
+                   [](const ConfigError& a, const ConfigError& b) {
+                     const int la = a.line > 0 ? a.line : INT32_MAX;
+                     const int lb = b.line > 0 ? b.line : INT32_MAX;
+                     return la != lb ? la < lb : a.column < b.column;
+                   });
   return std::move(errors_);
 }
 
@@ -170,15 +186,16 @@ void Checker::check_root(const toml::table& root, Config& out) {
           if (const auto* t = elem.as_table()) {
             tunnels.push_back(check_tunnel(*t));
           } else {
-            error(elem.source(), "each tunnel must be a table ([[tunnel]]), not " + what_is(elem));
+            error(elem.source(),
+                  "each tunnel must be a table ([[tunnel]]), not " + what_is(elem));
             tunnel_key_bad = true;
           }
         }
       } else {
-        error(value.source(), value.is_table()
-                                  ? "tunnel must be an array of tables: write [[tunnel]], not [tunnel]"
-                                  : "tunnel must be an array of tables ([[tunnel]]), not " +
-                                        what_is(value));
+        error(value.source(),
+              value.is_table()
+                  ? "tunnel must be an array of tables: write [[tunnel]], not [tunnel]"
+                  : "tunnel must be an array of tables ([[tunnel]]), not " + what_is(value));
         tunnel_key_bad = true;
       }
     } else {
@@ -192,11 +209,11 @@ void Checker::check_root(const toml::table& root, Config& out) {
   for (std::size_t i = 0; i < tunnels.size(); ++i) {
     if (!tunnels[i].has_interface) continue;
     for (std::size_t j = 0; j < i; ++j) {
-      if (tunnels[j].has_interface && tunnels[j].config.interface == tunnels[i].config.interface) {
-        error(tunnels[i].interface_at,
-              "interface " + quoted(tunnels[i].config.interface) +
-                  " is already configured by the [[tunnel]] at line " +
-                  std::to_string(tunnels[j].config.line));
+      if (tunnels[j].has_interface &&
+          tunnels[j].config.interface == tunnels[i].config.interface) {
+        error(tunnels[i].interface_at, "interface " + quoted(tunnels[i].config.interface) +
+                                           " is already configured by the [[tunnel]] at line " +
+                                           std::to_string(tunnels[j].config.line));
         tunnels[i].ok = false;
         break;
       }
@@ -214,8 +231,9 @@ void Checker::check_global(const toml::table& table, GlobalConfig& out) {
           out.log_level = s->get();
           out.log_level_from_file = true;
         } else {
-          error(value.source(), "log_level must be one of trace, debug, info, warn, error, off; not " +
-                                    quoted(s->get()));
+          error(value.source(),
+                "log_level must be one of trace, debug, info, warn, error, off; not " +
+                    quoted(s->get()));
         }
       } else {
         error(value.source(),
@@ -269,7 +287,8 @@ Checker::TunnelCheck Checker::check_tunnel(const toml::table& table) {
     }
   }
   if (!table.contains("interface")) {
-    error(table.source(), "this [[tunnel]] has no interface: set interface = \"NAME\" (e.g. \"ppp0\")");
+    error(table.source(),
+          "this [[tunnel]] has no interface: set interface = \"NAME\" (e.g. \"ppp0\")");
     r.ok = false;
   }
   if (!has_mss) {
@@ -285,12 +304,14 @@ Checker::TunnelCheck Checker::check_tunnel(const toml::table& table) {
     r.config.mss6_from_file = true;
   } else if (*mss4 != 0) {
     // Same link MTU for both families; never below what every IPv6 path carries.
-    r.config.mss6 = std::max<std::uint16_t>(static_cast<std::uint16_t>(*mss4 - kMss6Offset), kMinMss6);
+    r.config.mss6 =
+        std::max<std::uint16_t>(static_cast<std::uint16_t>(*mss4 - kMss6Offset), kMinMss6);
   }
   if (r.config.mss4 == 0 && r.config.mss6 == 0) {
-    error(table.source(), has_mss6 ? "mss and mss6 are both \"off\": this [[tunnel]] has nothing to do"
-                                   : "mss is \"off\" and mss6 follows it by default: this [[tunnel]] "
-                                     "has nothing to do (set mss6 to clamp IPv6 only)");
+    error(table.source(),
+          has_mss6 ? "mss and mss6 are both \"off\": this [[tunnel]] has nothing to do"
+                   : "mss is \"off\" and mss6 follows it by default: this [[tunnel]] "
+                     "has nothing to do (set mss6 to clamp IPv6 only)");
     r.ok = false;
   }
   return r;
@@ -301,10 +322,11 @@ void Checker::unknown_key(const toml::key& key, Section section) {
   if (contains(kGlobalPlanned, k) || contains(kTunnelPlanned, k)) {
     error(key.source(), std::string(k) + " is not supported by this version of tunshim yet");
   } else if (section != Section::global && contains(kGlobalKeys, k)) {
-    error(key.source(), std::string(k) + " belongs in [global], not " + std::string(where(section)));
-  } else if (section != Section::tunnel && contains(kTunnelKeys, k)) {
     error(key.source(),
-          std::string(k) + " belongs in a [[tunnel]] table, not " + std::string(where(section)));
+          std::string(k) + " belongs in [global], not " + std::string(where(section)));
+  } else if (section != Section::tunnel && contains(kTunnelKeys, k)) {
+    error(key.source(), std::string(k) + " belongs in a [[tunnel]] table, not " +
+                            std::string(where(section)));
   } else {
     std::vector<std::string_view> known;
     if (section == Section::top) known = {"global", "tunnel"};
@@ -353,8 +375,9 @@ std::optional<std::uint16_t> Checker::mss(const toml::node& v, std::string_view 
   if (const auto* s = v.as_string()) {
     if (s->get() == "off") return std::uint16_t{0};
     if (s->get() == "auto") {
-      error(v.source(), k + " = \"auto\" needs path-MTU discovery, which is not implemented in "
-                            "this version of tunshim yet; give a number (e.g. 1360) or \"off\"");
+      error(v.source(),
+            k + " = \"auto\" needs path-MTU discovery, which is not implemented in "
+                "this version of tunshim yet; give a number (e.g. 1360) or \"off\"");
       return std::nullopt;
     }
   }
@@ -384,8 +407,8 @@ std::optional<std::string> Checker::interface_name(const toml::node& v) {
   if (name.empty()) {
     problem = "it is empty";
   } else if (name.size() > kMaxInterfaceName) {
-    problem = "it is " + std::to_string(name.size()) + " bytes long, and Linux allows at most " +
-              std::to_string(kMaxInterfaceName);
+    problem = "it is " + std::to_string(name.size()) +
+              " bytes long, and Linux allows at most " + std::to_string(kMaxInterfaceName);
   } else if (name == "." || name == "..") {
     problem = "Linux reserves \".\" and \"..\"";
   } else {
@@ -405,15 +428,16 @@ std::optional<std::string> Checker::interface_name(const toml::node& v) {
     }
   }
   if (!problem.empty()) {
-    error(v.source(), "interface " + quoted(name) + " is not a valid Linux interface name: " + problem);
+    error(v.source(),
+          "interface " + quoted(name) + " is not a valid Linux interface name: " + problem);
     return std::nullopt;
   }
   return name;
 }
 
 ConfigError syntax_error(const std::string& name, const toml::parse_error& e) {
-  return {name, static_cast<int>(e.source().begin.line), static_cast<int>(e.source().begin.column),
-          std::string(e.description())};
+  return {name, static_cast<int>(e.source().begin.line),
+          static_cast<int>(e.source().begin.column), std::string(e.description())};
 }
 
 // One "key = value" line of check-config's output, with an aligned comment if any.
@@ -472,7 +496,8 @@ ConfigResult load_config(const std::string& path) {
   for (;;) {
     const std::size_t n = std::fread(buf.data(), 1, buf.size(), file.get());
     text.append(buf.data(), n);
-    if (text.size() > kMaxFileBytes) return failed("larger than 1 MiB, which no tunshim config is");
+    if (text.size() > kMaxFileBytes)
+      return failed("larger than 1 MiB, which no tunshim config is");
     if (n < buf.size()) {
       if (std::ferror(file.get())) return failed(std::strerror(errno));
       break;
@@ -487,7 +512,8 @@ std::string format_config(const Config& config) {
   out += "\n# (\"default\" marks values the file does not set.)\n\n[global]\n";
   const GlobalConfig& g = config.global;
   emit(out, "log_level = " + quoted(g.log_level), g.log_level_from_file ? "" : "default");
-  emit(out, "queue_num = " + std::to_string(g.queue_num), g.queue_num_from_file ? "" : "default");
+  emit(out, "queue_num = " + std::to_string(g.queue_num),
+       g.queue_num_from_file ? "" : "default");
   emit(out, "queue_maxlen = " + std::to_string(g.queue_maxlen),
        g.queue_maxlen_from_file ? "" : "default");
   for (const TunnelConfig& t : config.tunnels) {
@@ -497,9 +523,9 @@ std::string format_config(const Config& config) {
     emit(out, "mss = " + mss_text(t.mss4));
     std::string why;
     if (!t.mss6_from_file) {
-      why = t.mss4 == 0                           ? "default: \"off\", like mss"
+      why = t.mss4 == 0                      ? "default: \"off\", like mss"
             : t.mss6 + kMss6Offset == t.mss4 ? "default: mss - 20 (same link MTU)"
-                                                  : "default: mss - 20, raised to the IPv6 minimum";
+                                             : "default: mss - 20, raised to the IPv6 minimum";
     }
     emit(out, "mss6 = " + mss_text(t.mss6), why);
   }

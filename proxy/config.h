@@ -27,10 +27,10 @@ inline constexpr std::uint16_t kMss6Offset = clamp::kIpv6HeaderLen - clamp::kIpv
 inline constexpr std::size_t kMaxInterfaceName = 15;
 
 struct TunnelConfig {
-  std::string interface;   // matched by name; may not exist yet (e.g. "ppp0")
-  std::uint16_t mss4 = 0;  // clamp target for IPv4 SYNs; 0 = clamping off
-  std::uint16_t mss6 = 0;  // clamp target for IPv6 SYNs; 0 = clamping off
-  int line = 0;            // where the [[tunnel]] table starts, for messages
+  std::string interface;        // matched by name; may not exist yet (e.g. "ppp0")
+  std::uint16_t mss4 = 0;       // clamp target for IPv4 SYNs; 0 = clamping off
+  std::uint16_t mss6 = 0;       // clamp target for IPv6 SYNs; 0 = clamping off
+  int line = 0;                 // where the [[tunnel]] table starts, for messages
   bool mss6_from_file = false;  // false: mss6 was derived from mss (check-config says so)
 };
 
@@ -61,8 +61,8 @@ struct Config {
 
 struct ConfigError {
   std::string file;
-  int line = 0;     // 1-based; 0 when the error is about the whole file
-  int column = 0;   // 1-based; 0 when unknown
+  int line = 0;    // 1-based; 0 when the error is about the whole file
+  int column = 0;  // 1-based; 0 when unknown
   std::string message;
   // "file:line:column: message" (or "file: message" without a position).
   std::string to_string() const;

@@ -1,7 +1,6 @@
 // Config parsing: exact messages and positions for bad files, values and defaults for good
 // ones, every range edge, and check-config's output re-parsing to the same values.
 #include <boost/test/unit_test.hpp>
-
 #include <cstdint>
 #include <filesystem>
 #include <random>
@@ -70,88 +69,127 @@ BOOST_AUTO_TEST_CASE(error_to_string_forms) {
 
 BOOST_AUTO_TEST_CASE(syntax_errors_carry_toml_position) {
   check_bad({
-      {"value missing", "[global]\nlog_level = \n" + kTunnel,
+      {"value missing",
+       "[global]\nlog_level = \n" + kTunnel,
        {"t.conf:2:13: Error while parsing key-value pair: expected value, saw '\\n'"}},
-      {"duplicate key", kTunnel + "mss = 1400\n",
-       {"t.conf:4:7: Error while parsing key-value pair: cannot redefine existing integer 'mss'"}},
-      {"unterminated table header", "[[tunnel\ninterface = \"ppp0\"\n",
+      {"duplicate key",
+       kTunnel + "mss = 1400\n",
+       {"t.conf:4:7: Error while parsing key-value pair: cannot redefine existing integer "
+        "'mss'"}},
+      {"unterminated table header",
+       "[[tunnel\ninterface = \"ppp0\"\n",
        {"t.conf:1:9: Error while parsing table header: expected ']', saw '\\n'"}},
   });
 }
 
 BOOST_AUTO_TEST_CASE(structure_errors) {
   check_bad({
-      {"empty file", "", {"t.conf: no [[tunnel]] configured: tunshim would have nothing to do"}},
-      {"only global", "[global]\nlog_level = \"info\"\n",
+      {"empty file",
+       "",
        {"t.conf: no [[tunnel]] configured: tunshim would have nothing to do"}},
-      {"duplicate interface", kTunnel + kTunnel,
+      {"only global",
+       "[global]\nlog_level = \"info\"\n",
+       {"t.conf: no [[tunnel]] configured: tunshim would have nothing to do"}},
+      {"duplicate interface",
+       kTunnel + kTunnel,
        {"t.conf:5:13: interface \"ppp0\" is already configured by the [[tunnel]] at line 1"}},
       {"duplicate reported even when the first tunnel is otherwise bad",
-       "[[tunnel]]\ninterface = \"tun0\"\nmss = 1\n" + std::string("[[tunnel]]\ninterface = \"tun0\"\nmss = 1360\n"),
+       "[[tunnel]]\ninterface = \"tun0\"\nmss = 1\n" +
+           std::string("[[tunnel]]\ninterface = \"tun0\"\nmss = 1360\n"),
        {"t.conf:3:7: mss must be between 536 and 65495 (or \"off\"), not 1",
         "t.conf:5:13: interface \"tun0\" is already configured by the [[tunnel]] at line 1"}},
-      {"missing interface", "[[tunnel]]\nmss = 1360\n",
-       {"t.conf:1:1: this [[tunnel]] has no interface: set interface = \"NAME\" (e.g. \"ppp0\")"}},
-      {"missing mss", "[[tunnel]]\ninterface = \"ppp0\"\n",
-       {"t.conf:1:1: this [[tunnel]] has no mss: set mss to the IPv4 MSS target (e.g. 1360) or \"off\""}},
-      {"[tunnel] instead of [[tunnel]]", "[tunnel]\ninterface = \"ppp0\"\nmss = 1360\n",
+      {"missing interface",
+       "[[tunnel]]\nmss = 1360\n",
+       {"t.conf:1:1: this [[tunnel]] has no interface: set interface = \"NAME\" (e.g. "
+        "\"ppp0\")"}},
+      {"missing mss",
+       "[[tunnel]]\ninterface = \"ppp0\"\n",
+       {"t.conf:1:1: this [[tunnel]] has no mss: set mss to the IPv4 MSS target (e.g. 1360) or "
+        "\"off\""}},
+      {"[tunnel] instead of [[tunnel]]",
+       "[tunnel]\ninterface = \"ppp0\"\nmss = 1360\n",
        {"t.conf:1:1: tunnel must be an array of tables: write [[tunnel]], not [tunnel]"}},
-      {"tunnel as integer", "tunnel = 5\n",
+      {"tunnel as integer",
+       "tunnel = 5\n",
        {"t.conf:1:10: tunnel must be an array of tables ([[tunnel]]), not an integer"}},
-      {"tunnel array of integers", "tunnel = [1]\n",
+      {"tunnel array of integers",
+       "tunnel = [1]\n",
        {"t.conf:1:11: each tunnel must be a table ([[tunnel]]), not an integer"}},
-      {"global as integer", "global = 1\n" + kTunnel,
+      {"global as integer",
+       "global = 1\n" + kTunnel,
        {"t.conf:1:10: global must be a table ([global]), not an integer"}},
-      {"both off", "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\nmss6 = \"off\"\n",
+      {"both off",
+       "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\nmss6 = \"off\"\n",
        {"t.conf:1:1: mss and mss6 are both \"off\": this [[tunnel]] has nothing to do"}},
-      {"mss off, mss6 follows", "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\n",
-       {"t.conf:1:1: mss is \"off\" and mss6 follows it by default: this [[tunnel]] has nothing "
+      {"mss off, mss6 follows",
+       "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\n",
+       {"t.conf:1:1: mss is \"off\" and mss6 follows it by default: this [[tunnel]] has "
+        "nothing "
         "to do (set mss6 to clamp IPv6 only)"}},
   });
 }
 
 BOOST_AUTO_TEST_CASE(auto_is_refused) {
   check_bad({
-      {"mss auto", "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n",
+      {"mss auto",
+       "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n",
        {"t.conf:3:7: mss = \"auto\" needs path-MTU discovery, which is not implemented in this "
         "version of tunshim yet; give a number (e.g. 1360) or \"off\""}},
-      {"mss6 auto", kTunnel + "mss6 = \"auto\"\n",
-       {"t.conf:4:8: mss6 = \"auto\" needs path-MTU discovery, which is not implemented in this "
+      {"mss6 auto",
+       kTunnel + "mss6 = \"auto\"\n",
+       {"t.conf:4:8: mss6 = \"auto\" needs path-MTU discovery, which is not implemented in "
+        "this "
         "version of tunshim yet; give a number (e.g. 1360) or \"off\""}},
   });
 }
 
 BOOST_AUTO_TEST_CASE(unsupported_and_unknown_keys) {
   check_bad({
-      {"planned tunnel key", kTunnel + "keepalive = \"idle\"\n",
+      {"planned tunnel key",
+       kTunnel + "keepalive = \"idle\"\n",
        {"t.conf:4:1: keepalive is not supported by this version of tunshim yet"}},
-      {"planned global key", "[global]\nstats_listen = \"127.0.0.1:9477\"\n" + kTunnel,
+      {"planned global key",
+       "[global]\nstats_listen = \"127.0.0.1:9477\"\n" + kTunnel,
        {"t.conf:2:1: stats_listen is not supported by this version of tunshim yet"}},
-      {"planned key in the other table", "[global]\nkeepalive = \"idle\"\n" + kTunnel,
+      {"planned key in the other table",
+       "[global]\nkeepalive = \"idle\"\n" + kTunnel,
        {"t.conf:2:1: keepalive is not supported by this version of tunshim yet"}},
-      {"typo with suggestion", kTunnel + "msss6 = 1300\n",
+      {"typo with suggestion",
+       kTunnel + "msss6 = 1300\n",
        {"t.conf:4:1: unknown key 'msss6' in [tunnel]; did you mean 'mss6'?"}},
-      {"transposition", "[[tunnel]]\ninterfcae = \"ppp0\"\nmss = 1360\n",
-       {"t.conf:1:1: this [[tunnel]] has no interface: set interface = \"NAME\" (e.g. \"ppp0\")",
+      {"transposition",
+       "[[tunnel]]\ninterfcae = \"ppp0\"\nmss = 1360\n",
+       {"t.conf:1:1: this [[tunnel]] has no interface: set interface = \"NAME\" (e.g. "
+        "\"ppp0\")",
         "t.conf:2:1: unknown key 'interfcae' in [tunnel]; did you mean 'interface'?"}},
-      {"wrong case", "[[tunnel]]\ninterface = \"ppp0\"\nMSS = 1360\n",
-       {"t.conf:1:1: this [[tunnel]] has no mss: set mss to the IPv4 MSS target (e.g. 1360) or \"off\"",
+      {"wrong case",
+       "[[tunnel]]\ninterface = \"ppp0\"\nMSS = 1360\n",
+       {"t.conf:1:1: this [[tunnel]] has no mss: set mss to the IPv4 MSS target (e.g. 1360) or "
+        "\"off\"",
         "t.conf:3:1: unknown key 'MSS' in [tunnel]; did you mean 'mss'?"}},
-      {"typo of a planned key", kTunnel + "keepalve = \"idle\"\n",
+      {"typo of a planned key",
+       kTunnel + "keepalve = \"idle\"\n",
        {"t.conf:4:1: unknown key 'keepalve' in [tunnel]; did you mean 'keepalive'?"}},
-      {"no suggestion beyond two edits", kTunnel + "colour = 1\n",
+      {"no suggestion beyond two edits",
+       kTunnel + "colour = 1\n",
        {"t.conf:4:1: unknown key 'colour' in [tunnel]"}},
-      {"global typo", "[global]\nloglevel = \"debug\"\n" + kTunnel,
+      {"global typo",
+       "[global]\nloglevel = \"debug\"\n" + kTunnel,
        {"t.conf:2:1: unknown key 'loglevel' in [global]; did you mean 'log_level'?"}},
-      {"top-level typo", "tunnels = 1\n" + kTunnel,
+      {"top-level typo",
+       "tunnels = 1\n" + kTunnel,
        {"t.conf:1:1: unknown key 'tunnels' at the top level; did you mean 'tunnel'?"}},
-      {"global key at the top level", "log_level = \"info\"\n" + kTunnel,
+      {"global key at the top level",
+       "log_level = \"info\"\n" + kTunnel,
        {"t.conf:1:1: log_level belongs in [global], not at the top level"}},
-      {"tunnel key in [global]", "[global]\nmss = 1360\n" + kTunnel,
+      {"tunnel key in [global]",
+       "[global]\nmss = 1360\n" + kTunnel,
        {"t.conf:2:1: mss belongs in a [[tunnel]] table, not in [global]"}},
-      {"global key in a tunnel", kTunnel + "queue_num = 5\n",
+      {"global key in a tunnel",
+       kTunnel + "queue_num = 5\n",
        {"t.conf:4:1: queue_num belongs in [global], not in [tunnel]"}},
-      {"odd characters in a key are escaped", kTunnel + "\"a\\tb\" = 1\n",
+      {"odd characters in a key are escaped",
+       kTunnel + "\"a\\tb\" = 1\n",
        {"t.conf:4:1: unknown key 'a\\u0009b' in [tunnel]"}},
   });
 }
@@ -159,26 +197,36 @@ BOOST_AUTO_TEST_CASE(unsupported_and_unknown_keys) {
 BOOST_AUTO_TEST_CASE(type_errors) {
   const std::string head = "[[tunnel]]\ninterface = \"ppp0\"\n";
   check_bad({
-      {"mss as string", head + "mss = \"1360\"\n",
+      {"mss as string",
+       head + "mss = \"1360\"\n",
        {"t.conf:3:7: mss must be an integer or \"off\", not a string (\"1360\")"}},
-      {"mss as float", head + "mss = 1360.0\n",
+      {"mss as float",
+       head + "mss = 1360.0\n",
        {"t.conf:3:7: mss must be an integer or \"off\", not a floating-point number"}},
-      {"mss as boolean", head + "mss = true\n",
+      {"mss as boolean",
+       head + "mss = true\n",
        {"t.conf:3:7: mss must be an integer or \"off\", not a boolean"}},
-      {"mss as date", head + "mss = 2026-01-01\n",
+      {"mss as date",
+       head + "mss = 2026-01-01\n",
        {"t.conf:3:7: mss must be an integer or \"off\", not a date"}},
-      {"mss6 as array", kTunnel + "mss6 = [1300]\n",
+      {"mss6 as array",
+       kTunnel + "mss6 = [1300]\n",
        {"t.conf:4:8: mss6 must be an integer or \"off\", not an array"}},
-      {"interface as integer", "[[tunnel]]\ninterface = 0\nmss = 1360\n",
+      {"interface as integer",
+       "[[tunnel]]\ninterface = 0\nmss = 1360\n",
        {"t.conf:2:13: interface must be a string, not an integer"}},
-      {"queue_num as string", "[global]\nqueue_num = \"4770\"\n" + kTunnel,
+      {"queue_num as string",
+       "[global]\nqueue_num = \"4770\"\n" + kTunnel,
        {"t.conf:2:13: queue_num must be an integer, not a string (\"4770\")"}},
-      {"queue_maxlen as float", "[global]\nqueue_maxlen = 1e4\n" + kTunnel,
+      {"queue_maxlen as float",
+       "[global]\nqueue_maxlen = 1e4\n" + kTunnel,
        {"t.conf:2:16: queue_maxlen must be an integer, not a floating-point number"}},
-      {"log_level as integer", "[global]\nlog_level = 3\n" + kTunnel,
+      {"log_level as integer",
+       "[global]\nlog_level = 3\n" + kTunnel,
        {"t.conf:2:13: log_level must be a string (trace, debug, info, warn, error or off), not "
         "an integer"}},
-      {"log_level unknown", "[global]\nlog_level = \"verbose\"\n" + kTunnel,
+      {"log_level unknown",
+       "[global]\nlog_level = \"verbose\"\n" + kTunnel,
        {"t.conf:2:13: log_level must be one of trace, debug, info, warn, error, off; not "
         "\"verbose\""}},
   });
@@ -202,16 +250,22 @@ BOOST_AUTO_TEST_CASE(interface_names) {
       {"colon", file("\"eth0:1\""), bad("\"eth0:1\"", "it contains ':'")},
       {"space", file("\"ppp 0\""), bad("\"ppp 0\"", "it contains whitespace")},
       {"tab", file("\"ppp\\t0\""), bad("\"ppp\\u00090\"", "it contains whitespace")},
-      {"Latin-1 NBSP byte inside UTF-8", file("\"\xC3\xA0" "0\""),
-       bad("\"\xC3\xA0" "0\"", "it contains whitespace")},
-      {"control", file("\"ppp\\u00010\""), bad("\"ppp\\u00010\"", "it contains a control character")},
+      {"Latin-1 NBSP byte inside UTF-8",
+       file("\"\xC3\xA0"
+            "0\""),
+       bad("\"\xC3\xA0"
+           "0\"",
+           "it contains whitespace")},
+      {"control", file("\"ppp\\u00010\""),
+       bad("\"ppp\\u00010\"", "it contains a control character")},
       {"wildcard", file("\"ppp+\""),
        bad("\"ppp+\"", "it contains '+', which iptables would read as a wildcard")},
   });
   // 15 bytes is the limit, and the kernel accepts any other byte (UTF-8 included).
   for (const char* ok : {"abcdefghijklmno", "p", "wg-office_1.2", "t\xC3\xBCn0", "a\"b\\c"}) {
     BOOST_TEST_CONTEXT(ok) {
-      const std::string lit = std::string(ok) == "a\"b\\c" ? "\"a\\\"b\\\\c\"" : "\"" + std::string(ok) + "\"";
+      const std::string lit =
+          std::string(ok) == "a\"b\\c" ? "\"a\\\"b\\\\c\"" : "\"" + std::string(ok) + "\"";
       const Config c = good(file(lit));
       BOOST_TEST(c.tunnels.at(0).interface == ok);
     }
@@ -250,10 +304,10 @@ BOOST_AUTO_TEST_CASE(range_edges) {
     }
     for (const std::int64_t v : {e.min - 1, e.max + 1}) {
       BOOST_TEST_CONTEXT(e.key << " = " << v) {
-        const std::string expected = "t.conf:" + std::to_string(e.line) + ":" +
-                                     std::to_string(e.column) + ": " + e.key + " must be between " +
-                                     std::to_string(e.min) + " and " + std::to_string(e.max) +
-                                     e.range_tail + ", not " + std::to_string(v);
+        const std::string expected =
+            "t.conf:" + std::to_string(e.line) + ":" + std::to_string(e.column) + ": " + e.key +
+            " must be between " + std::to_string(e.min) + " and " + std::to_string(e.max) +
+            e.range_tail + ", not " + std::to_string(v);
         BOOST_TEST(errors_of(text(v)) == std::vector<std::string>{expected},
                    boost::test_tools::per_element());
       }
@@ -281,7 +335,8 @@ BOOST_AUTO_TEST_CASE(all_errors_reported_in_file_order) {
       "mss = \"auto\"\n";
   const std::vector<std::string> expected = {
       "t.conf:2:13: queue_num must be between 0 and 65535, not 70000",
-      "t.conf:3:13: log_level must be one of trace, debug, info, warn, error, off; not \"loud\"",
+      "t.conf:3:13: log_level must be one of trace, debug, info, warn, error, off; not "
+      "\"loud\"",
       "t.conf:5:7: mss must be between 536 and 65495 (or \"off\"), not 1",
       "t.conf:6:13: interface \"a/b\" is not a valid Linux interface name: it contains '/'",
       "t.conf:7:1: unknown key 'bogus' in [tunnel]",
@@ -394,13 +449,15 @@ BOOST_AUTO_TEST_CASE(format_marks_defaults) {
       "mss6 = 1340                 # default: mss - 20 (same link MTU)\n";
   BOOST_TEST(format_config(good(kTunnel)) == expected);
 
-  const std::string raised = format_config(good("[global]\nqueue_num = 1\n[[tunnel]]\n"
-                                                "interface = \"ppp0\"\nmss = 600\n"));
+  const std::string raised =
+      format_config(good("[global]\nqueue_num = 1\n[[tunnel]]\n"
+                         "interface = \"ppp0\"\nmss = 600\n"));
   BOOST_TEST(raised.find("queue_num = 1\n") != std::string::npos);
   BOOST_TEST(raised.find("mss6 = 1220                 # default: mss - 20, raised to the IPv6 "
                          "minimum\n") != std::string::npos);
-  const std::string off = format_config(good("[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\n"
-                                             "mss6 = 1300\n"));
+  const std::string off =
+      format_config(good("[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\n"
+                         "mss6 = 1300\n"));
   BOOST_TEST(off.find("mss = \"off\"\nmss6 = 1300\n") != std::string::npos);
 }
 
@@ -446,8 +503,8 @@ BOOST_AUTO_TEST_CASE(load_reports_unreadable_files) {
 
 BOOST_AUTO_TEST_CASE(shipped_example_is_valid) {
   // CMake compiles with absolute paths, so the source tree is found from this file.
-  const auto path =
-      std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." / "conf" / "tunshim.conf";
+  const auto path = std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." /
+                    "conf" / "tunshim.conf";
   const ConfigResult r = load_config(path.string());
   if (const auto* errors = std::get_if<std::vector<ConfigError>>(&r)) {
     std::vector<std::string> lines;
@@ -473,7 +530,8 @@ BOOST_AUTO_TEST_CASE(mutated_input_never_throws) {
   const std::uint32_t seed = std::random_device{}();
   BOOST_TEST_MESSAGE("mutated_input_never_throws seed " << seed);
   std::mt19937 rng(seed);
-  const std::string alphabet = std::string("[]{}=\"'.,#\n \\0123456789abcdefmnopstu\xff\xc3") + '\0';
+  const std::string alphabet =
+      std::string("[]{}=\"'.,#\n \\0123456789abcdefmnopstu\xff\xc3") + '\0';
   int errors = 0;
   for (int i = 0; i < 3000; ++i) {
     std::string text = base;
@@ -481,9 +539,15 @@ BOOST_AUTO_TEST_CASE(mutated_input_never_throws) {
     for (int e = 0; e < edits && !text.empty(); ++e) {
       const std::size_t at = rng() % text.size();
       switch (rng() % 3) {
-        case 0: text[at] = alphabet[rng() % alphabet.size()]; break;
-        case 1: text.erase(at, 1 + rng() % 8); break;
-        default: text.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+        case 0:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
       }
     }
     BOOST_TEST_CONTEXT("seed " << seed << " iteration " << i) {
