@@ -62,6 +62,9 @@ class PmtuSim {
     handle(search.on_start(now));
   }
 
+  // The interface MTU changes (0: the interface is gone).
+  void set_interface_mtu(std::uint16_t mtu) { handle(search.on_interface_mtu(mtu, now)); }
+
   // Advances to `end` (or until `stop` returns true after an event), processing
   // deliveries before ticks at equal times. Returns whether `stop` became true.
   template <typename Stop>

@@ -45,9 +45,9 @@ struct Harness {
       const ka::Timestamp next = ka::earliest(d, earliest_rx());
       if (next > t) break;
       now = next;
-      while (!rx_times.empty() && rx_times.front() <= now) {
+      while (rx_next < rx_times.size() && rx_times[rx_next] <= now) {
         ++rx_packets;
-        rx_times.erase(rx_times.begin());
+        ++rx_next;
       }
       if (live.next_deadline() <= now) {
         collect(live.on_rx_activity(rx_packets, now));
@@ -57,7 +57,7 @@ struct Harness {
     }
     now = t;
   }
-  ka::Timestamp earliest_rx() const { return rx_times.empty() ? ka::kNever : rx_times.front(); }
+  ka::Timestamp earliest_rx() const { return rx_next < rx_times.size() ? rx_times[rx_next] : ka::kNever; }
   // Runs until an echo not yet handed out has been sent (it may have gone out already,
   // in the tick that judged the previous one); returns it and sets `sent_at`.
   std::uint32_t next_echo() {
@@ -74,6 +74,7 @@ struct Harness {
   LState seen = LState::absent;
   std::uint64_t rx_packets = 1000;
   std::vector<ka::Timestamp> rx_times;  // packets that will arrive (sorted)
+  std::size_t rx_next = 0;              // first of rx_times not yet arrived
   std::vector<std::pair<ka::Timestamp, std::uint32_t>> echoes;
   std::vector<ka::Liveness::StateChanged> changes;
   std::size_t consumed = 0;

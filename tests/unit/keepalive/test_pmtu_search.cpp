@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <random>
 #include <variant>
 
 #include "keepalive/pmtu_search.h"
@@ -447,6 +448,54 @@ BOOST_AUTO_TEST_CASE(timeout_from_rtt) {
     const auto expect = std::clamp<std::int64_t>(3 * rtt, 200, 5000);
     BOOST_TEST(t == expect);
     BOOST_TEST(s.search.pmtu() == 1500);
+  }
+}
+
+// Soak: hours of a path that keeps changing (MTU, loss, silence, interface MTU, interface
+// gone). Invariants at every step; after each 25-minute phase of a clean path the value is
+// exactly min(path, interface) again; a path below the fallback ends in ERROR.
+BOOST_AUTO_TEST_CASE(soak_changing_path) {
+  for (std::uint32_t seed = 1; seed <= 12; ++seed) {
+    std::mt19937 rng(seed);
+    ka::sim::PmtuSim s(ka::PmtuConfig{}, 1500, {.mtu = 1500}, seed);
+    s.start();
+    std::uint16_t if_mtu = 1500;
+    int checked = 0;
+    for (int phase = 0; phase < 24; ++phase) {
+      // A disturbed stretch: random MTU, loss, maybe silence or a different interface.
+      s.path.mtu = static_cast<std::uint16_t>(std::uniform_int_distribution<int>(1100, 1600)(rng));
+      s.path.loss = std::uniform_int_distribution<int>(0, 3)(rng) * 0.1;
+      s.path.answers = std::uniform_int_distribution<int>(0, 9)(rng) != 0;
+      const int iface = std::uniform_int_distribution<int>(0, 5)(rng);
+      if_mtu = iface == 0 ? 0 : iface < 3 ? 1400 : 1500;
+      s.set_interface_mtu(if_mtu);
+      s.run_for(minutes(std::uniform_int_distribution<int>(1, 15)(rng)));
+      BOOST_REQUIRE(!s.stalled);
+      BOOST_REQUIRE(!s.overflowed);
+      // Then a clean stretch: no loss, target answers, interface present.
+      s.path.loss = 0;
+      s.path.answers = true;
+      if (if_mtu == 0) {
+        if_mtu = 1500;
+        s.set_interface_mtu(if_mtu);
+      }
+      s.run_for(minutes(25));
+      BOOST_REQUIRE(!s.stalled);
+      if (s.path.mtu >= 1200) {
+        BOOST_REQUIRE_MESSAGE(s.search.pmtu() == std::min(s.path.mtu, if_mtu),
+                              "seed " << seed << " phase " << phase << " path " << s.path.mtu << " if " << if_mtu
+                                      << " got " << s.search.pmtu() << " state " << ka::to_string(s.search.state()));
+        BOOST_REQUIRE((s.search.state() != State::error));
+      } else {
+        BOOST_REQUIRE((s.search.state() == State::error));
+      }
+      ++checked;
+    }
+    BOOST_REQUIRE_EQUAL(checked, 24);
+    BOOST_REQUIRE_EQUAL(s.same_deadline_ticks, 0);
+    for (auto v : s.pmtu_changes()) BOOST_REQUIRE_GE(v, 1200);
+    BOOST_TEST_MESSAGE("soak seed " << seed << ": " << s.probes << " probes, " << s.search.stats().black_holes
+                                    << " black holes, " << s.search.stats().searches_completed << " searches");
   }
 }
 
