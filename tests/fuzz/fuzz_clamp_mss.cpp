@@ -97,7 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::uint16_t want = r.family == 4 ? target.mss4 : target.mss6;
       require(r.new_mss == want && r.new_mss < r.old_mss, "clamp did not lower to target");
       std::size_t diff = 0;
-      for (std::size_t i = 0; i < len; ++i) diff += out[i] != in[i] ? 1 : 0;
+      for (std::size_t i = 0; i < len; ++i) diff += out[i] != in[i] ? 1U : 0U;
       require(diff <= 4, "clamp changed more than MSS and checksum");
       break;
     }

@@ -165,11 +165,11 @@ BOOST_AUTO_TEST_CASE(informational_icmp_is_answered) {
 }
 
 BOOST_AUTO_TEST_CASE(refuses_icmp_errors) {
-  for (std::uint8_t type : {3, 4, 5, 11, 12}) {
+  for (std::uint8_t type : std::initializer_list<std::uint8_t>{3, 4, 5, 11, 12}) {
     const auto p = tt::ipv4({}, 1, tt::icmp_message({type, 0, tt::Buf(600, 1)}));
     BOOST_TEST(name(make(p.bytes, kFrom4, 1000).err.status) == std::string("not_allowed"));
   }
-  for (std::uint8_t type : {1, 2, 3, 4, 127}) {
+  for (std::uint8_t type : std::initializer_list<std::uint8_t>{1, 2, 3, 4, 127}) {
     const auto p = tt::ipv6({}, 58, tt::icmp_message({type, 0, tt::Buf(1400, 1)}));
     BOOST_TEST(name(make(p.bytes, kFrom6, 1280).err.status) == std::string("not_allowed"));
   }

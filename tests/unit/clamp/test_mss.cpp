@@ -131,7 +131,7 @@ BOOST_AUTO_TEST_CASE(syn_fin_is_clamped_syn_rst_is_not) {
 }
 
 BOOST_AUTO_TEST_CASE(mss_equal_or_below_is_never_raised) {
-  for (std::uint16_t mss : {1400, 1399, 536, 1, 0}) {
+  for (std::uint16_t mss : std::initializer_list<std::uint16_t>{1400, 1399, 536, 1, 0}) {
     const auto p = tt::tcp4(syn_with(typical_opts(mss)));
     const Run run = clamp(p.bytes);
     expect_untouched(p.bytes, run, Outcome::unchanged);
@@ -317,7 +317,7 @@ BOOST_AUTO_TEST_CASE(later_fragment) {
 
 BOOST_AUTO_TEST_CASE(no_room) {
   const auto p = tt::tcp4(syn_with({}));
-  for (std::size_t room : {0, 1, 3}) expect_untouched(p.bytes, clamp(p.bytes, kTarget, room), Outcome::no_room);
+  for (std::size_t room : std::initializer_list<std::size_t>{0, 1, 3}) expect_untouched(p.bytes, clamp(p.bytes, kTarget, room), Outcome::no_room);
   BOOST_TEST(tc::to_string(clamp(p.bytes, kTarget, 4).r.outcome) == "inserted");
   // A rewrite needs no room.
   const auto q = tt::tcp4(syn_with(tt::opt::mss(1460)));
@@ -347,7 +347,7 @@ BOOST_AUTO_TEST_CASE(not_tcp) {
   const auto icmp = tt::ipv4({}, 1, tt::icmp_message({}));
   expect_untouched(icmp.bytes, clamp(icmp.bytes), Outcome::not_tcp);
   // TCP behind ESP/AH: opaque to us.
-  for (std::uint8_t nh : {50, 51}) {
+  for (std::uint8_t nh : std::initializer_list<std::uint8_t>{50, 51}) {
     tt::Buf inner = tt::opt::cat({{6, 4, 0, 0, 0, 0, 0, 0}, tt::tcp_segment(syn_with(tt::opt::mss(1460)))});
     const auto p = tt::ipv6({}, nh, inner);
     expect_untouched(p.bytes, clamp(p.bytes), Outcome::not_tcp);
@@ -389,7 +389,7 @@ BOOST_AUTO_TEST_CASE(malformed_tcp_header) {
   auto p = tt::ipv4({}, 6, tt::Buf(19, 0x02));
   p.bytes.insert(p.bytes.end(), 8, 0x02);
   expect_untouched(p.bytes, clamp(p.bytes), Outcome::malformed);
-  for (std::uint8_t doff : {0, 1, 4}) {  // < 5
+  for (std::uint8_t doff : std::initializer_list<std::uint8_t>{0, 1, 4}) {  // < 5
     tt::TcpSpec t = syn_with(tt::opt::mss(1460));
     t.doff = doff;
     const auto q = tt::tcp4(t);

@@ -72,7 +72,7 @@ BOOST_AUTO_TEST_CASE(ipv4_malformed) {
   auto b = good;
   b.pop_back();  // total length > buffer
   BOOST_TEST((parse(b).status == tc::ParseStatus::malformed));
-  for (std::uint8_t ihl : {0, 1, 4}) {  // IHL < 5
+  for (std::uint8_t ihl : std::initializer_list<std::uint8_t>{0, 1, 4}) {  // IHL < 5
     b = good;
     b[0] = static_cast<std::uint8_t>(0x40 | ihl);
     BOOST_TEST((parse(b).status == tc::ParseStatus::malformed));
@@ -83,7 +83,7 @@ BOOST_AUTO_TEST_CASE(ipv4_malformed) {
   b = good;
   tt::wr16(b, 2, 19);  // total length < IHL*4
   BOOST_TEST((parse(b).status == tc::ParseStatus::malformed));
-  for (std::uint8_t v : {0, 5, 7, 15}) {
+  for (std::uint8_t v : std::initializer_list<std::uint8_t>{0, 5, 7, 15}) {
     b = good;
     b[0] = static_cast<std::uint8_t>((v << 4) | 5);
     BOOST_TEST((parse(b).status == tc::ParseStatus::malformed));
@@ -129,7 +129,7 @@ BOOST_AUTO_TEST_CASE(ipv6_ext_header_limit) {
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_opaque_next_headers) {
-  for (std::uint8_t nh : {50, 51, 59, 135}) {
+  for (std::uint8_t nh : std::initializer_list<std::uint8_t>{50, 51, 59, 135}) {
     const auto p = tt::ipv6({}, nh, tt::Buf(16, 0x5a));
     const auto i = parse(p.bytes);
     BOOST_TEST((i.status == tc::ParseStatus::unsupported));
@@ -149,7 +149,7 @@ BOOST_AUTO_TEST_CASE(ipv6_opaque_next_headers) {
 
 BOOST_AUTO_TEST_CASE(ipv6_malformed) {
   const auto good = syn6({tt::opts6(60, 2)}).bytes;
-  for (std::size_t n : {1, 20, 39}) {
+  for (std::size_t n : std::initializer_list<std::size_t>{1, 20, 39}) {
     const tt::Buf cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n));
     BOOST_TEST((parse(cut).status == tc::ParseStatus::malformed));
   }
