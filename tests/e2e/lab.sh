@@ -248,7 +248,8 @@ lab_tunshim_rules() {
 # orphaned by a killed run would make that true before the new process did anything.
 lab_tunshim_start() {
   [ -x "$TUNSHIM_BIN" ] || die "TUNSHIM_BIN=$TUNSHIM_BIN is not executable"
-  LAB_TUNSHIM_LOGPOS=$(wc -l <"$LAB_TUNSHIM_LOG" 2>/dev/null || echo 0)
+  LAB_TUNSHIM_LOGPOS=0
+  [ ! -f "$LAB_TUNSHIM_LOG" ] || LAB_TUNSHIM_LOGPOS=$(wc -l <"$LAB_TUNSHIM_LOG")
   ip netns exec "$(ns client)" "$TUNSHIM_BIN" run -c "$LAB_TUNSHIM_CONF" >>"$LAB_TUNSHIM_LOG" 2>&1 &
   LAB_TUNSHIM_PID=$!
   lab_bg "$LAB_TUNSHIM_PID"
