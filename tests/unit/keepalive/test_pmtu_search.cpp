@@ -213,6 +213,24 @@ BOOST_AUTO_TEST_CASE(random_loss_exact) {
   BOOST_TEST(runs == 120);
 }
 
+// Many more searches at 30 % loss: the rare misjudgement that survives one boundary
+// re-check (about 0.4 % per search with two strikes) must not show up.
+BOOST_AUTO_TEST_CASE(heavy_loss_many_seeds_exact) {
+  int wrong = 0;
+  std::uint64_t rounds = 0;
+  for (std::uint32_t seed = 1000; seed < 3000; ++seed) {
+    const auto mtu = static_cast<std::uint16_t>(1200 + (seed * 53) % 301);
+    const Outcome o = converge(ka::PmtuConfig{}, 1500, {.mtu = mtu, .loss = 0.3}, seed);
+    if (!o.completed || o.pmtu != mtu) {
+      ++wrong;
+      BOOST_TEST_MESSAGE("seed " << seed << " mtu " << mtu << " got " << o.pmtu);
+    }
+    rounds += o.rounds;
+  }
+  BOOST_TEST_MESSAGE("30 % loss, seeds 1000..2999: " << wrong << " wrong, mean " << rounds / 2000 << " rounds");
+  BOOST_TEST(wrong == 0);
+}
+
 // A target that never answers: ERROR, said plainly; the fallback stays; no tiny MTU.
 BOOST_AUTO_TEST_CASE(target_never_answers) {
   ka::sim::PmtuSim s(ka::PmtuConfig{}, 1500, {.mtu = 1500, .answers = false}, 1);
