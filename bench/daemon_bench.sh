@@ -71,6 +71,14 @@ for r in json.load(sys.stdin)["nftables"]:
 print(c.get("clamped",0), c.get("unclamped",0), c.get("other",0))'
 }
 
+# utime + stime of the daemon in clock ticks (0 when it is not running).
+daemon_cpu_ticks() {
+  if [ -n "$LAB_TUNSHIM_PID" ] && [ -r "/proc/$LAB_TUNSHIM_PID/stat" ]; then
+    awk '{print $14 + $15}' "/proc/$LAB_TUNSHIM_PID/stat"
+  else echo 0; fi
+}
+HZ=$(getconf CLK_TCK)
+
 set_mode() {
   lab_tunshim_stop TERM
   lab_kernel_unclamp
@@ -86,11 +94,24 @@ for r in $(seq 1 "$ROUNDS"); do
   for mode in none kernel tunshim; do
     set_mode "$mode"
     reset_counters
+    cpu0=$(daemon_cpu_ticks)
     g=$(inns client "$PY" "$BENCH_DIR/daemon_synflood.py" --src "$LAB_C_TUN" --dst "$LAB_S_TUN" \
         --dport "$FLOOD_PORT" --seconds "$SECONDS_FLOOD")
     read -r c_end u_end o_end <<<"$(read_counters)"
     sleep 1
     read -r c_all u_all o_all <<<"$(read_counters)"
+    cpu1=$(daemon_cpu_ticks)
+    daemon_view="-1 -1"
+    if [ "$mode" = tunshim ]; then
+      # Its own count of what it clamped and what bypassed it: SIGUSR1 makes it read the rule
+      # counters now and log (its timer does so only every 10 s, and not at exit).
+      LAB_TUNSHIM_LOGPOS=$(wc -l <"$LAB_TUNSHIM_LOG")
+      kill -USR1 "$LAB_TUNSHIM_PID"
+      if wait_for 5 lab_tunshim_logged 'tunnel ppp0: out'; then
+        daemon_view=$(tail -n "+$((LAB_TUNSHIM_LOGPOS + 1))" "$LAB_TUNSHIM_LOG" | grep 'tunnel ppp0: out' | tail -1 |
+          sed -E 's/.* out clamped=([0-9]+) .*bypassed=([0-9]+) \| in .*/\1 \2/')
+      fi
+    fi
     sent=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["sent"])' "$g")
     secs=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])["seconds"])' "$g")
     rss=0; hwm=0
@@ -100,9 +121,9 @@ for r in $(seq 1 "$ROUNDS"); do
     fi
     lat=$(inns client "$PY" "$BENCH_DIR/daemon_connect.py" measure "$LAB_S_TUN" "$CONNECT_PORT" "$CONNECTS")
     line=$("$PY" - "$mode" "$r" "$sent" "$secs" "$c_end" "$u_end" "$o_end" "$c_all" "$u_all" "$o_all" \
-           "$lat" "$rss" "$hwm" <<'PY'
+           "$lat" "$rss" "$hwm" $((cpu1 - cpu0)) "$HZ" $daemon_view <<'PY'
 import json, sys
-m, r, sent, secs, ce, ue, oe, ca, ua, oa, lat, rss, hwm = sys.argv[1:]
+m, r, sent, secs, ce, ue, oe, ca, ua, oa, lat, rss, hwm, ticks, hz, d_cl, d_by = sys.argv[1:]
 secs = float(secs)
 d = {"mode": m, "round": int(r), "sent": int(sent), "seconds": round(secs, 3),
      "send_rate": round(int(sent) / secs),
@@ -111,7 +132,11 @@ d = {"mode": m, "round": int(r), "sent": int(sent), "seconds": round(secs, 3),
      "clamped": int(ca), "unclamped": int(ua), "other": int(oa),
      "lost": int(sent) - int(ca) - int(ua) - int(oa),
      "connect": json.loads(lat),
-     "rss_kb": int(rss), "hwm_kb": int(hwm)}
+     "rss_kb": int(rss), "hwm_kb": int(hwm),
+     # the daemon's CPU time over the flood and its drain, per SYN it received
+     "daemon_cpu_us_per_syn": round(int(ticks) * 1e6 / int(hz) / max(1, int(ca)), 2) if m == "tunshim" else None,
+     # its own counters since start (flood SYNs plus nothing else yet), for cross-checking
+     "daemon_clamped": int(d_cl), "daemon_bypassed": int(d_by)}
 print(json.dumps(d))
 PY
 )
@@ -160,6 +185,7 @@ p50_add = med("tunshim", lambda r: r["connect"]["p50_us"]) - med("none", lambda 
 p99_t = med("tunshim", lambda r: r["connect"]["p99_us"]); p99_k = med("kernel", lambda r: r["connect"]["p99_us"])
 ratio = st.median(r["tunshim"] / r["none"] for r in ip)
 rss = max(r["rss_kb"] for r in by["tunshim"]); hwm = max(r["hwm_kb"] for r in by["tunshim"])
+cpu = med("tunshim", lambda r: r["daemon_cpu_us_per_syn"])
 goals = [
     ("clamped SYN rate vs kernel TCPMSS", f"{tr:.0f}/{kr:.0f} = {tr / kr:.2f}x", tr >= 0.75 * kr, ">= 0.75x"),
     ("SYNs lost through tunshim", f"{lost}", lost == 0, "0"),
@@ -167,6 +193,7 @@ goals = [
     ("added connect() p50", f"{p50_add:.1f} µs", p50_add <= 30, "<= 30 µs"),
     ("connect() p99 tunshim vs kernel", f"{p99_t:.1f}/{p99_k:.1f} = {p99_t / p99_k:.2f}x", p99_t <= 2.5 * p99_k, "<= 2.5x"),
     ("iperf3 tunshim/none (median of back-to-back ratios)", f"{ratio:.3f}", ratio >= 0.98, ">= 0.98"),
+    ("daemon CPU time per clamped SYN (median)", f"{cpu:.1f} µs = {1e6 / cpu:.0f} SYN/s per busy core", None, "reported"),
     ("daemon memory VmRSS (VmHWM)", f"{rss / 1024:.1f} MB ({hwm / 1024:.1f} MB)", rss <= 10 * 1024, "<= 10 MB"),
 ]
 for name, val, ok, goal in goals:
@@ -178,6 +205,8 @@ for m in by:
     print(f"  {m:8} clamped/s {min(f('clamped_rate'))}..{max(f('clamped_rate'))}  "
           f"p50 {min(r['connect']['p50_us'] for r in by[m])}..{max(r['connect']['p50_us'] for r in by[m])} µs  "
           f"iperf3 {min(r[m] for r in ip) / 1e9:.2f}..{max(r[m] for r in ip) / 1e9:.2f} Gb/s")
+print("cross-check, per round: server saw clamped/unclamped vs tunshim's own clamped/bypassed: " +
+      "; ".join(f"{r['clamped']}/{r['unclamped']} vs {r['daemon_clamped']}/{r['daemon_bypassed']}" for r in by["tunshim"]))
 print("iperf3 tunshim/none per triplet: " + " ".join(f"{r['tunshim'] / r['none']:.3f}" for r in ip))
 PY
 # The daemon's own view, logged by each run at exit (all its traffic: flood, connects, iperf3).
