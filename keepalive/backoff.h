@@ -37,6 +37,7 @@ class HookBackoff {
     running,  // the hook runs; on_hook_finished() ends it
   };
 
+  // Starts idle, tunnel not down, no runs counted.
   explicit HookBackoff(const BackoffConfig& config) noexcept : config_(config) {}
 
   // Call when liveness declares the tunnel down. Schedules a run (unless one is already

@@ -70,6 +70,7 @@ class Liveness {
   // One event yields at most one transition and one echo; 4 leaves slack.
   using Actions = ActionList<Action, 4>;
 
+  // Intervals below 1 ms and 0 misses are raised to 1; starts absent.
   explicit Liveness(const LivenessConfig& config) noexcept;
 
   // Call when the interface appears (present) or disappears. Appearing -> up, with the

@@ -122,6 +122,8 @@ class PmtuSearch {
     std::uint64_t ptb_hints_used = 0;
   };
 
+  // Out-of-range settings are raised to their floors (base to 576 / 1280, timers to 1 ms).
+  // Starts disabled; nothing happens before on_start() and a non-zero interface MTU.
   explicit PmtuSearch(const PmtuConfig& config) noexcept;
 
   // Call once when the daemon starts managing the tunnel. Starts in BASE if the
