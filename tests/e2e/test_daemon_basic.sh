@@ -211,6 +211,30 @@ check_forwarded reload $MSS4B $MSS6B
 j=$(jumps)
 [ "$j" = "v4:PRE=1 v4:POST=1 v6:PRE=1 v6:POST=1" ] && pass "reload left one jump per hook ($j)" || fail "jumps after reload: $j"
 
+# A reload that swaps the tunnel: ppp0's rules go, ppp1's come, in one transaction each.
+sed -i 's/"ppp0"/"ppp1"/' "$CONF"
+n_applied=$(grep -c "reload applied" "$TS_LOG" || true)
+kill -HUP "$TS_PID"
+wait_for 5 applied_more_than "$n_applied" || fail "tunnel swap not applied"
+rules=$({ inns rt iptables-nft-save -t mangle; inns rt ip6tables-nft-save -t mangle; } | grep -- "-j NFQUEUE" || true)
+if [ "$(grep -c ' ppp1 ' <<<"$rules")" = 4 ] && [ "$(grep -c ' ppp0 ' <<<"$rules")" = 0 ]; then
+  pass "tunnel swap: 4 rules for ppp1, none left for ppp0"
+else fail "tunnel swap rules: $(tr '\n' ';' <<<"$rules")"; fi
+grep -q "rewriting the chains in full" "$TS_LOG" && fail "the rule diff failed and fell back to a full rewrite" ||
+  pass "tunnel swap applied as a difference (no full-rewrite fallback)"
+cap_start swap
+connect lan 10.2.0.1 || fail "connect with ppp0 unconfigured"
+cap_stop
+expect "ppp0 no longer configured: SYN at peer unclamped" "$(mss_of "$E2E_TMP/swap-peer.pcap" S 10.1.0.1 10.2.0.1)" $NATIVE4
+sed -i 's/"ppp1"/"ppp0"/' "$CONF"
+n_applied=$(grep -c "reload applied" "$TS_LOG" || true)
+kill -HUP "$TS_PID"
+wait_for 5 applied_more_than "$n_applied" || fail "tunnel swap back not applied"
+cap_start back
+connect lan 10.2.0.1 || fail "connect with ppp0 back"
+cap_stop
+expect "ppp0 configured again: SYN at peer" "$(mss_of "$E2E_TMP/back-peer.pcap" S 10.1.0.1 10.2.0.1)" $MSS4B
+
 # ---- 5. SIGTERM: exit 0 within 1 s, nothing left behind ------------------------------------
 t0=$(date +%s%N)
 kill -TERM "$TS_PID"
