@@ -60,10 +60,13 @@ wait_for 10 grep -q "running:" "$LOG" || { cat "$LOG"; die "tunshim did not star
 grep -q "fail-open on" "$LOG" && pass "queue bound with fail-open" || fail "fail-open not confirmed: $(grep nfqueue "$LOG")"
 
 cat >"$E2E_TMP/burst.py" <<'EOF'
-# Sends N TCP SYNs (MSS 1460, ports 20000+i -> 9) from SRC to DST through a raw socket, so
-# they cross netfilter's OUTPUT and POSTROUTING like any local SYN. Prints how many went out.
+# Sends N TCP SYNs (MSS [4th arg, 1460], ports 20000+i -> [5th arg, 9]) from SRC to DST
+# through a raw socket, so they cross netfilter's OUTPUT and POSTROUTING like any local SYN.
+# Prints how many went out.
 import socket, struct, sys
 src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mss = int(sys.argv[4]) if len(sys.argv) > 4 else 1460
+dport = int(sys.argv[5]) if len(sys.argv) > 5 else 9
 sa, da = socket.inet_aton(src), socket.inet_aton(dst)
 def csum(b):
     s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
@@ -73,7 +76,7 @@ def csum(b):
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 sent = 0
 for i in range(n):
-    tcp = struct.pack("!HHIIBBHHHBBH", 20000 + i, 9, i, 0, 6 << 4, 0x02, 64240, 0, 0, 2, 4, 1460)
+    tcp = struct.pack("!HHIIBBHHHBBH", 20000 + i, dport, i, 0, 6 << 4, 0x02, 64240, 0, 0, 2, 4, mss)
     c = csum(sa + da + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)
     tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0x4000, 64, 6, 0, sa, da)
@@ -146,6 +149,35 @@ want_clamped=$((1 + MAXLEN + 5))
   fail "clamped=$clamped, want $want_clamped"
 grep -q "passed unclamped" "$LOG" && pass "overrun logged: $(grep -m1 'passed unclamped' "$LOG" | sed 's/.*: tunnel/tunnel/')" ||
   fail "no overrun warning in the log"
+
+# ---- batched verdicts: a run of SYNs that need no change is answered in one message -------
+SMALL=1200   # already below the target: left unchanged
+RUN=40       # fits in the queue (64)
+inns peer iptables-nft -A INPUT -p tcp --dport 10 --syn -m tcpmss --mss $SMALL -m comment --comment run-$SMALL
+qline() { grep "queue $QNUM: packets=" "$LOG" | tail -1; }
+qfield() { sed -E "s/.* $1=([0-9]+).*/\1/" <<<"$(qline)"; }
+b0=$(qfield batches); v0=$(qfield verdicts)
+kill -STOP $TS
+inns cl "$PY" "$E2E_TMP/burst.py" 10.9.0.1 10.9.0.2 $RUN $SMALL 10 >/dev/null
+queue_is() { [ "$(queue_total)" = "$1" ]; }
+wait_for 5 queue_is $RUN || true
+qt=$(queue_total)
+kill -CONT $TS
+wait_for 5 queue_empty || fail "run of $RUN not drained"
+n_before=$(grep -c "queue $QNUM: packets=" "$LOG" || true)
+kill -USR1 $TS
+qlines_more() { [ "$(grep -c "queue $QNUM: packets=" "$LOG" || true)" -gt "$1" ]; }
+wait_for 5 qlines_more "$n_before" || fail "SIGUSR1 logged no queue line"
+b1=$(qfield batches); v1=$(qfield verdicts)
+log "run of $RUN unchanged SYNs ($qt queued at SIGCONT): batches $b0 -> $b1, single verdicts $v0 -> $v1"
+if [ "$qt" = $RUN ] && [ $((b1 - b0)) -ge 1 ] && [ $((b1 - b0 + v1 - v0)) -lt $RUN ]; then
+  pass "$RUN queued unchanged SYNs answered with $((b1 - b0)) batch + $((v1 - v0)) single verdict(s)"
+else fail "batching: $qt queued, batches +$((b1 - b0)), singles +$((v1 - v0))"; fi
+got=$(inns peer iptables-nft-save -c | awk -v c="run-$SMALL" '$0 ~ c { gsub(/[][]/, "", $1); split($1, a, ":"); print a[1] }')
+[ "$got" = $RUN ] && pass "all $RUN reached the peer unchanged (MSS $SMALL)" || fail "$got of $RUN reached the peer with MSS $SMALL"
+connect || fail "connect after the batch"
+m=$(last_syn_mss)
+[ "$m" = $MSS ] && pass "after the batch the next SYN is clamped ($m)" || fail "after the batch: SYN MSS $m"
 
 # ---- the wire agrees -------------------------------------------------------------------------
 set -- "$(burst_count $MSS)" "$(burst_count $NATIVE)" "$(burst_count all)"
