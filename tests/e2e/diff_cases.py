@@ -45,7 +45,7 @@ KEY4_BASE = 0x1000               # IPv4 ID of case i: KEY4_BASE + i (never 0: ke
 KEY6_BASE = 0x10000              # IPv6 flow label of case i
 SPORT_BASE = 20000
 
-EXPECTS = ("same", "kernel_drops", "frag_insert", "odd_csum", "kernel_walks")
+EXPECTS = ("same", "kernel_drops", "frag_insert", "odd_csum", "kernel_walks", "eol_insert")
 OUTCOMES = ("clamped", "inserted", "unchanged", "no_room", "not_syn", "not_tcp",
             "fragment", "malformed", "disabled")
 
@@ -275,9 +275,10 @@ def kernel_walk_mss(pkt):
 
 
 # ---- model of the kernel: iptables-nft rule + xt_TCPMSS -------------------------------
-def kernel_model(pkt, target):
+def kernel_model(pkt, target, stop_at_eol=False):
     """What `-p tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss N` does to `pkt` on the
-    iptables-nft backend: ("none"|"clamp"|"insert"|"drop", bytes or None, detail)."""
+    iptables-nft backend: ("none"|"clamp"|"insert"|"drop", bytes or None, detail).
+    stop_at_eol: end the option walk at EOL, as a receiver does (tunshim's reading)."""
     ip = Ip(pkt)
     if not ip.ok or ip.proto != 6:
         return "none", pkt, "not TCP"
@@ -297,6 +298,8 @@ def kernel_model(pkt, target):
     b = bytearray(pkt)
     i = 20
     while i <= hl - 4:
+        if stop_at_eol and b[t + i] == 0:
+            break
         if b[t + i] == 2 and b[t + i + 1] == 4:
             old = struct.unpack("!H", b[t + i + 2:t + i + 4])[0]
             if old <= newmss:
@@ -352,7 +355,8 @@ class Gen:
         # A case that contradicts its own declaration is a bug in this file: refuse it.
         want_k = {"kernel_drops": {"drop"}, "frag_insert": {"insert"}, "odd_csum": {"clamp"},
                   "same": {"none", "clamp", "insert"},
-                  "kernel_walks": {"none", "clamp", "insert", "drop"}}[expect]
+                  "kernel_walks": {"none", "clamp", "insert", "drop"},
+                  "eol_insert": {"clamp"}}[expect]
         if kclass not in want_k:
             raise ValueError("%s: declared %s but the kernel model says %s (%s)" % (name, expect, kclass, kdetail))
         if outcome is None:
@@ -365,6 +369,14 @@ class Gen:
                 raise ValueError(name + ": declared odd_csum but the MSS is not at an odd offset")
             if tcp_csum_ok(kbytes, tail):
                 raise ValueError(name + ": the kernel's checksum would be right by chance; pick other values")
+        expected_out = b""
+        if expect == "eol_insert":
+            # The receiver stops at EOL and never sees the hidden MSS: tunshim inserts a
+            # visible one exactly where and how the kernel inserts into an MSS-less SYN.
+            tclass, tbytes, _ = kernel_model(pkt, target, stop_at_eol=True)
+            if tclass != "insert":
+                raise ValueError(name + ": declared eol_insert but a receiver-view walk says " + tclass)
+            expected_out = tbytes
         if expect == "frag_insert" and not ip.mf:
             raise ValueError(name + ": frag_insert on a packet that is not a first fragment")
         self.names.add(name)
@@ -372,7 +384,7 @@ class Gen:
             "name": name, "family": family, "group": group, "key": ip.key,
             "dst": ip.dst, "sport": SPORT_BASE + idx,
             "expect": expect, "outcome": outcome, "kernel": kclass, "kernel_detail": kdetail,
-            "note": note, "input": pkt.hex(), "tail": tail.hex(),
+            "note": note, "input": pkt.hex(), "tail": tail.hex(), "expected_out": expected_out.hex(),
         })
 
 
@@ -383,6 +395,8 @@ def default_outcome(expect, ip, pkt, kclass):
         return "unchanged"
     if expect == "odd_csum":
         return "clamped"
+    if expect == "eol_insert":
+        return "inserted"
     if ip.proto != 6:
         return "not_tcp"
     if ip.fragoff:
@@ -656,7 +670,6 @@ def build_cases():
         ("optlen0_then_mss", b"\x08\x00" + NOP * 2 + MSS(1460), "option length 0, then MSS"),
         ("dup_mss_above_above", MSS(1460) + MSS(1400), "two MSS options, both above the target"),
         ("dup_mss_below_above", MSS(1000) + MSS(1460), "two MSS options, the first below the target"),
-        ("mss_after_eol", EOL + NOP * 3 + MSS(1460), "an MSS option in the padding after EOL"),
         ("mss_cut_at_header_end", NOP * 3 + b"\x02", "an MSS kind byte with no room for its length"),
     ]
     for fam in (4, 6):
@@ -664,6 +677,14 @@ def build_cases():
         # happens to hold the bytes of an MSS option. Both skip it and insert an MSS.
         add("v%d_ws_len10_hides_mss" % fam, fam, "A",
             lambda i, sp, f=fam: tcp_packet(f, "A", i, sp, opts=b"\x03\x0a\x07" + MSS(1460) + NOP * 5))
+        # An MSS in the padding after EOL: the kernel clamps it, though no receiver reads
+        # it; tunshim, reading as the receiver does, sees no MSS and inserts one.
+        add("v%d_badopt_mss_after_eol" % fam, fam, "A",
+            lambda i, sp, f=fam: tcp_packet(f, "A", i, sp, opts=EOL + NOP * 3 + MSS(1460)), "eol_insert",
+            note="an MSS option in the padding after EOL")
+        add("v%d_eol_then_mss_below_target_b" % fam, fam, "B",
+            lambda i, sp, f=fam: tcp_packet(f, "B", i, sp, opts=EOL + b"\0" * 3 + MSS(1460)), "eol_insert",
+            note="EOL, zero padding, then an MSS; target below the default MSS")
         for wname, opts, what in WALKS:
             add("v%d_badopt_%s" % (fam, wname), fam, "A",
                 lambda i, sp, f=fam, o=opts: tcp_packet(f, "A", i, sp, opts=o), "kernel_walks", note=what)

@@ -31,6 +31,7 @@ KIND_TITLES = {
     "frag_insert": "(2) first fragment without MSS: kernel inserts, tunshim does not",
     "odd_csum": "(3) MSS at odd offset: kernel checksum wrong, tunshim's right",
     "kernel_walks": "(4) malformed options: tunshim passes unchanged, kernel walks them",
+    "eol_insert": "(5) MSS hidden after EOL: kernel clamps it, tunshim inserts a visible one",
 }
 
 
@@ -195,6 +196,13 @@ def judge(c, inp, tail, kern, sent, tun, outcome):
     elif exp in ("kernel_drops", "kernel_walks", "frag_insert"):
         if tun != inp:
             why.append("tunshim changed a packet it must pass unchanged")
+    elif exp == "eol_insert":
+        if kc != "clamp":
+            why.append("kernel did %s, expected it to clamp the MSS after EOL" % kc)
+        if tun != bytes.fromhex(c["expected_out"]):
+            why.append("tunshim's bytes are not the receiver-view insertion")
+        elif dc.tcp_csum_ok(tun, tail) != dc.tcp_csum_ok(inp, tail) or not dc.ipv4_hdr_ok(tun):
+            why.append("tunshim's checksums are wrong after the insertion")
     elif exp == "odd_csum":
         l4 = dc.Ip(inp).l4
         if kern is None or len(kern) != len(tun):
