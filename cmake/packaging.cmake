@@ -65,7 +65,7 @@ install(CODE [==[
 ]==])
 
 # ---- docs ----
-file(GLOB tunshim_docs ${CMAKE_CURRENT_SOURCE_DIR}/docs/*.md)
+file(GLOB tunshim_docs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/docs/*.md)
 install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/README.md ${tunshim_docs} DESTINATION share/doc/tunshim)
 
 # ---- CPack: one .deb ----
@@ -84,7 +84,9 @@ set(CPACK_PACKAGE_DESCRIPTION
 string(REPLACE ";" "" CPACK_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION}")
 # The .deb installs under /usr whatever prefix the build was configured with; DESTDIR
 # staging makes the absolute /etc and /lib paths land inside the package too.
+# (With DESTDIR staging, CPack takes the prefix from CPACK_INSTALL_PREFIX.)
 set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
+set(CPACK_INSTALL_PREFIX "/usr")
 set(CPACK_SET_DESTDIR ON)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
@@ -94,7 +96,6 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 # ip6tables-nft(-restore,-save) programs the daemon runs.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "iptables")
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}\n${CPACK_PACKAGE_DESCRIPTION}")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${CMAKE_CURRENT_SOURCE_DIR}/packaging/debian/conffiles"
     "${CMAKE_CURRENT_SOURCE_DIR}/packaging/debian/postinst"
