@@ -120,6 +120,7 @@ for r in $(seq 1 "$ROUNDS"); do
       hwm=$(awk '/^VmHWM/{print $2}' "/proc/$LAB_TUNSHIM_PID/status")
     fi
     lat=$(inns client "$PY" "$BENCH_DIR/daemon_connect.py" measure "$LAB_S_TUN" "$CONNECT_PORT" "$CONNECTS")
+    # shellcheck disable=SC2086  # daemon_view is two words on purpose
     line=$("$PY" - "$mode" "$r" "$sent" "$secs" "$c_end" "$u_end" "$o_end" "$c_all" "$u_all" "$o_all" \
            "$lat" "$rss" "$hwm" $((cpu1 - cpu0)) "$HZ" $daemon_view <<'PY'
 import json, sys

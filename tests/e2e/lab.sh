@@ -294,5 +294,6 @@ lab_request_syn_mss() {
   lab_capture_start server tun0 "$f" tcp
   n=$(lab_download "$1" "$2" 1000 5)
   lab_capture_stop
+  # shellcheck disable=SC2046  # one word per SYN
   echo "$n" $(lab_syn_mss "$f" 0x002)
 }

@@ -24,14 +24,16 @@ lab_download lan "$LAB_S_TUN" "$DL" "$TMO" >"$E2E_TMP/n3" &
 lab_download client "$LAB_S_TUN6" "$DL" "$TMO" >"$E2E_TMP/n4" &
 wait
 for x in "n1 client download" "n2 client upload" "n3 LAN-host download" "n4 client IPv6 download"; do
-  set -- $x; n=$(cat "$E2E_TMP/$1"); shift
+  # shellcheck disable=SC2086  # split on purpose: file, then the words of the label
+  set -- $x
+  n=$(cat "$E2E_TMP/$1"); shift
   want=$DL; [ "$2" = upload ] && want=$UL
   if [ "$n" -lt "$want" ]; then pass "without tunshim: $* stalls in the black hole ($n of $want bytes in ${TMO}s)"
   else fail "without tunshim: $* completed ($n bytes): the lab has no black hole"; fi
 done
 drops=$(lab_blackhole_drops)
-[ "$drops" -gt 0 ] && pass "the router dropped $drops 'fragmentation needed' messages" \
-  || fail "the router dropped no 'fragmentation needed': the black hole is not the cause"
+if [ "$drops" -gt 0 ]; then pass "the router dropped $drops 'fragmentation needed' messages"
+else fail "the router dropped no 'fragmentation needed': the black hole is not the cause"; fi
 
 # --- with tunshim ---------------------------------------------------------------------------
 lab_tunshim_conf "$MSS"

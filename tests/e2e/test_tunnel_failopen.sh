@@ -36,6 +36,7 @@ if [ "${got_before:-0}" -gt 0 ] && [ "${got_before:-0}" -lt "$BIG" ] && [ "$n" =
 else fail "transfer across the kill: ${n:-0} of $BIG bytes (${got_before:-0} before the kill); $(cat "$E2E_TMP/big.err")"; fi
 
 # A new connection while the rules point at a queue nobody reads.
+# shellcheck disable=SC2046  # split on purpose: bytes, then one MSS per SYN
 set -- $(lab_request_syn_mss client "$LAB_S_TUN")
 if [ "${1:-0}" = 1000 ]; then
   pass "new connection with the daemon dead completes (SYN MSS at the server: ${*:2})"
@@ -54,11 +55,13 @@ else fail "after restart: $counts"; inns client iptables-save -t mangle | sed 's
 rules=$(lab_tunshim_rules)
 if [ "$rules" -eq 4 ]; then pass "restart leaves 4 NFQUEUE rules (in/out x IPv4/IPv6), none duplicated"
 else fail "after restart: $rules NFQUEUE rules (want 4)"; inns client iptables-save -t mangle | sed 's/^/  /'; fi
+# shellcheck disable=SC2046
 set -- $(lab_request_syn_mss client "$LAB_S_TUN")
 if [ "${2:-}" = "$MSS" ] && [ $# -eq 2 ]; then pass "after restart the next SYN is clamped to $MSS"
 else fail "after restart: bytes/SYN MSS '$*' (want 1000 $MSS)"; fi
 n=$(lab_download client "$LAB_S_TUN" 2000000 8)
-[ "$n" = 2000000 ] && pass "after restart a 2 MB download completes" || fail "after restart: download got $n bytes"
+if [ "$n" = 2000000 ]; then pass "after restart a 2 MB download completes"
+else fail "after restart: download got $n bytes"; fi
 
 lab_tunshim_stop TERM
 finish
