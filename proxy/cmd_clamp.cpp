@@ -160,8 +160,8 @@ int cmd_clamp(const ClampOptions& opt) {
   bool progress_shown = false;
   if (isatty(STDERR_FILENO) != 0) {
     const double start = now_seconds();
-    double next = start + kProgressInterval;
-    progress = [&, start](std::uint64_t packets) mutable {
+    progress = [&capture, &progress_shown, in_size, start,
+                next = start + kProgressInterval](std::uint64_t packets) mutable {
       const double t = now_seconds();
       if (t < next) return;
       next = t + kProgressInterval;
