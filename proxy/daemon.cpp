@@ -145,6 +145,13 @@ bool Daemon::start(std::string& err) {
           "installs netfilter rules";
     return false;
   }
+  // A live process on our queue number is most likely another tunshim: its rules are not
+  // stale, so refuse before touching anything. (A killed run's queue is unbound at once.)
+  if (KernelQueueStats ks; NfQueue::read_kernel_stats(config_.global.queue_num, ks)) {
+    err = "NFQUEUE " + std::to_string(config_.global.queue_num) + " is already bound by netlink port " +
+          std::to_string(ks.peer_portid) + " (another tunshim running?); not touching its rules";
+    return false;
+  }
   // Rules left by a run that died (kill -9, crash) go first, so nothing is duplicated and
   // nothing queues to a queue number we are about to bind.
   if (!firewall_.remove_all(err)) return false;
@@ -394,7 +401,7 @@ void Daemon::refresh_counts(bool log_after) {
     // still holds.
     if (!stopped_) queue_.drain(*this);
     KernelQueueStats ks;
-    const bool have_ks = queue_.read_kernel_stats(ks);
+    const bool have_ks = NfQueue::read_kernel_stats(queue_.num(), ks);
     if (have_ks) {
       queue_.counters().kernel_queue_dropped = ks.queue_dropped;
       queue_.counters().kernel_user_dropped = ks.user_dropped;

@@ -317,7 +317,7 @@ void NfQueue::drain(PacketHandler& handler) noexcept {
   flush_batch();
 }
 
-bool NfQueue::read_kernel_stats(KernelQueueStats& out) const {
+bool NfQueue::read_kernel_stats(std::uint16_t num, KernelQueueStats& out) {
   std::ifstream f("/proc/net/netfilter/nfnetlink_queue");
   if (!f) return false;
   std::string line;
@@ -326,8 +326,8 @@ bool NfQueue::read_kernel_stats(KernelQueueStats& out) const {
     std::uint64_t qnum = 0, portid = 0, total = 0, mode = 0, range = 0, qdrop = 0, udrop = 0,
                   idseq = 0;
     if (!(is >> qnum >> portid >> total >> mode >> range >> qdrop >> udrop >> idseq)) continue;
-    if (qnum != num_) continue;
-    out = KernelQueueStats{total, qdrop, udrop, idseq};
+    if (qnum != num) continue;
+    out = KernelQueueStats{portid, total, qdrop, udrop, idseq};
     return true;
   }
   return false;

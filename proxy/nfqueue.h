@@ -43,6 +43,7 @@ class PacketHandler {
 
 // The kernel's view of the queue, from /proc/net/netfilter/nfnetlink_queue.
 struct KernelQueueStats {
+  std::uint64_t peer_portid = 0;   // netlink port of the process bound to the queue
   std::uint64_t queue_total = 0;   // packets waiting for a verdict right now
   std::uint64_t queue_dropped = 0;
   std::uint64_t user_dropped = 0;
@@ -78,9 +79,9 @@ class NfQueue {
   QueueCounters& counters() noexcept { return counters_; }
   const QueueCounters& counters() const noexcept { return counters_; }
 
-  // Reads this queue's line from /proc/net/netfilter/nfnetlink_queue (of the current
-  // network namespace). False if the file or the line is missing.
-  bool read_kernel_stats(KernelQueueStats& out) const;
+  // Reads queue `num`'s line from /proc/net/netfilter/nfnetlink_queue (of the current
+  // network namespace). False if the file or the line is missing (nobody has bound it).
+  static bool read_kernel_stats(std::uint16_t num, KernelQueueStats& out);
 
  private:
   bool send_config(nlmsghdr* nlh, bool want_ack, std::string& err);

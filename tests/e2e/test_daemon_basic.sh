@@ -235,6 +235,13 @@ connect lan 10.2.0.1 || fail "connect with ppp0 back"
 cap_stop
 expect "ppp0 configured again: SYN at peer" "$(mss_of "$E2E_TMP/back-peer.pcap" S 10.1.0.1 10.2.0.1)" $MSS4B
 
+# ---- 4b. a second instance refuses to start and leaves the running one's rules alone --------
+rc=0; inns rt "$TUNSHIM_BIN" run -c "$CONF" >"$E2E_TMP/second.log" 2>&1 || rc=$?
+if [ $rc = 1 ] && grep -q "already bound" "$E2E_TMP/second.log"; then pass "a second instance refuses: $(grep -o 'NFQUEUE.*running?)' "$E2E_TMP/second.log")"
+else fail "second instance: exit $rc, $(tail -1 "$E2E_TMP/second.log")"; fi
+j=$(jumps)
+[ "$j" = "v4:PRE=1 v4:POST=1 v6:PRE=1 v6:POST=1" ] && pass "the running instance's rules are intact ($j)" || fail "after the second instance: $j"
+
 # ---- 5. SIGTERM: exit 0 within 1 s, nothing left behind ------------------------------------
 t0=$(date +%s%N)
 kill -TERM "$TS_PID"
@@ -245,7 +252,8 @@ if [ $rc -eq 0 ] && [ $ms -le 1000 ]; then pass "SIGTERM: exit 0 in $ms ms"; els
 n=$(tunshim_lines)
 [ "$n" = 0 ] && pass "no TUNSHIM rules or chains left after SIGTERM" || fail "$n TUNSHIM lines left after SIGTERM"
 foreign_ok && pass "foreign mangle rules untouched" || fail "foreign mangle rule missing"
-grep -q "$QNUM" /proc/net/netfilter/nfnetlink_queue 2>/dev/null && fail "queue still bound" || true
+if [ -z "$(inns rt awk -v q=$QNUM '$1 == q' /proc/net/netfilter/nfnetlink_queue)" ]; then pass "queue $QNUM unbound"
+else fail "queue $QNUM still bound after exit"; fi
 
 # ---- 6. kill -9, stale rules, restart ------------------------------------------------------
 start_tunshim crash1
