@@ -1,0 +1,470 @@
+#include "proxy/probe_io.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <linux/filter.h>
+#include <net/if.h>
+#include <netinet/icmp6.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "clamp/checksum.h"
+
+namespace tunshim::proxy {
+namespace {
+
+constexpr std::uint8_t kIcmpEchoReply = 0;
+constexpr std::uint8_t kIcmpUnreach = 3;
+constexpr std::uint8_t kIcmpFragNeeded = 4;  // code of kIcmpUnreach (RFC 1191)
+constexpr std::uint8_t kIcmpEchoRequest = 8;
+constexpr std::uint8_t kIcmp6PacketTooBig = 2;
+constexpr std::uint8_t kIcmp6EchoRequest = 128;
+constexpr std::uint8_t kIcmp6EchoReply = 129;
+constexpr std::uint8_t kProtoIcmp = 1;
+constexpr std::uint8_t kProtoIcmp6 = 58;
+constexpr std::size_t kIcmpHeader = 8;
+constexpr std::size_t kIp6Header = 40;
+// Datagrams read per poll wake-up before yielding to the loop (anything left wakes it again).
+constexpr int kReadBudget = 256;
+
+std::uint64_t random64() noexcept {
+  std::uint64_t v = 0;
+  if (getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v)) {
+    // getrandom on Linux >= 3.17 does not fail for 8 bytes once the pool is up; should
+    // it, a clock-derived value still makes the nonce unpredictable enough for matching.
+    v = uv_hrtime() * 0x9e3779b97f4a7c15ULL;
+  }
+  return v;
+}
+
+std::uint64_t load64(clamp::ConstBytes b, std::size_t off) noexcept {
+  return (std::uint64_t{clamp::load32(b, off)} << 32) | clamp::load32(b, off + 4);
+}
+
+constexpr sock_filter bpf_stmt(std::uint16_t code, std::uint32_t k) noexcept {
+  return sock_filter{code, 0, 0, k};
+}
+constexpr sock_filter bpf_jump(std::uint16_t code, std::uint32_t k, std::uint8_t jt,
+                               std::uint8_t jf) noexcept {
+  return sock_filter{code, jt, jf, k};
+}
+constexpr std::uint16_t op(int bits) noexcept { return static_cast<std::uint16_t>(bits); }
+
+bool attach_filter(int fd, sock_filter* prog, std::size_t len) {
+  sock_fprog fprog{};
+  fprog.len = static_cast<unsigned short>(len);
+  fprog.filter = prog;
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) == 0;
+}
+
+// IPv4 raw sockets see the datagram from its IP header. Accept ICMP echo replies carrying
+// our identifier and frag-needed errors; everything else (other pings on the host, echo
+// requests, other errors) never wakes us.
+bool attach_filter4(int fd, std::uint16_t ident) {
+  sock_filter prog[] = {
+      bpf_stmt(op(BPF_LD | BPF_B | BPF_ABS), 9),                      // 0: IP protocol
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kProtoIcmp, 0, 11),     // 1: not ICMP -> drop
+      bpf_stmt(op(BPF_LD | BPF_H | BPF_ABS), 6),                      // 2: flags + offset
+      bpf_jump(op(BPF_JMP | BPF_JSET | BPF_K), 0x1fff, 9, 0),         // 3: later fragment -> drop
+      bpf_stmt(op(BPF_LDX | BPF_B | BPF_MSH), 0),                     // 4: X = IP header length
+      bpf_stmt(op(BPF_LD | BPF_B | BPF_IND), 0),                      // 5: ICMP type
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpEchoReply, 0, 2),  // 6
+      bpf_stmt(op(BPF_LD | BPF_H | BPF_IND), 4),                      // 7: identifier
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), ident, 3, 4),           // 8: ours -> accept
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpUnreach, 0, 3),    // 9
+      bpf_stmt(op(BPF_LD | BPF_B | BPF_IND), 1),                      // 10: ICMP code
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpFragNeeded, 0, 1), // 11
+      bpf_stmt(op(BPF_RET | BPF_K), 0xffff),                          // 12: accept
+      bpf_stmt(op(BPF_RET | BPF_K), 0),                               // 13: drop
+  };
+  return attach_filter(fd, prog, sizeof prog / sizeof prog[0]);
+}
+
+// IPv6 raw sockets see the datagram from its ICMPv6 header. ICMP6_FILTER already limits
+// the types; this adds the identifier check so other pings on the host stay out.
+bool attach_filter6(int fd, std::uint16_t ident) {
+  sock_filter prog[] = {
+      bpf_stmt(op(BPF_LD | BPF_B | BPF_ABS), 0),                         // 0: ICMPv6 type
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmp6PacketTooBig, 3, 0), // 1: -> accept
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmp6EchoReply, 0, 3),    // 2
+      bpf_stmt(op(BPF_LD | BPF_H | BPF_ABS), 4),                         // 3: identifier
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), ident, 0, 1),              // 4
+      bpf_stmt(op(BPF_RET | BPF_K), 0xffff),                             // 5: accept
+      bpf_stmt(op(BPF_RET | BPF_K), 0),                                  // 6: drop
+  };
+  return attach_filter(fd, prog, sizeof prog / sizeof prog[0]);
+}
+
+bool set_icmp6_types(int fd) {
+  icmp6_filter f{};
+  for (auto& w : f.icmp6_filt) w = 0xffffffffU;  // block all, then pass two types
+  for (unsigned type : {unsigned{kIcmp6EchoReply}, unsigned{kIcmp6PacketTooBig}}) {
+    f.icmp6_filt[type >> 5] &= ~(1U << (type & 31));
+  }
+  return setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &f, sizeof f) == 0;
+}
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+IpAddress from_sockaddr(const sockaddr_storage& ss) {
+  IpAddress a;
+  if (ss.ss_family == AF_INET6) {
+    sockaddr_in6 s6{};
+    std::memcpy(&s6, &ss, sizeof s6);
+    a.family = IpFamily::ipv6;
+    std::memcpy(a.bytes.data(), &s6.sin6_addr, 16);
+  } else {
+    sockaddr_in s4{};
+    std::memcpy(&s4, &ss, sizeof s4);
+    std::memcpy(a.bytes.data(), &s4.sin_addr, 4);
+  }
+  return a;
+}
+
+bool same_addr(clamp::ConstBytes b, std::size_t off, const IpAddress& a) noexcept {
+  const std::size_t n = a.family == IpFamily::ipv4 ? 4 : 16;
+  return b.size() >= off + n && std::memcmp(b.data() + off, a.bytes.data(), n) == 0;
+}
+
+}  // namespace
+
+// ---- addresses and interfaces --------------------------------------------------------------
+
+std::optional<IpAddress> IpAddress::parse(const std::string& text) {
+  IpAddress a;
+  if (inet_pton(AF_INET, text.c_str(), a.bytes.data()) == 1) return a;
+  a.family = IpFamily::ipv6;
+  if (inet_pton(AF_INET6, text.c_str(), a.bytes.data()) == 1) return a;
+  return std::nullopt;
+}
+
+std::string IpAddress::to_string() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family == IpFamily::ipv4 ? AF_INET : AF_INET6, bytes.data(), buf, sizeof buf);
+  return buf;
+}
+
+bool read_interface(const std::string& iface, InterfaceInfo& out, std::string& err) {
+  out = InterfaceInfo{};
+  if (iface.empty() || iface.size() >= IFNAMSIZ) {
+    err = "not a valid interface name";
+    return false;
+  }
+  out.ifindex = if_nametoindex(iface.c_str());
+  if (out.ifindex == 0) {
+    err = "no such interface";
+    return false;
+  }
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = errno_text("socket");
+    return false;
+  }
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, iface.c_str(), iface.size());
+  const bool ok = ioctl(fd, SIOCGIFMTU, &ifr) == 0;
+  const int e = errno;
+  ::close(fd);
+  if (!ok || ifr.ifr_mtu <= 0) {
+    err = ok ? "unusable MTU" : std::string("reading its MTU: ") + std::strerror(e);
+    return false;
+  }
+  // Loopback's 65536 does not fit an IP length; no probe can be larger than 65535 anyway.
+  out.mtu = static_cast<std::uint16_t>(std::min(ifr.ifr_mtu, 65535));
+
+  // The peer: on an IFF_POINTOPOINT interface glibc reports IFA_ADDRESS as ifa_dstaddr.
+  // Configured without a peer (`ip addr add A/30`), that is our own address: no peer.
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return true;  // the peer is optional; --target still works
+  for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_name == nullptr || iface != i->ifa_name) continue;
+    if ((i->ifa_flags & IFF_POINTOPOINT) == 0 || i->ifa_addr == nullptr ||
+        i->ifa_dstaddr == nullptr || i->ifa_addr->sa_family != i->ifa_dstaddr->sa_family) {
+      continue;
+    }
+    sockaddr_storage local{}, peer{};
+    const int fam = i->ifa_addr->sa_family;
+    if (fam != AF_INET && fam != AF_INET6) continue;
+    const std::size_t len = fam == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    std::memcpy(&local, i->ifa_addr, len);
+    std::memcpy(&peer, i->ifa_dstaddr, len);
+    const IpAddress l = from_sockaddr(local), p = from_sockaddr(peer);
+    if (l == p) continue;
+    auto& slot = fam == AF_INET ? out.peer4 : out.peer6;
+    if (!slot) slot = p;
+  }
+  freeifaddrs(list);
+  return true;
+}
+
+// ---- the socket ---------------------------------------------------------------------------
+
+ProbeIo::~ProbeIo() { close(); }
+
+bool ProbeIo::open(const std::string& iface, const IpAddress& target, ReplyFn on_reply,
+                   HintFn on_hint, std::string& err) {
+  close();
+  target_ = target;
+  on_reply_ = std::move(on_reply);
+  on_hint_ = std::move(on_hint);
+  const bool v4 = target.family == IpFamily::ipv4;
+  const int proto = v4 ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6};
+  fd_ = socket(v4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+  if (fd_ < 0) {
+    err = errno == EPERM || errno == EACCES
+              ? "cannot open a raw ICMP socket: needs root (CAP_NET_RAW)"
+              : errno_text("cannot open a raw ICMP socket");
+    return false;
+  }
+  auto fail = [&](const char* what) {
+    err = errno_text(what);
+    ::close(fd_);
+    fd_ = -1;
+    return false;
+  };
+  if (setsockopt(fd_, SOL_SOCKET, SO_BINDTODEVICE, iface.c_str(),
+                 static_cast<socklen_t>(iface.size())) != 0) {
+    return fail("binding the socket to the interface");
+  }
+  // PROBE: DF on every probe, sized by us, never capped by the PMTU the kernel cached
+  // (a black hole would otherwise make it refuse or fragment exactly the sizes we test).
+  if (v4) {
+    const int pmtu = IP_PMTUDISC_PROBE;
+    if (setsockopt(fd_, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0) {
+      return fail("setting IP_MTU_DISCOVER");
+    }
+  } else {
+    const int pmtu = IPV6_PMTUDISC_PROBE, on = 1;
+    if (setsockopt(fd_, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0) {
+      return fail("setting IPV6_MTU_DISCOVER");
+    }
+    if (setsockopt(fd_, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof on) != 0) {
+      return fail("setting IPV6_DONTFRAG");
+    }
+    if (!set_icmp6_types(fd_)) return fail("setting ICMP6_FILTER");
+  }
+  ident_ = static_cast<std::uint16_t>(random64());
+  next_seq_ = static_cast<std::uint16_t>(random64());
+  if (!(v4 ? attach_filter4(fd_, ident_) : attach_filter6(fd_, ident_))) {
+    return fail("attaching the socket filter");
+  }
+  // Whatever arrived before the filter was attached is not ours to judge: discard it.
+  std::uint8_t scratch[64];
+  while (recv(fd_, scratch, sizeof scratch, MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+  }
+  rx_.assign(65536, 0);
+  tx_.assign(65536, 0);
+  slots_.fill(Outstanding{});
+
+  poll_ = new uv_poll_t{};
+  poll_->data = this;
+  if (const int r = uv_poll_init(loop_, poll_, fd_); r != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    err = std::string("uv_poll_init: ") + uv_strerror(r);
+    ::close(fd_);
+    fd_ = -1;
+    return false;
+  }
+  uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int status, int) {
+    auto* self = static_cast<ProbeIo*>(h->data);
+    if (self != nullptr && status == 0) self->on_readable();
+  });
+  return true;
+}
+
+void ProbeIo::close() noexcept {
+  if (poll_ != nullptr) {
+    poll_->data = nullptr;
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+bool ProbeIo::send(std::uint32_t tag, std::uint16_t size, std::string* err) noexcept {
+  const bool v4 = target_.family == IpFamily::ipv4;
+  if (fd_ < 0 || size < min_probe_size(target_.family)) {
+    ++stats_.send_errors;
+    if (err != nullptr) *err = fd_ < 0 ? "socket not open" : "probe size too small";
+    return false;
+  }
+  const std::size_t icmp_len = size - (v4 ? 20U : kIp6Header);
+  const std::uint16_t seq = next_seq_++;
+  const std::uint64_t nonce = random64();
+  clamp::Bytes m(tx_.data(), icmp_len);
+  m[0] = v4 ? kIcmpEchoRequest : kIcmp6EchoRequest;
+  m[1] = 0;
+  clamp::store16(m, 2, 0);
+  clamp::store16(m, 4, ident_);
+  clamp::store16(m, 6, seq);
+  clamp::store32(m, 8, static_cast<std::uint32_t>(nonce >> 32));
+  clamp::store32(m, 12, static_cast<std::uint32_t>(nonce));
+  // Filler that is not all zeros, so a compressing VPN cannot shrink the probe.
+  for (std::size_t i = kIcmpHeader + kNonceLen; i < icmp_len; ++i) {
+    m[i] = static_cast<std::uint8_t>(i * 131U + (nonce & 0xff));
+  }
+  // ICMPv6 raw sockets always have the kernel fill in the checksum (pseudo-header).
+  if (v4) clamp::store16(m, 2, clamp::csum(m));
+
+  sockaddr_storage ss{};
+  socklen_t sl = 0;
+  if (v4) {
+    sockaddr_in s4{};
+    s4.sin_family = AF_INET;
+    std::memcpy(&s4.sin_addr, target_.bytes.data(), 4);
+    std::memcpy(&ss, &s4, sizeof s4);
+    sl = sizeof s4;
+  } else {
+    sockaddr_in6 s6{};
+    s6.sin6_family = AF_INET6;
+    std::memcpy(&s6.sin6_addr, target_.bytes.data(), 16);
+    std::memcpy(&ss, &s6, sizeof s6);
+    sl = sizeof s6;
+  }
+  // Remember it before sending: on a fast path the reply can be read before sendto returns
+  // to the loop (not today, single-threaded, but the order costs nothing).
+  Outstanding& slot = slots_[seq % kSlots];
+  slot = Outstanding{true, seq, size, tag, nonce};
+  if (sendto(fd_, m.data(), m.size(), 0, reinterpret_cast<const sockaddr*>(&ss), sl) < 0) {
+    slot.used = false;
+    ++stats_.send_errors;
+    if (err != nullptr) *err = errno_text("sendto");
+    return false;
+  }
+  ++stats_.sent;
+  return true;
+}
+
+void ProbeIo::on_readable() noexcept {
+  for (int i = 0; i < kReadBudget && fd_ >= 0; ++i) {
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    const ssize_t n = recvfrom(fd_, rx_.data(), rx_.size(), MSG_DONTWAIT,
+                               reinterpret_cast<sockaddr*>(&ss), &sl);
+    if (n < 0) return;  // EAGAIN (drained) or a transient error: the next wake-up retries
+    handle_datagram(clamp::ConstBytes(rx_.data(), static_cast<std::size_t>(n)),
+                    from_sockaddr(ss));
+  }
+}
+
+ProbeIo::Outstanding* ProbeIo::find(std::uint16_t seq) noexcept {
+  Outstanding& s = slots_[seq % kSlots];
+  return s.used && s.seq == seq ? &s : nullptr;
+}
+
+void ProbeIo::handle_datagram(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
+  if (target_.family == IpFamily::ipv4) {
+    handle_v4(pkt, src);
+  } else {
+    handle_v6(pkt, src);
+  }
+}
+
+void ProbeIo::handle_v4(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
+  // Two-phase: check the IP header's own lengths once, then read.
+  if (pkt.size() < 20 || (pkt[0] >> 4) != 4) {
+    ++stats_.ignored;
+    return;
+  }
+  const std::size_t ihl = std::size_t{pkt[0] & 0x0fU} * 4;
+  const std::size_t total = clamp::load16(pkt, 2);
+  if (ihl < 20 || total != pkt.size() || total < ihl + kIcmpHeader || pkt[9] != kProtoIcmp) {
+    ++stats_.ignored;
+    return;
+  }
+  const clamp::ConstBytes icmp = pkt.subspan(ihl);
+  if (icmp[0] == kIcmpUnreach && icmp[1] == kIcmpFragNeeded) {
+    quoted_probe(icmp.subspan(kIcmpHeader), clamp::load16(icmp, 6));
+    return;
+  }
+  Outstanding* s = icmp[0] == kIcmpEchoReply && icmp[1] == 0 && src == target_ &&
+                           same_addr(pkt, 12, target_) && clamp::load16(icmp, 4) == ident_
+                       ? find(clamp::load16(icmp, 6))
+                       : nullptr;
+  if (s == nullptr || icmp.size() < kIcmpHeader + kNonceLen || load64(icmp, 8) != s->nonce) {
+    ++stats_.ignored;
+    return;
+  }
+  if (total != s->size) {
+    ++stats_.wrong_length;
+    return;
+  }
+  s->used = false;  // one reply per probe: duplicates are ignored
+  ++stats_.replies;
+  if (on_reply_) on_reply_(s->tag, static_cast<std::uint16_t>(total));
+}
+
+void ProbeIo::handle_v6(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
+  if (pkt.size() < kIcmpHeader || pkt.size() + kIp6Header > 65535) {
+    ++stats_.ignored;
+    return;
+  }
+  if (pkt[0] == kIcmp6PacketTooBig && pkt[1] == 0) {
+    const std::uint32_t mtu = clamp::load32(pkt, 4);
+    quoted_probe(pkt.subspan(kIcmpHeader), mtu > 65535 ? 65535 : static_cast<std::uint16_t>(mtu));
+    return;
+  }
+  Outstanding* s = pkt[0] == kIcmp6EchoReply && pkt[1] == 0 && src == target_ &&
+                           clamp::load16(pkt, 4) == ident_
+                       ? find(clamp::load16(pkt, 6))
+                       : nullptr;
+  if (s == nullptr || pkt.size() < kIcmpHeader + kNonceLen || load64(pkt, 8) != s->nonce) {
+    ++stats_.ignored;
+    return;
+  }
+  // The socket returns the ICMPv6 message only; our probes carry no extension headers,
+  // and an answer that did would not be a like-for-like echo of the size we sent.
+  const std::size_t total = pkt.size() + kIp6Header;
+  if (total != s->size) {
+    ++stats_.wrong_length;
+    return;
+  }
+  s->used = false;
+  ++stats_.replies;
+  if (on_reply_) on_reply_(s->tag, static_cast<std::uint16_t>(total));
+}
+
+void ProbeIo::quoted_probe(clamp::ConstBytes quote, std::uint16_t mtu) noexcept {
+  // The quote is our probe as the router saw it: its IP header (to us, the sender, the
+  // destination is the target) and at least the first 8 bytes of the echo request.
+  std::size_t hl = 0;
+  bool ours = false;
+  if (target_.family == IpFamily::ipv4) {
+    ours = quote.size() >= 20 && (quote[0] >> 4) == 4 && quote[9] == kProtoIcmp &&
+           same_addr(quote, 16, target_);
+    hl = ours ? std::size_t{quote[0] & 0x0fU} * 4 : 0;
+  } else {
+    ours = quote.size() >= kIp6Header && (quote[0] >> 4) == 6 && quote[6] == kProtoIcmp6 &&
+           same_addr(quote, 24, target_);
+    hl = kIp6Header;
+  }
+  const std::uint8_t echo = target_.family == IpFamily::ipv4 ? kIcmpEchoRequest : kIcmp6EchoRequest;
+  ours = ours && hl >= 20 && quote.size() >= hl + kIcmpHeader && quote[hl] == echo &&
+         clamp::load16(quote, hl + 4) == ident_;
+  Outstanding* s = ours ? find(clamp::load16(quote, hl + 6)) : nullptr;
+  // Most routers quote far more than 8 bytes (RFC 1812 4.3.2.3; RFC 4443 demands as much
+  // as fits); when the nonce is there it must match.
+  if (s != nullptr && quote.size() >= hl + kIcmpHeader + kNonceLen &&
+      load64(quote, hl + kIcmpHeader) != s->nonce) {
+    s = nullptr;
+  }
+  if (s == nullptr) {
+    ++stats_.ignored;
+    return;
+  }
+  ++stats_.hints;
+  if (on_hint_) on_hint_(s->tag, mtu);
+}
+
+}  // namespace tunshim::proxy
