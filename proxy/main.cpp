@@ -40,6 +40,21 @@ int main(int argc, char** argv) {
   clamp->add_option("IN", clamp_opt.input, "Input pcap file")->required();
   clamp->add_option("OUT", clamp_opt.output, "Output pcap file (written atomically)")->required();
 
+  proxy::ProbeOptions probe_opt;
+  auto* probe = app.add_subcommand(
+      "probe", "Find the path MTU through a tunnel with DF probes (needs no ICMP errors)");
+  probe->add_option("IFACE", probe_opt.iface, "Tunnel interface, e.g. ppp0")->required();
+  probe->add_option("--target", probe_opt.target,
+                    "Address to probe (default: the interface's point-to-point peer)");
+  probe->add_option("--max", probe_opt.max, "Largest size to try (default: the interface MTU)")
+      ->check(CLI::Range(68, 65535));
+  probe->add_option("--min", probe_opt.min, "Base size that must answer (default 1200 IPv4, 1280 IPv6)")
+      ->check(CLI::Range(576, 65535));
+  probe->add_option("--timeout", probe_opt.timeout, "Give up after this many seconds")
+      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+  probe->add_flag("--json", probe_opt.json, "Print the result as JSON");
+  probe->add_flag("-v,--verbose", probe_opt.verbose, "Log every probe and reply to stderr");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -48,6 +63,7 @@ int main(int argc, char** argv) {
 
   if (*run) return proxy::cmd_run(run_opt);
   if (*check) return proxy::cmd_check_config(run_opt);
+  if (*probe) return proxy::cmd_probe(probe_opt);
   if (*clamp) {
     if (!mss && !mtu) {
       std::fprintf(stderr, "tunshim clamp: give --mss N or --mtu N (see tunshim clamp --help)\n");
