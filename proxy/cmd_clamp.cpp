@@ -135,7 +135,7 @@ int cmd_clamp(const ClampOptions& opt) {
   CaptureIn capture;
   std::string error;
   if (!capture.open(in, error)) {
-    error_line(opt.input, "not a capture file libpcap can read (" + error + ")");
+    error_line(opt.input, error);
     return 1;
   }
   const int dlt = capture.link_type();

@@ -248,7 +248,7 @@ bool CaptureIn::open(std::FILE* in, std::string& error) {
   unsigned char magic_bytes[4] = {};
   const std::size_t got = std::fread(magic_bytes, 1, sizeof magic_bytes, in);
   if (std::fseek(in, 0, SEEK_SET) != 0) {
-    error = std::string("cannot seek: ") + std::strerror(errno);
+    error = std::string("cannot seek in it (a pipe?): ") + std::strerror(errno);
     std::fclose(in);
     return false;
   }
@@ -262,7 +262,8 @@ bool CaptureIn::open(std::FILE* in, std::string& error) {
   char errbuf[PCAP_ERRBUF_SIZE] = {};
   pcap_ = pcap_fopen_offline_with_tstamp_precision(in, precision_, errbuf);
   if (pcap_ == nullptr) {
-    error = errbuf[0] != '\0' ? errbuf : "not a capture file";
+    error = std::string("not a capture file libpcap can read (") +
+            (errbuf[0] != '\0' ? errbuf : "no reason given") + ")";
     std::fclose(in);
     return false;
   }

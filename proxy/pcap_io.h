@@ -99,7 +99,8 @@ class CaptureIn {
   CaptureIn& operator=(const CaptureIn&) = delete;
 
   // Reads the file header from `in`, taking ownership of `in` (closed even on failure).
-  // False, with a one-line reason in `error`, when libpcap cannot read it.
+  // `in` must be seekable (its magic number is peeked at). False, with a one-line reason
+  // in `error`, when it is not, or when libpcap cannot read it.
   bool open(std::FILE* in, std::string& error);
 
   int link_type() const noexcept { return dlt_; }

@@ -158,6 +158,8 @@ expect_failure short_header "^tunshim clamp: .*short_header.pcap: not a capture 
 expect_failure garbage "^tunshim clamp: .*garbage.pcap: not a capture file" "$T/garbage.pcap"
 : >"$T/empty.pcap"
 expect_failure empty "^tunshim clamp: .*empty.pcap: not a capture file" "$T/empty.pcap"
+# A pipe: the magic number is peeked at, so the input must be seekable.
+expect_failure pipe "^tunshim clamp: /dev/fd/[0-9]+: cannot seek in it \(a pipe\?\)" <(cat "$S")
 # A file cut in the middle of a record: the records before it were fine, still no OUT.
 head -c 3000 "$S" >"$T/cut.pcap"
 expect_failure cut "^tunshim clamp: .*cut.pcap: corrupt record after [0-9]+ packets" "$T/cut.pcap"
