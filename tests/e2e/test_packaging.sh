@@ -281,8 +281,9 @@ sandboxed() {
     mount -t tmpfs -o mode=1777 tmpfs /tmp
     exec "$@"' sh setpriv --bounding-set "-all,${bset%,}" --inh-caps=-all -- "$@"
 }
-wdog_usec=$((${watchdog:-0} * 1000000))
-[ "$wdog_usec" -gt 0 ] || wdog_usec=2000000   # probe with 2 s when the unit sets none
+# The daemon's ping interval follows WATCHDOG_USEC, not the unit: 2 s keeps the wait short
+# whatever WatchdogSec says.
+wdog_usec=2000000
 # The unit's own ExecStart, binary and config path swapped for the test's.
 read -r -a cmd <<<"$(echo "$exec_start" | sed "s|/usr/sbin/tunshim|$TUNSHIM_BIN|; s|/etc/tunshim/tunshim.conf|$CONFDIR/tunshim.conf|")"
 # WATCHDOG_PID must be the daemon's pid: the shell execs into it.
@@ -306,6 +307,7 @@ caps_now=$(grep -E '^Cap(Eff|Bnd):' "/proc/$mainpid/status" | tr -s '\t ' ' ' | 
 if grep -q '^STATUS=' "$E2E_TMP/notify.log"; then pass "daemon sends STATUS=: $(grep -m1 '^STATUS=' "$E2E_TMP/notify.log")"
 else log "daemon sends no STATUS= line (systemctl status shows no summary)"; fi
 # Watchdog: a unit WatchdogSec needs a binary that feeds it within the period.
+case "$watchdog" in 0|infinity) watchdog="" ;; esac
 sleep "$(( (wdog_usec / 1000000) + 1 ))"
 fed=$(grep -c '^WATCHDOG=1' "$E2E_TMP/notify.log" || true)
 if [ -n "$watchdog" ]; then
