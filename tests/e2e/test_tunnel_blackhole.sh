@@ -73,7 +73,9 @@ check_syns "client IPv6" "ipv6.src == $LAB_C_TUN6" "$MSS6"
 
 # Inbound clamp: the server's SYN-ACKs arrive on ppp0 unclamped (1460/1440: the capture is
 # before PREROUTING), yet the client's stacks send upload segments no larger than the
-# clamped MSS, so PREROUTING lowered it before they saw it.
+# clamped MSS, so PREROUTING lowered it before they saw it. The segments are read from the
+# same ppp0 capture (outbound: what the stacks emitted), not at the server, where the black
+# hole would hide the oversized ones.
 sa=$(tshark -r "$E2E_TMP/cli.pcap" -Y 'tcp.flags == 0x012' -T fields -e tcp.options.mss_val 2>/dev/null |
      sort -u | xargs)
 above=1
@@ -83,7 +85,7 @@ if [ -n "$sa" ] && [ "$above" -eq 1 ]; then
 else fail "server SYN-ACK MSS on ppp0: '$sa' (expected the server's own, above $MSS)"; fi
 check_segments() {   # LABEL SRC WANT-MAX
   local m
-  m=$(lab_max_payload "$E2E_TMP/srv.pcap" "$2")
+  m=$(lab_max_payload "$E2E_TMP/cli.pcap" "$2")
   if [ -z "$m" ] || [ "$m" -eq 0 ]; then fail "$1: no data segments captured"
   elif [ "$m" -le "$3" ]; then pass "$1: largest upload segment $m <= $3 (the SYN-ACK was clamped inbound)"
   else fail "$1: upload segment of $m bytes > $3: the SYN-ACK reached the stack unclamped"; fi
