@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# `tunshim probe` on the black-hole tunnel lab: for several underlay path MTUs (odd ones
+# included) the discovered path MTU must equal, exactly, the largest size that really
+# crosses the tunnel, with every ICMP "fragmentation needed" dropped, and again with 10 %
+# random loss on the underlay. The truth is established without tunshim: a DF ping of that
+# size passes and one byte more does not. tracepath's answer is printed beside ours.
+# Prints one figures line per MTU (docs/PERFORMANCE.md, "Path-MTU discovery").
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lab.sh"
+. "$(dirname "$0")/pmtu_lab.sh"
+
+[ -x "$TUNSHIM_BIN" ] || die "TUNSHIM_BIN=$TUNSHIM_BIN is not executable"
+require_cmd timeout
+
+# Underlay path MTUs; the tunnel's inner path MTU is each minus 28. 1528 carries the whole
+# 1500 of ppp0 (every probe passes: the search must still end, at the interface MTU).
+UNDERLAYS=(1528 1437 1400 1333 1251)
+LOSS_PERCENT=10
+# Lossless goal from the issue: at most 12 probe rounds and under 3 s.
+GOAL_ROUNDS=12
+GOAL_MS=3000
+
+# probe_json OUT [ARGS…]: runs `tunshim probe ppp0 --json ARGS…` in the client (bounded),
+# stores stdout in OUT.json, stderr in OUT.err; returns its exit status.
+probe_json() {
+  local out=$1; shift
+  local rc=0
+  inns client timeout 60 "$TUNSHIM_BIN" probe ppp0 --json "$@" >"$out.json" 2>"$out.err" || rc=$?
+  return "$rc"
+}
+# jget FILE KEY: one field of the probe's JSON line.
+jget() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+ms_of() { "$PY" -c 'import sys; print(round(float(sys.argv[1]) * 1000))' "$1"; }
+
+pmtu_lab_up
+log "lab up: ppp0 $LAB_C_TUN peer $LAB_S_TUN, ICMP frag-needed dropped in the router"
+
+FIGURES=()
+for X in "${UNDERLAYS[@]}"; do
+  N=$((X - PMTU_OUTER_OVERHEAD))
+  pmtu_lab_loss 0
+  pmtu_lab_underlay "$X"
+  if pmtu_truth_check "$N"; then
+    pass "underlay $X: ping -M do passes at $N and not at $((N + 1)) (truth $N)"
+  else
+    fail "underlay $X: the truth is not $N (ping check); lab broken?"
+    continue
+  fi
+  tp=$(inns client timeout 8 tracepath -n -m 1 "$LAB_S_TUN" 2>&1 | sed -n 's/.*pmtu \([0-9]*\).*/\1/p' | tail -1)
+
+  f="$E2E_TMP/p$X"
+  if probe_json "$f"; then
+    got=$(jget "$f.json" pmtu); rounds=$(jget "$f.json" rounds); probes=$(jget "$f.json" probes)
+    ms=$(ms_of "$(jget "$f.json" seconds)")
+    log "underlay $X: truth $N | tunshim $got ($rounds rounds, $probes probes, $ms ms) | tracepath pmtu ${tp:-none}"
+    if [ "$got" -eq "$N" ]; then pass "underlay $X: tunshim found $got, exactly the truth"
+    else fail "underlay $X: tunshim found $got, truth is $N"; fi
+    if [ "$rounds" -le "$GOAL_ROUNDS" ] && [ "$ms" -lt "$GOAL_MS" ]; then
+      pass "underlay $X: $rounds rounds <= $GOAL_ROUNDS and $ms ms < $GOAL_MS ms"
+    else
+      fail "underlay $X: $rounds rounds, $ms ms (goal <= $GOAL_ROUNDS rounds, < $GOAL_MS ms)"
+    fi
+  else
+    fail "underlay $X: tunshim probe failed: $(cat "$f.err")"
+    got=-; rounds=-; probes=-; ms=-
+  fi
+
+  pmtu_lab_loss "$LOSS_PERCENT"
+  fl="$E2E_TMP/l$X"
+  if probe_json "$fl"; then
+    lgot=$(jget "$fl.json" pmtu); lrounds=$(jget "$fl.json" rounds); lprobes=$(jget "$fl.json" probes)
+    lms=$(ms_of "$(jget "$fl.json" seconds)")
+    log "underlay $X, ${LOSS_PERCENT} % loss: tunshim $lgot ($lrounds rounds, $lprobes probes, $lms ms; router dropped $(pmtu_lab_loss_dropped) packets)"
+    if [ "$lgot" -eq "$N" ]; then pass "underlay $X with ${LOSS_PERCENT} % loss: tunshim found $lgot, exactly the truth"
+    else fail "underlay $X with ${LOSS_PERCENT} % loss: tunshim found $lgot, truth is $N"; fi
+  else
+    fail "underlay $X with ${LOSS_PERCENT} % loss: tunshim probe failed: $(cat "$fl.err")"
+    lgot=-; lrounds=-; lprobes=-; lms=-
+  fi
+  FIGURES+=("$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' \
+    "$X" "$N" "${tp:-none}" "$got" "$rounds / $probes" "$ms" "$lgot" "$lrounds / $lprobes" "$lms")")
+done
+pmtu_lab_loss 0
+
+# IPv6 through the same tunnel: the inner IPv6 path MTU is the same X - 28.
+pmtu_lab_underlay 1400
+N6=$((1400 - PMTU_OUTER_OVERHEAD))
+if pmtu_truth_check "$N6" "$LAB_S_TUN6"; then
+  if probe_json "$E2E_TMP/v6" --target "$LAB_S_TUN6"; then
+    got6=$(jget "$E2E_TMP/v6.json" pmtu)
+    log "IPv6 underlay 1400: truth $N6 | tunshim $got6 ($(jget "$E2E_TMP/v6.json" rounds) rounds, $(jget "$E2E_TMP/v6.json" probes) probes, $(jget "$E2E_TMP/v6.json" seconds) s)"
+    if [ "$got6" -eq "$N6" ] && [ "$(jget "$E2E_TMP/v6.json" mss)" -eq $((N6 - 60)) ]; then
+      pass "IPv6: tunshim found $got6 (MSS $((N6 - 60))), exactly the truth"
+    else
+      fail "IPv6: tunshim found $got6, truth is $N6"
+    fi
+  else
+    fail "IPv6: tunshim probe failed: $(cat "$E2E_TMP/v6.err")"
+  fi
+else
+  fail "IPv6: the truth is not $N6 (ping check)"
+fi
+
+# A path narrower than the base size (1200): no size can be confirmed. Without --min the
+# probe must say so and fail (exit 1, one line naming the target and --target); with
+# --min 576 it must find the exact value.
+pmtu_lab_underlay 1100
+N=$((1100 - PMTU_OUTER_OVERHEAD))
+rc=0; probe_json "$E2E_TMP/small" || rc=$?
+if [ "$rc" -eq 1 ] && [ "$(jget "$E2E_TMP/small.json" result)" = error ] &&
+   [ "$(wc -l <"$E2E_TMP/small.err")" -eq 1 ] && grep -q -- "did not answer even base-size probes.*--target" "$E2E_TMP/small.err"; then
+  pass "path $N below the base: exit 1 and one clear line: $(cat "$E2E_TMP/small.err")"
+else
+  fail "path $N below the base: rc $rc, stderr: $(cat "$E2E_TMP/small.err")"
+fi
+if pmtu_truth_check "$N" && probe_json "$E2E_TMP/min" --min 576 &&
+   [ "$(jget "$E2E_TMP/min.json" pmtu)" -eq "$N" ]; then
+  pass "path $N with --min 576: tunshim found $N ($(jget "$E2E_TMP/min.json" rounds) rounds, $(jget "$E2E_TMP/min.json" seconds) s)"
+  FIGURES+=("$(printf '| %s | %s | – | %s (--min 576) | %s / %s | %s | – | – | – |' 1100 "$N" "$N" \
+    "$(jget "$E2E_TMP/min.json" rounds)" "$(jget "$E2E_TMP/min.json" probes)" "$(ms_of "$(jget "$E2E_TMP/min.json" seconds)")")")
+else
+  fail "path $N with --min 576: $(cat "$E2E_TMP/min.json" "$E2E_TMP/min.err" 2>/dev/null)"
+fi
+
+# The plain-text line and the command's other error paths.
+pmtu_lab_underlay 1400
+out=$(inns client timeout 60 "$TUNSHIM_BIN" probe ppp0 2>&1) || true
+if [[ $out =~ ^ppp0:\ path\ MTU\ 1372\ \(MSS\ 1332\ IPv4\),\ [0-9]+\ probe\ rounds,\ [0-9]+\ probes,\ [0-9.]+\ s\;\ target\ 172\.30\.0\.2 ]]; then
+  pass "text output: $out"
+else
+  fail "text output: $out"
+fi
+rc=0; out=$(inns client "$TUNSHIM_BIN" probe nosuch0 2>&1) || rc=$?
+if [ "$rc" -eq 1 ] && [[ $out == "tunshim probe: nosuch0: no such interface"* ]]; then pass "missing interface: $out"
+else fail "missing interface: rc $rc: $out"; fi
+rc=0; out=$(inns server "$TUNSHIM_BIN" probe tun0 2>&1) || rc=$?
+if [ "$rc" -eq 1 ] && [[ $out == *"no point-to-point peer address; give --target"* ]]; then pass "no peer: $out"
+else fail "no peer: rc $rc: $out"; fi
+
+# ICMP too-big errors that do arrive are hints. Here the tunnel carries 1500, but the server
+# drops echo requests above 1300 and a responder there answers each with "fragmentation
+# needed, MTU 1300" quoting it. A faithful quote (or the RFC 792 minimum, without the nonce)
+# must be used; a quote whose nonce is wrong must be ignored. The result is exact every
+# time: a hint narrows the search but is re-checked by probes. Last, because the client's
+# kernel caches the 1300 these errors announce (tunshim's PROBE sockets ignore that cache,
+# ping does not).
+PTB_MTU=1300
+pmtu_lab_underlay 1528
+inns server nft -f - <<EOF
+table inet pmtu_ptb {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    icmp type echo-request ip length > $PTB_MTU counter drop
+  }
+}
+EOF
+if pmtu_truth_check "$PTB_MTU"; then
+  pass "server drops echo above $PTB_MTU: ping passes at $PTB_MTU and not at $((PTB_MTU + 1))"
+else
+  fail "server drop rule: the truth is not $PTB_MTU"
+fi
+for mode in none good short badnonce; do
+  rlog="$E2E_TMP/ptb-$mode.log"
+  rpid=""
+  if [ "$mode" != none ]; then
+    lab_spawn server "$rlog" "$PY" "$LAB_DIR/pmtu_ptb_responder.py" tun0 "$PTB_MTU" "$mode"
+    rpid=$LAB_PID
+    wait_for 5 grep -q ready "$rlog" || die "PTB responder did not start: $(cat "$rlog")"
+  fi
+  f="$E2E_TMP/ptb-$mode"
+  rc=0; probe_json "$f" -v || rc=$?
+  if [ -n "$rpid" ]; then kill "$rpid"; wait_for 5 lab_gone "$rpid" || true; fi
+  if [ "$rc" -ne 0 ]; then
+    fail "PTB $mode: tunshim probe failed: $(tail -3 "$f.err")"
+    continue
+  fi
+  got=$(jget "$f.json" pmtu); hints=$(jget "$f.json" ptb_hints); ignored=$(jget "$f.json" ignored)
+  sent=0; [ "$mode" = none ] || sent=$(grep -c '^frag-needed' "$rlog" || true)
+  log "PTB $mode: tunshim $got, $(jget "$f.json" rounds) rounds, $(jget "$f.json" probes) probes, $(jget "$f.json" seconds) s; errors sent $sent, used as hints $hints, datagrams ignored $ignored"
+  if [ "$got" -eq "$PTB_MTU" ]; then pass "PTB $mode: exact ($got)"; else fail "PTB $mode: found $got, truth $PTB_MTU"; fi
+  case $mode in
+    none)
+      if [ "$hints" -eq 0 ]; then pass "PTB none: no hint without errors"; else fail "PTB none: $hints hints from nowhere"; fi ;;
+    good|short)
+      if [ "$sent" -gt 0 ] && [ "$hints" -gt 0 ] && grep -q "too-big hint: MTU $PTB_MTU" "$f.err"; then
+        pass "PTB $mode: $hints of $sent errors used as hints (MTU $PTB_MTU)"
+      else
+        fail "PTB $mode: $hints hints from $sent errors"
+      fi ;;
+    badnonce)
+      if [ "$sent" -gt 0 ] && [ "$hints" -eq 0 ] && [ "$ignored" -ge "$sent" ]; then
+        pass "PTB badnonce: all $sent forged errors ignored"
+      else
+        fail "PTB badnonce: $hints hints, $ignored ignored, from $sent forged errors"
+      fi ;;
+  esac
+done
+inns server nft delete table inet pmtu_ptb
+
+log "figures (underlay | truth | tracepath | lossless: pmtu | rounds / probes | ms | ${LOSS_PERCENT} % loss: pmtu | rounds / probes | ms):"
+for l in "${FIGURES[@]}"; do log "  $l"; done
+finish
