@@ -10,6 +10,11 @@
 #include "proxy/log.h"
 
 namespace tunshim::proxy {
+namespace {
+// EX_CONFIG from sysexits.h: the unit's RestartPreventExitStatus names it, so systemd does
+// not restart a daemon whose config can only fail again.
+constexpr int kExitConfig = 78;
+}  // namespace
 
 int cmd_run(const RunOptions& opt) {
   log_init(spdlog::level::info);
@@ -17,7 +22,7 @@ int cmd_run(const RunOptions& opt) {
   if (auto* errors = std::get_if<std::vector<ConfigError>>(&res)) {
     for (const auto& e : *errors) spdlog::error("{}", e.to_string());
     spdlog::error("{}: {} error(s); not starting", opt.config_path, errors->size());
-    return 1;
+    return kExitConfig;
   }
   Config config = std::get<Config>(std::move(res));
   if (config.path.empty()) config.path = opt.config_path;

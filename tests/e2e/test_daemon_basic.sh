@@ -285,7 +285,7 @@ foreign_ok && pass "foreign mangle rules still untouched" || fail "foreign mangl
 # ---- 7. a bad config never touches the system -----------------------------------------------
 printf '[[tunnel]]\ninterface = "ppp0"\nmss = "lots"\n' >"$CONF"
 rc=0; inns rt "$TUNSHIM_BIN" run -c "$CONF" >"$E2E_TMP/bad.log" 2>&1 || rc=$?
-if [ $rc -eq 1 ] && [ "$(tunshim_lines)" = 0 ]; then pass "bad config: exit 1, no rules installed"
+if [ $rc -eq 78 ] && [ "$(tunshim_lines)" = 0 ]; then pass "bad config: exit 78 (EX_CONFIG), no rules installed"
 else fail "bad config: exit $rc, $(tunshim_lines) TUNSHIM lines"; fi
 
 finish
