@@ -50,11 +50,13 @@ void print_text(const ClampCounts& c, const ClampOptions& opt, const std::string
   auto row = [](const char* name, std::uint64_t n) {
     std::printf("  %-16s %10llu\n", name, static_cast<unsigned long long>(n));
   };
-  std::printf("tunshim clamp: %llu packets read, %llu written (%s; IPv4 MSS target %u, IPv6 %u)\n",
-              static_cast<unsigned long long>(c.packets),
-              static_cast<unsigned long long>(c.written), link.c_str(), opt.mss4, opt.mss6);
+  std::printf(
+      "tunshim clamp: %llu packets read, %llu written (%s; IPv4 MSS target %u, IPv6 %u)\n",
+      static_cast<unsigned long long>(c.packets), static_cast<unsigned long long>(c.written),
+      link.c_str(), opt.mss4, opt.mss6);
   std::printf("  %-16s %10llu   (SYN-ACK %llu)\n", "SYNs seen",
-              static_cast<unsigned long long>(c.syn), static_cast<unsigned long long>(c.syn_ack));
+              static_cast<unsigned long long>(c.syn),
+              static_cast<unsigned long long>(c.syn_ack));
   row("clamped", c.count(Outcome::clamped));
   row("inserted", c.count(Outcome::inserted));
   row("unchanged", c.count(Outcome::unchanged));
@@ -80,9 +82,9 @@ void print_json(const ClampCounts& c, const ClampOptions& opt, const std::string
       u(c.packets), u(c.written), u(c.syn), u(c.syn_ack), u(c.count(Outcome::clamped)),
       u(c.count(Outcome::inserted)), u(c.count(Outcome::unchanged)),
       u(c.count(Outcome::no_room)), u(c.count(Outcome::malformed)),
-      u(c.count(Outcome::not_syn)), u(c.count(Outcome::not_tcp)),
-      u(c.count(Outcome::fragment)), u(c.not_ip), u(c.truncated),
-      u(c.count(Outcome::disabled)), opt.mss4, opt.mss6, link.c_str());
+      u(c.count(Outcome::not_syn)), u(c.count(Outcome::not_tcp)), u(c.count(Outcome::fragment)),
+      u(c.not_ip), u(c.truncated), u(c.count(Outcome::disabled)), opt.mss4, opt.mss6,
+      link.c_str());
 }
 
 // Creates OUT.tmp.XXXXXX next to OUT (so the final rename stays in one filesystem), with
@@ -102,7 +104,8 @@ std::FILE* open_temp(const std::string& output, std::string& error) {
   }
   const mode_t mask = umask(0);
   umask(mask);
-  if (fchmod(fd, 0666 & ~mask) != 0) { /* 0600 from mkstemp is still a usable result */ }
+  // Best effort: mkstemp's 0600 is still a usable result.
+  static_cast<void>(fchmod(fd, 0666 & ~mask));
   std::FILE* out = fdopen(fd, "wb");
   if (out == nullptr) {
     error = std::string("cannot open the temporary file: ") + std::strerror(errno);
@@ -141,9 +144,9 @@ int cmd_clamp(const ClampOptions& opt) {
   const int dlt = capture.link_type();
   const std::string link = link_type_name(dlt);
   if (!link_type_supported(dlt)) {
-    error_line(opt.input, "link type " + std::to_string(dlt) + " (" + link +
-                              ") is not supported; supported: " +
-                              std::string(supported_link_types()));
+    error_line(opt.input,
+               "link type " + std::to_string(dlt) + " (" + link +
+                   ") is not supported; supported: " + std::string(supported_link_types()));
     return 1;
   }
 
@@ -166,8 +169,9 @@ int cmd_clamp(const ClampOptions& opt) {
       if (t < next) return;
       next = t + kProgressInterval;
       const long pos = capture.position();
-      const double pct = in_size > 0 && pos >= 0 ? 100.0 * static_cast<double>(pos) /
-                                                       static_cast<double>(in_size) : 0.0;
+      const double pct = in_size > 0 && pos >= 0
+                             ? 100.0 * static_cast<double>(pos) / static_cast<double>(in_size)
+                             : 0.0;
       std::fprintf(stderr, "\rtunshim clamp: %llu packets, %.0f%%, %.1f s ",
                    static_cast<unsigned long long>(packets), pct, t - start);
       progress_shown = true;

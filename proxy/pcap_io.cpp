@@ -21,9 +21,9 @@ constexpr int kDltUser15 = 162;
 // Ethertypes (IEEE registry).
 constexpr std::uint16_t kEthIpv4 = 0x0800;
 constexpr std::uint16_t kEthIpv6 = 0x86DD;
-constexpr std::uint16_t kEthVlan = 0x8100;      // 802.1Q
-constexpr std::uint16_t kEthQinQ = 0x88A8;      // 802.1ad service tag
-constexpr std::uint16_t kEthQinQOld = 0x9100;   // pre-standard double tagging
+constexpr std::uint16_t kEthVlan = 0x8100;     // 802.1Q
+constexpr std::uint16_t kEthQinQ = 0x88A8;     // 802.1ad service tag
+constexpr std::uint16_t kEthQinQOld = 0x9100;  // pre-standard double tagging
 constexpr std::uint16_t kEthPppoeSession = 0x8864;
 // More tags than any real network stacks; bounds the walk on crafted frames.
 constexpr int kMaxVlanTags = 8;
@@ -117,10 +117,18 @@ std::uint32_t load32le(ConstBytes b, std::size_t off) {
 
 bool link_type_supported(int dlt) noexcept {
   switch (dlt) {
-    case DLT_RAW: case kDltRawOpenBsd: case DLT_IPV4: case DLT_IPV6:
-    case DLT_EN10MB: case DLT_LINUX_SLL: case DLT_LINUX_SLL2:
-    case DLT_NULL: case DLT_LOOP:
-    case DLT_PPP: case DLT_PPP_SERIAL: case DLT_PPP_ETHER:
+    case DLT_RAW:
+    case kDltRawOpenBsd:
+    case DLT_IPV4:
+    case DLT_IPV6:
+    case DLT_EN10MB:
+    case DLT_LINUX_SLL:
+    case DLT_LINUX_SLL2:
+    case DLT_NULL:
+    case DLT_LOOP:
+    case DLT_PPP:
+    case DLT_PPP_SERIAL:
+    case DLT_PPP_ETHER:
       return true;
     default:
       return false;
@@ -141,7 +149,8 @@ std::string link_type_name(int dlt) {
 
 LinkPayload find_ip(int dlt, ConstBytes rec) noexcept {
   switch (dlt) {
-    case DLT_RAW: case kDltRawOpenBsd:
+    case DLT_RAW:
+    case kDltRawOpenBsd:
       return ip_at(rec, 0, 0);
     case DLT_IPV4:
       return ip_at(rec, 0, 4);
@@ -161,7 +170,8 @@ LinkPayload find_ip(int dlt, ConstBytes rec) noexcept {
     }
     case DLT_LOOP:
       return rec.size() < 4 ? malformed() : af_at(rec, load32(rec, 0));
-    case DLT_PPP: case DLT_PPP_SERIAL:
+    case DLT_PPP:
+    case DLT_PPP_SERIAL:
       return ppp_at(rec, 0);
     case DLT_PPP_ETHER:
       return pppoe_at(rec, 0);
@@ -180,8 +190,8 @@ RecordResult clamp_record(int dlt, clamp::Bytes buf, std::size_t caplen,
   }
   const LinkPayload link = find_ip(dlt, ConstBytes(buf.data(), caplen));
   if (link.status != LinkStatus::ip) {
-    r.status = link.status == LinkStatus::not_ip ? RecordStatus::not_ip
-                                                 : RecordStatus::link_malformed;
+    r.status =
+        link.status == LinkStatus::not_ip ? RecordStatus::not_ip : RecordStatus::link_malformed;
     return r;
   }
   r.status = RecordStatus::clamp;
@@ -189,8 +199,8 @@ RecordResult clamp_record(int dlt, clamp::Bytes buf, std::size_t caplen,
   if (r.result.outcome == clamp::Outcome::inserted) {
     r.caplen = link.offset + r.result.length;
     if (link.length_field != 0) {
-      const auto grown = static_cast<std::uint16_t>(
-          load16(buf, link.length_field) + (r.caplen - caplen));
+      const auto grown =
+          static_cast<std::uint16_t>(load16(buf, link.length_field) + (r.caplen - caplen));
       clamp::store16(buf, link.length_field, grown);
     }
   }
@@ -221,7 +231,8 @@ void ClampCounts::add(const RecordResult& r) noexcept {
 
 namespace {
 
-// The nanosecond pcap magic number (either byte order) and the pcapng section header block type.
+// The nanosecond pcap magic number (either byte order), and the pcapng section header
+// block type.
 constexpr std::uint32_t kMagicNano = 0xA1B23C4D;
 constexpr std::uint32_t kPcapngShb = 0x0A0D0D0A;
 
@@ -257,7 +268,8 @@ bool CaptureIn::open(std::FILE* in, std::string& error) {
   pcapng_ = got == 4 && magic == kPcapngShb;  // the SHB type reads the same either way
   // pcapng resolutions vary per interface; nanoseconds lose nothing for the usual ones.
   precision_ = (magic == kMagicNano || bswap32(magic) == kMagicNano || pcapng_)
-                   ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO;
+                   ? PCAP_TSTAMP_PRECISION_NANO
+                   : PCAP_TSTAMP_PRECISION_MICRO;
 
   char errbuf[PCAP_ERRBUF_SIZE] = {};
   pcap_ = pcap_fopen_offline_with_tstamp_precision(in, precision_, errbuf);
@@ -273,11 +285,11 @@ bool CaptureIn::open(std::FILE* in, std::string& error) {
 }
 
 PcapStatus CaptureIn::clamp_to(std::FILE* out, clamp::ClampTarget target, ClampCounts& counts,
-                         std::string& error, const ProgressFn& progress) {
+                               std::string& error, const ProgressFn& progress) {
   // DLT 14 cannot be written by libpcap on Linux; DLT_RAW is the same encapsulation.
   const int out_dlt = dlt_ == kDltRawOpenBsd ? DLT_RAW : dlt_;
-  pcap_t* dead = pcap_open_dead_with_tstamp_precision(out_dlt, pcap_snapshot(pcap_),
-                                                      precision_);
+  pcap_t* dead =
+      pcap_open_dead_with_tstamp_precision(out_dlt, pcap_snapshot(pcap_), precision_);
   if (dead == nullptr) {
     error = "cannot set up the output";
     std::fclose(out);
@@ -301,8 +313,8 @@ PcapStatus CaptureIn::clamp_to(std::FILE* out, clamp::ClampTarget target, ClampC
     const int rc = pcap_next_ex(pcap_, &hdr, &data);
     if (rc == PCAP_ERROR_BREAK) break;  // end of file
     if (rc != 1) {
-      error = "corrupt record after " + std::to_string(counts.packets) + " packets: " +
-              pcap_geterr(pcap_);
+      error = "corrupt record after " + std::to_string(counts.packets) +
+              " packets: " + pcap_geterr(pcap_);
       status = PcapStatus::bad_input;
       break;
     }
@@ -318,9 +330,8 @@ PcapStatus CaptureIn::clamp_to(std::FILE* out, clamp::ClampTarget target, ClampC
       std::memcpy(buf.data(), data, caplen);
       const RecordResult r = clamp_record(dlt_, buf, caplen, target);
       counts.add(r);
-      if (r.status == RecordStatus::clamp &&
-          (r.result.outcome == clamp::Outcome::clamped ||
-           r.result.outcome == clamp::Outcome::inserted)) {
+      if (r.status == RecordStatus::clamp && (r.result.outcome == clamp::Outcome::clamped ||
+                                              r.result.outcome == clamp::Outcome::inserted)) {
         pcap_pkthdr changed = *hdr;
         changed.caplen = static_cast<bpf_u_int32>(r.caplen);
         changed.len = static_cast<bpf_u_int32>(hdr->len + (r.caplen - caplen));

@@ -50,8 +50,8 @@ std::string link_type_name(int dlt);
 LinkPayload find_ip(int dlt, clamp::ConstBytes record) noexcept;
 
 enum class RecordStatus : std::uint8_t {
-  clamp,      // clamp_mss ran on the IP packet; see `result`
-  not_ip,     // no IP packet in the record: left unchanged
+  clamp,           // clamp_mss ran on the IP packet; see `result`
+  not_ip,          // no IP packet in the record: left unchanged
   link_malformed,  // the link header is inconsistent: left unchanged
 };
 
@@ -113,13 +113,13 @@ class CaptureIn {
   // link_type_supported(link_type()). On a corrupt record (bad_input) or a write error
   // (write_failed), `error` has a one-line reason and `counts` what was done so far.
   PcapStatus clamp_to(std::FILE* out, clamp::ClampTarget target, ClampCounts& counts,
-                std::string& error, const ProgressFn& progress = {});
+                      std::string& error, const ProgressFn& progress = {});
 
  private:
   struct pcap* pcap_ = nullptr;
   std::FILE* in_ = nullptr;  // owned by pcap_ once it is open
   int dlt_ = -1;
-  unsigned precision_ = 0;   // PCAP_TSTAMP_PRECISION_MICRO or _NANO, as the file has it
+  unsigned precision_ = 0;  // PCAP_TSTAMP_PRECISION_MICRO or _NANO, as the file has it
   bool pcapng_ = false;
   std::vector<std::uint8_t> buf_;  // one record plus room to insert, reused
 };

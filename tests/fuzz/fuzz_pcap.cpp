@@ -20,9 +20,9 @@ using tunshim::clamp::Outcome;
 using namespace tunshim::proxy;
 
 constexpr tunshim::clamp::ClampTarget kTarget{1360, 1300};
-constexpr int kLinkTypes[] = {DLT_RAW, 14, DLT_IPV4, DLT_IPV6, DLT_EN10MB, DLT_LINUX_SLL,
-                              DLT_LINUX_SLL2, DLT_NULL, DLT_LOOP, DLT_PPP, DLT_PPP_SERIAL,
-                              DLT_PPP_ETHER};
+constexpr int kLinkTypes[] = {
+    DLT_RAW,        14,       DLT_IPV4, DLT_IPV6, DLT_EN10MB,     DLT_LINUX_SLL,
+    DLT_LINUX_SLL2, DLT_NULL, DLT_LOOP, DLT_PPP,  DLT_PPP_SERIAL, DLT_PPP_ETHER};
 constexpr std::size_t kMaxRecordFuzz = 4096;
 
 void check_records(const std::uint8_t* data, std::size_t size) {
@@ -32,11 +32,12 @@ void check_records(const std::uint8_t* data, std::size_t size) {
     if (!link_type_supported(dlt)) std::abort();
     std::memcpy(buf.data(), data, n);
     const RecordResult r = clamp_record(dlt, buf, n, kTarget);
-    const bool changed = r.status == RecordStatus::clamp &&
-                         (r.result.outcome == Outcome::clamped ||
-                          r.result.outcome == Outcome::inserted);
-    if (r.caplen != n + (r.status == RecordStatus::clamp &&
-                         r.result.outcome == Outcome::inserted ? 4 : 0)) std::abort();
+    const bool changed =
+        r.status == RecordStatus::clamp &&
+        (r.result.outcome == Outcome::clamped || r.result.outcome == Outcome::inserted);
+    if (r.caplen !=
+        n + (r.status == RecordStatus::clamp && r.result.outcome == Outcome::inserted ? 4 : 0))
+      std::abort();
     if (!changed && std::memcmp(buf.data(), data, n) != 0) std::abort();
   }
 }
