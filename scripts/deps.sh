@@ -11,7 +11,7 @@ PKGS=(
   libcli11-dev libspdlog-dev libfmt-dev libsystemd-dev libboost-test-dev libbenchmark-dev
   # tests and benchmarks: real tools on the wire
   iproute2 iptables nftables conntrack tcpdump tshark python3 python3-scapy socat
-  tcpreplay iperf3 curl procps psmisc iputils-ping iputils-tracepath prometheus
+  tcpreplay iperf3 curl procps psmisc iputils-ping iputils-tracepath prometheus time
   # packaging test: unit verify, man pages, .deb build and scratch install
   systemd man-db groff-base bsdextrautils dpkg-dev init-system-helpers
 )
