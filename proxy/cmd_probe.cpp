@@ -2,6 +2,7 @@
 // keepalive::PmtuSearch the daemon uses decides what to send; ProbeIo sends it; a private
 // libuv loop with one timer at the machine's next deadline drives it until COMPLETE or
 // ERROR (or --timeout).
+#include <net/if.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -79,6 +80,7 @@ void ProbeRun::progress(std::uint16_t size) {
 }
 
 void ProbeRun::apply(const PmtuSearch::Actions& actions) {
+  bool shown = false;  // a try goes out as [size, base-size control]: show the size
   for (const auto& a : actions) {
     if (done_) return;
     if (const auto* p = std::get_if<PmtuSearch::SendProbe>(&a)) {
@@ -89,7 +91,8 @@ void ProbeRun::apply(const PmtuSearch::Actions& actions) {
         last_send_error_ = err;
         if (opt_.verbose) std::fprintf(stderr, "          send %u bytes: %s\n", p->size, err.c_str());
       }
-      progress(p->size);
+      if (!shown || opt_.verbose) progress(p->size);
+      shown = true;
     } else if (const auto* s = std::get_if<PmtuSearch::StateChanged>(&a)) {
       if (opt_.verbose) {
         std::fprintf(stderr, "%8.3f s  state %s\n", elapsed(),
@@ -217,7 +220,10 @@ void ProbeRun::report_failure() const {
   const auto& st = search_.stats();
   const char* name = opt_.iface.c_str();
   const std::string target = target_.to_string();
-  if (timed_out_) {
+  if (if_nametoindex(name) == 0) {
+    std::fprintf(stderr, "tunshim probe: %s: the interface went away during the search; "
+                 "run it again once the VPN is connected\n", name);
+  } else if (timed_out_) {
     std::fprintf(stderr,
                  "tunshim probe: %s: no result within %.0f s (still in %s after %llu probes to %s); "
                  "the path may be very lossy: retry with a larger --timeout\n",

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The path-MTU knobs on top of lab.sh's tunnel lab. Source after lib.sh and lab.sh:
 #   . "$(dirname "$0")/lib.sh"; . "$(dirname "$0")/lab.sh"; . "$(dirname "$0")/pmtu_lab.sh"
 #   pmtu_lab_up; pmtu_lab_underlay 1400; pmtu_lab_loss 10
@@ -8,6 +9,7 @@
 # without packet-information header), so the tunnel's real inner path MTU is X - 28 for an
 # underlay path MTU X, in both directions. These helpers change X and add random loss.
 
+# shellcheck disable=SC2034  # used by the tests that source this file
 PMTU_OUTER_OVERHEAD=28   # IPv4 header 20 + UDP header 8; socat TUN runs with iff-no-pi
 
 # pmtu_lab_up: lab_up, then ppp0 configured like pppd does it (local address with a peer,
@@ -52,10 +54,10 @@ pmtu_lab_loss_dropped() {
 # ADDR has a colon) crosses the tunnel and its reply comes back. Up to 3 tries, so a lost
 # packet under loss does not decide; without loss the first try decides.
 pmtu_ping_passes() {
-  local size=$1 addr=${2:-$LAB_S_TUN} hdr=28 i
+  local size=$1 addr=${2:-$LAB_S_TUN} hdr=28
   case $addr in *:*) hdr=48 ;; esac
-  for i in 1 2 3; do
-    inns client ping -n -q -M do -s $((size - hdr)) -c 1 -W 1 "$addr" >/dev/null 2>&1 && return 0
+  for _ in 1 2 3; do
+    inns client ping -n -q -M "do" -s $((size - hdr)) -c 1 -W 1 "$addr" >/dev/null 2>&1 && return 0
   done
   return 1
 }

@@ -16,6 +16,7 @@ require_cmd timeout
 # 1500 of ppp0 (every probe passes: the search must still end, at the interface MTU).
 UNDERLAYS=(1528 1437 1400 1333 1251)
 LOSS_PERCENT=10
+LOSS_RUNS=3
 # Lossless goal from the issue: at most 12 probe rounds and under 3 s.
 GOAL_ROUNDS=12
 GOAL_MS=3000
@@ -65,17 +66,26 @@ for X in "${UNDERLAYS[@]}"; do
     got=-; rounds=-; probes=-; ms=-
   fi
 
-  pmtu_lab_loss "$LOSS_PERCENT"
-  fl="$E2E_TMP/l$X"
-  if probe_json "$fl"; then
-    lgot=$(jget "$fl.json" pmtu); lrounds=$(jget "$fl.json" rounds); lprobes=$(jget "$fl.json" probes)
-    lms=$(ms_of "$(jget "$fl.json" seconds)")
-    log "underlay $X, ${LOSS_PERCENT} % loss: tunshim $lgot ($lrounds rounds, $lprobes probes, $lms ms; router dropped $(pmtu_lab_loss_dropped) packets)"
-    if [ "$lgot" -eq "$N" ]; then pass "underlay $X with ${LOSS_PERCENT} % loss: tunshim found $lgot, exactly the truth"
-    else fail "underlay $X with ${LOSS_PERCENT} % loss: tunshim found $lgot, truth is $N"; fi
-  else
-    fail "underlay $X with ${LOSS_PERCENT} % loss: tunshim probe failed: $(cat "$fl.err")"
-    lgot=-; lrounds=-; lprobes=-; lms=-
+  # Under loss, several independent searches: each must be exact. Figures: worst case.
+  lgot=-; lrounds=0; lprobes=0; lms=0; lok=0
+  for r in $(seq "$LOSS_RUNS"); do
+    pmtu_lab_loss "$LOSS_PERCENT"   # a fresh table: its counter is this run's drops
+    fl="$E2E_TMP/l$X.$r"
+    if ! probe_json "$fl"; then
+      fail "underlay $X with ${LOSS_PERCENT} % loss, run $r: tunshim probe failed: $(cat "$fl.err")"
+      continue
+    fi
+    g=$(jget "$fl.json" pmtu); rr=$(jget "$fl.json" rounds); pp=$(jget "$fl.json" probes)
+    mm=$(ms_of "$(jget "$fl.json" seconds)")
+    log "underlay $X, ${LOSS_PERCENT} % loss, run $r: tunshim $g ($rr rounds, $pp probes, $mm ms; router dropped $(pmtu_lab_loss_dropped) packets)"
+    if [ "$g" -eq "$N" ]; then lok=$((lok + 1)); else fail "underlay $X with ${LOSS_PERCENT} % loss, run $r: tunshim found $g, truth is $N"; fi
+    [ "$rr" -le "$lrounds" ] || lrounds=$rr
+    [ "$pp" -le "$lprobes" ] || lprobes=$pp
+    [ "$mm" -le "$lms" ] || lms=$mm
+  done
+  if [ "$lok" -eq "$LOSS_RUNS" ]; then
+    lgot=$N
+    pass "underlay $X with ${LOSS_PERCENT} % loss: $lok of $LOSS_RUNS searches found exactly $N"
   fi
   FIGURES+=("$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |' \
     "$X" "$N" "${tp:-none}" "$got" "$rounds / $probes" "$ms" "$lgot" "$lrounds / $lprobes" "$lms")")
@@ -197,6 +207,6 @@ for mode in none good short badnonce; do
 done
 inns server nft delete table inet pmtu_ptb
 
-log "figures (underlay | truth | tracepath | lossless: pmtu | rounds / probes | ms | ${LOSS_PERCENT} % loss: pmtu | rounds / probes | ms):"
+log "figures (underlay | truth | tracepath | lossless: pmtu | rounds / probes | ms | ${LOSS_PERCENT} % loss, worst of $LOSS_RUNS: pmtu | rounds / probes | ms):"
 for l in "${FIGURES[@]}"; do log "  $l"; done
 finish
