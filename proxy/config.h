@@ -2,8 +2,10 @@
 // loading a config never touches the system, so a reload can be refused cleanly.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -26,12 +28,78 @@ inline constexpr std::uint16_t kMss6Offset = clamp::kIpv6HeaderLen - clamp::kIpv
 // IFNAMSIZ (16) includes the terminating NUL.
 inline constexpr std::size_t kMaxInterfaceName = 15;
 
+// Path-MTU probing. probe_min is the IPv4 fallback packet size (RFC 8899 BASE_PLPMTU) in
+// effect until a search completes; 576 is the size every IPv4 host accepts (RFC 791), 9000
+// a jumbo frame: a larger "minimum" is a typo. The IPv6 base is the 1280-byte minimum MTU.
+inline constexpr std::uint16_t kDefaultProbeMin = 1200;
+inline constexpr std::uint16_t kMinProbeMin = clamp::kMinMtu4;
+inline constexpr std::uint16_t kMaxProbeMin = 9000;
+inline constexpr std::uint16_t kProbeBase6 = clamp::kMinMtu6;
+inline constexpr std::uint16_t kMaxProbeMax = 65535;
+// mss = "auto": the clamp in effect until the first search completes is the fallback
+// size's MSS (probe_min - 40 for IPv4, 1280 - 60 = 1220 for IPv6), which the path carries
+// if it carries anything.
+inline constexpr std::uint16_t kAutoMss6Fallback = clamp::mss_from_mtu6(kProbeBase6);
+
+// Durations; each range keeps a typo ("10" meant as minutes, "1ms") from becoming a flood
+// of probes or a watch that never fires.
+using Millis = std::chrono::milliseconds;
+inline constexpr Millis kDefaultReprobeInterval = std::chrono::minutes(10);
+inline constexpr Millis kMinReprobeInterval = std::chrono::minutes(1);
+inline constexpr Millis kMaxReprobeInterval = std::chrono::hours(24);
+inline constexpr Millis kDefaultKeepaliveInterval = std::chrono::seconds(10);
+inline constexpr Millis kMinKeepaliveInterval = std::chrono::seconds(1);
+inline constexpr Millis kMaxKeepaliveInterval = std::chrono::hours(1);
+inline constexpr Millis kDefaultHookTimeout = std::chrono::seconds(30);
+inline constexpr Millis kMinHookTimeout = std::chrono::seconds(1);
+inline constexpr Millis kMaxHookTimeout = std::chrono::hours(1);
+inline constexpr Millis kDefaultBackoffMax = std::chrono::minutes(5);
+inline constexpr Millis kMinBackoffMax = std::chrono::seconds(1);
+inline constexpr Millis kMaxBackoffMax = std::chrono::hours(24);
+
+// Liveness: consecutive missed keepalives before the tunnel is declared down.
+inline constexpr int kDefaultDownAfterMisses = 3;
+inline constexpr int kMinDownAfterMisses = 1;
+inline constexpr int kMaxDownAfterMisses = 100;
+
+// Oversize-DF guard: "off", or "icmp" (drop and answer with ICMP frag-needed / ICMPv6
+// packet-too-big). Default: "icmp" when mss or mss6 is "auto" (the path MTU is known
+// then), "off" otherwise.
+enum class Guard : std::uint8_t { off, icmp };
+// When keepalive echoes are sent: "idle" (only after keepalive_interval without traffic),
+// "always" (every keepalive_interval) or "off". Default "idle".
+enum class KeepaliveMode : std::uint8_t { idle, always, off };
+
+// One hook command: argv[0] is an absolute path (no shell, no PATH lookup), never empty.
+using Argv = std::vector<std::string>;
+
 struct TunnelConfig {
   std::string interface;        // matched by name; may not exist yet (e.g. "ppp0")
-  std::uint16_t mss4 = 0;       // clamp target for IPv4 SYNs; 0 = clamping off
-  std::uint16_t mss6 = 0;       // clamp target for IPv6 SYNs; 0 = clamping off
+  // Clamp targets; 0 = clamping off for that family. With mss4_auto / mss6_auto the value
+  // is the fallback in effect until the first path-MTU search completes (probe_min - 40,
+  // 1220); afterwards the clamp follows the discovered PMTU (PMTU - 40 / PMTU - 60).
+  std::uint16_t mss4 = 0;
+  std::uint16_t mss6 = 0;
+  bool mss4_auto = false;       // mss = "auto"
+  bool mss6_auto = false;       // mss6 = "auto", or mss = "auto" with mss6 unset
+  Guard guard = Guard::off;     // see Guard for the default
+  bool set_interface_mtu = false;  // write the discovered PMTU to the interface
+  std::string probe_target;     // numeric IPv4/IPv6 address; "" = "peer" (the p-t-p peer)
+  std::uint16_t probe_min = kDefaultProbeMin;  // IPv4 fallback / search floor (total IP bytes)
+  std::uint16_t probe_max = 0;  // search ceiling; 0 = "interface" (the interface MTU)
+  Millis reprobe_interval = kDefaultReprobeInterval;
+  KeepaliveMode keepalive = KeepaliveMode::idle;
+  Millis keepalive_interval = kDefaultKeepaliveInterval;
+  std::string keepalive_target;  // numeric IPv4/IPv6 address; "" = "peer"
+  int down_after_misses = kDefaultDownAfterMisses;
+  std::vector<Argv> on_down;    // run in order when the tunnel goes down (e.g. reconnect)
+  std::vector<Argv> on_up;      // run in order when it comes back (e.g. restart the app)
+  Millis hook_timeout = kDefaultHookTimeout;  // a hook still running then is killed
+  Millis backoff_max = kDefaultBackoffMax;    // ceiling of the on_down retry backoff
   int line = 0;                 // where the [[tunnel]] table starts, for messages
   bool mss6_from_file = false;  // false: mss6 was derived from mss (check-config says so)
+  std::vector<std::string> keys_from_file;  // the keys the file set (others are defaults)
+  bool from_file(std::string_view key) const;
 };
 
 // NFQUEUE defaults: a queue number unlikely to collide with other users, and a queue long
@@ -43,20 +111,38 @@ inline constexpr std::uint32_t kDefaultQueueMaxlen = 8192;
 inline constexpr std::uint32_t kMinQueueMaxlen = 64;
 inline constexpr std::uint32_t kMaxQueueMaxlen = 1048576;
 
+// A numeric TCP listen address: "127.0.0.1:9477" or "[::1]:9477" in the file.
+struct ListenAddress {
+  std::string host;  // numeric IPv4 or IPv6 address, without brackets
+  std::uint16_t port = 0;
+  bool ipv6 = false;
+  bool loopback = false;  // 127.0.0.0/8 or ::1: reachable from this machine only
+  friend bool operator==(const ListenAddress&, const ListenAddress&) = default;
+};
+
+// Stats (Prometheus /metrics, /stats.json) on loopback by default: the numbers describe
+// the network, and the server has no authentication.
+inline constexpr std::string_view kDefaultStatsHost = "127.0.0.1";
+inline constexpr std::uint16_t kDefaultStatsPort = 9477;
+// Root-only control socket for `tunshim stats` and `tunshim reapply`. sun_path holds 108
+// bytes including the NUL.
+inline constexpr std::string_view kDefaultControlSocket = "/run/tunshim.sock";
+inline constexpr std::size_t kMaxSocketPath = 107;
+
 struct GlobalConfig {
   std::string log_level = "info";
   std::uint16_t queue_num = kDefaultQueueNum;
   std::uint32_t queue_maxlen = kDefaultQueueMaxlen;
+  // nullopt: stats server off ("off" or "" in the file).
+  std::optional<ListenAddress> stats_listen =
+      ListenAddress{std::string(kDefaultStatsHost), kDefaultStatsPort, false, true};
+  std::string control_socket{kDefaultControlSocket};  // absolute path; "" = "off"
   // Which values the file set; the others are defaults (check-config marks them).
   bool log_level_from_file = false;
   bool queue_num_from_file = false;
   bool queue_maxlen_from_file = false;
-};
-
-struct Config {
-  std::string path;  // file it came from
-  GlobalConfig global;
-  std::vector<TunnelConfig> tunnels;
+  std::vector<std::string> keys_from_file;  // every key the file set (others are defaults)
+  bool from_file(std::string_view key) const;
 };
 
 struct ConfigError {
@@ -68,16 +154,37 @@ struct ConfigError {
   std::string to_string() const;
 };
 
+struct Config {
+  std::string path;  // file it came from
+  GlobalConfig global;
+  std::vector<TunnelConfig> tunnels;
+  // Accepted but worth a second look (e.g. stats on a non-loopback address); check-config
+  // prints them, the daemon should log them.
+  std::vector<ConfigError> warnings;
+};
+
 using ConfigResult = std::variant<Config, std::vector<ConfigError>>;
+
+struct ParseOptions {
+  // Accept (and print) keys and values whose feature the daemon does not implement yet
+  // (see kKeys in config.cpp). For tests and the fuzzer only: the daemon and check-config
+  // never set it, so a config never silently does less than it says.
+  bool accept_unimplemented = false;
+};
 
 // Parses and validates TOML text; `name` is used in messages. Every error found is
 // returned, not just the first, sorted by position. Never throws, never touches the system.
-ConfigResult parse_config(std::string_view text, const std::string& name);
+ConfigResult parse_config(std::string_view text, const std::string& name,
+                          const ParseOptions& options = {});
 // Reads `path` and parses it; an unreadable file is one ConfigError.
-ConfigResult load_config(const std::string& path);
+ConfigResult load_config(const std::string& path, const ParseOptions& options = {});
+
+// Whether the daemon implements `key` ("mss=auto" for that value); unknown keys are not.
+bool key_implemented(std::string_view key);
 
 // The effective configuration as TOML: every value, defaults filled in and marked with a
-// comment. Parsing the output again yields the same values.
-std::string format_config(const Config& config);
+// comment, warnings as comments at the top. Keys not implemented yet are left out unless
+// `options` accepts them. Parsing the output again (same options) yields the same values.
+std::string format_config(const Config& config, const ParseOptions& options = {});
 
 }  // namespace tunshim::proxy
