@@ -211,6 +211,8 @@ bool Daemon::start(std::string& err) {
                  t.target.mss4 != 0 ? std::to_string(t.target.mss4) : "off",
                  t.target.mss6 != 0 ? std::to_string(t.target.mss6) : "off");
   }
+  monitors_ = std::make_unique<TunnelMonitors>(loop_);
+  monitors_->start(config_);
   return true;
 }
 
@@ -234,6 +236,8 @@ int Daemon::run() {
   sd_notify(0, "READY=1");
   spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION, tunnels_.size(), queue_.num());
   uv_run(loop_, UV_RUN_DEFAULT);
+  monitors_.reset();
+  uv_run(loop_, UV_RUN_DEFAULT);  // their handles' close callbacks
   uv_loop_close(loop_);
   return exit_code_;
 }
@@ -259,6 +263,7 @@ void Daemon::finish_stop() {
   } else {
     spdlog::info("rules removed");
   }
+  if (monitors_) monitors_->stop();  // hooks still running are terminated and reaped
   queue_.drain(*this);
   queue_.close();
   log_counters();
@@ -337,6 +342,7 @@ void Daemon::reload() {
   tunnels_ = std::move(table);
   clear_cache();
   config_ = std::move(next);
+  if (monitors_) monitors_->reconfigure(config_);
 
   std::vector<Tunnel> active;
   for (const auto& t : tunnels_) {
@@ -429,6 +435,7 @@ void Daemon::refresh_counts(bool log_after) {
 }
 
 void Daemon::log_counters() const {
+  if (monitors_) monitors_->log_stats();
   for (const auto& t : tunnels_) {
     spdlog::info("tunnel {}: out {} | in {}", t.iface, format_dir(t.counters.out), format_dir(t.counters.in));
   }

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "proxy/counters.h"
 #include "proxy/firewall.h"
 #include "proxy/nfqueue.h"
+#include "proxy/tunnel_monitor.h"
 
 namespace tunshim::proxy {
 
@@ -75,6 +77,7 @@ class Daemon final : public PacketHandler {
   Firewall firewall_;
   NfQueue queue_;
   std::array<CacheEntry, kCacheSize> cache_{};
+  std::unique_ptr<TunnelMonitors> monitors_;  // keepalive, liveness, hooks (tunnel_monitor.h)
 
   uv_loop_t* loop_ = nullptr;
   uv_poll_t poll_{};

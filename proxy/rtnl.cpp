@@ -1,0 +1,239 @@
+#include "proxy/rtnl.h"
+
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+namespace tunshim::proxy {
+namespace {
+
+// One link message with IFLA_STATS64 is ~1.5 KiB; 32 KiB holds a burst of them.
+constexpr std::size_t kRxBuffer = 32768;
+// A kernel that does not answer a GETLINK within this time is not going to.
+constexpr int kQueryTimeoutMs = 500;
+
+struct ParseCtx {
+  LinkInfo* out;
+};
+
+int link_attr(const nlattr* a, void* data) {
+  auto* out = static_cast<ParseCtx*>(data)->out;
+  switch (mnl_attr_get_type(a)) {
+    case IFLA_IFNAME:
+      if (mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0) out->name = mnl_attr_get_str(a);
+      break;
+    case IFLA_MTU:
+      if (mnl_attr_validate(a, MNL_TYPE_U32) >= 0) out->mtu = mnl_attr_get_u32(a);
+      break;
+    case IFLA_STATS64: {
+      rtnl_link_stats64 st{};
+      if (mnl_attr_get_payload_len(a) >= sizeof st) {
+        std::memcpy(&st, mnl_attr_get_payload(a), sizeof st);
+        out->have_stats = true;
+        out->rx_packets = st.rx_packets;
+        out->tx_packets = st.tx_packets;
+      }
+      break;
+    }
+    case IFLA_STATS:
+      // Older kernels or a truncated dump: 32-bit counters, used only if 64 are missing.
+      if (!out->have_stats) {
+        rtnl_link_stats st{};
+        if (mnl_attr_get_payload_len(a) >= sizeof st) {
+          std::memcpy(&st, mnl_attr_get_payload(a), sizeof st);
+          out->have_stats = true;
+          out->rx_packets = st.rx_packets;
+          out->tx_packets = st.tx_packets;
+        }
+      }
+      break;
+    default:
+      break;
+  }
+  return MNL_CB_OK;
+}
+
+}  // namespace
+
+bool parse_link_message(const std::uint8_t* msg, std::size_t len, LinkInfo& out) {
+  out = LinkInfo{};
+  nlmsghdr hdr{};
+  if (len < sizeof hdr) return false;
+  std::memcpy(&hdr, msg, sizeof hdr);
+  if (hdr.nlmsg_len > len || (hdr.nlmsg_type != RTM_NEWLINK && hdr.nlmsg_type != RTM_DELLINK)) {
+    return false;
+  }
+  ifinfomsg ifi{};
+  if (hdr.nlmsg_len < NLMSG_LENGTH(sizeof ifi)) return false;
+  std::memcpy(&ifi, msg + NLMSG_HDRLEN, sizeof ifi);
+  out.ifindex = static_cast<unsigned>(ifi.ifi_index);
+  out.flags = ifi.ifi_flags;
+  out.present = hdr.nlmsg_type == RTM_NEWLINK;
+  // libmnl walks the attributes in place: give it an aligned private copy.
+  std::vector<std::uint32_t> copy((hdr.nlmsg_len + 3) / 4);
+  std::memcpy(copy.data(), msg, hdr.nlmsg_len);
+  ParseCtx ctx{&out};
+  const auto* h = static_cast<const nlmsghdr*>(static_cast<const void*>(copy.data()));
+  if (mnl_attr_parse(h, sizeof ifi, link_attr, &ctx) < 0) return false;
+  return !out.name.empty();
+}
+
+bool query_link(const std::string& name, LinkInfo& out, std::string& err) {
+  out = LinkInfo{};
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    err = "not a valid interface name";
+    return false;
+  }
+  mnl_socket* nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+  if (nl == nullptr) {
+    err = std::string("netlink socket: ") + std::strerror(errno);
+    return false;
+  }
+  timeval tv{0, kQueryTimeoutMs * 1000};
+  setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  bool ok = false;
+  if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+    err = std::string("netlink bind: ") + std::strerror(errno);
+  } else {
+    alignas(nlmsghdr) std::array<std::uint8_t, 256> tx{};
+    nlmsghdr* nlh = mnl_nlmsg_put_header(tx.data());
+    nlh->nlmsg_type = RTM_GETLINK;
+    nlh->nlmsg_flags = NLM_F_REQUEST;
+    nlh->nlmsg_seq = 1;
+    auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+    ifi->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
+    // Only the fields we read: no VF or per-protocol blobs in the answer.
+    mnl_attr_put_u32(nlh, IFLA_EXT_MASK, 0);
+    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+      err = std::string("netlink send: ") + std::strerror(errno);
+    } else {
+      alignas(nlmsghdr) static thread_local std::array<std::uint8_t, kRxBuffer> rx{};
+      const ssize_t n = mnl_socket_recvfrom(nl, rx.data(), rx.size());
+      if (n < 0) {
+        err = std::string("netlink receive: ") + std::strerror(errno);
+      } else {
+        auto len = static_cast<std::size_t>(n);
+        nlmsghdr hdr{};
+        if (len >= sizeof hdr) std::memcpy(&hdr, rx.data(), sizeof hdr);
+        if (hdr.nlmsg_type == NLMSG_ERROR && len >= NLMSG_LENGTH(sizeof(nlmsgerr))) {
+          nlmsgerr e{};
+          std::memcpy(&e, rx.data() + NLMSG_HDRLEN, sizeof e);
+          if (e.error == -ENODEV) {
+            err = "no such interface";
+          } else {
+            err = std::string("GETLINK: ") + std::strerror(-e.error);
+          }
+        } else if (parse_link_message(rx.data(), len, out)) {
+          ok = true;
+        } else {
+          err = "GETLINK: unexpected answer";
+        }
+      }
+    }
+  }
+  mnl_socket_close(nl);
+  return ok;
+}
+
+Rtnl::~Rtnl() { close(); }
+
+bool Rtnl::open(LinkFn on_link, AddrFn on_addr, ResyncFn on_resync, std::string& err) {
+  close();
+  mnl_socket* nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (nl == nullptr) {
+    err = std::string("netlink socket: ") + std::strerror(errno);
+    return false;
+  }
+  const unsigned groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+  if (mnl_socket_bind(nl, groups, MNL_SOCKET_AUTOPID) < 0) {
+    err = std::string("netlink bind (link and address groups): ") + std::strerror(errno);
+    mnl_socket_close(nl);
+    return false;
+  }
+  // We own the fd from here on; mnl_socket's wrapper is not needed for plain recv().
+  fd_ = dup(mnl_socket_get_fd(nl));
+  mnl_socket_close(nl);
+  if (fd_ < 0) {
+    err = std::string("dup: ") + std::strerror(errno);
+    return false;
+  }
+  on_link_ = std::move(on_link);
+  on_addr_ = std::move(on_addr);
+  on_resync_ = std::move(on_resync);
+  poll_ = new uv_poll_t{};
+  uv_poll_init(loop_, poll_, fd_);
+  poll_->data = this;
+  uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* p, int status, int) {
+    if (status < 0) {
+      spdlog::warn("rtnetlink poll: {}", uv_strerror(status));
+      return;
+    }
+    static_cast<Rtnl*>(p->data)->on_readable();
+  });
+  return true;
+}
+
+void Rtnl::close() noexcept {
+  if (poll_ != nullptr) {
+    poll_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+void Rtnl::on_readable() noexcept {
+  alignas(nlmsghdr) static std::array<std::uint8_t, kRxBuffer> rx{};
+  for (int i = 0; i < 64 && fd_ >= 0; ++i) {
+    const ssize_t n = recv(fd_, rx.data(), rx.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOBUFS) {
+        // The kernel dropped notifications: we cannot know which, so everyone re-reads.
+        ++overruns_;
+        spdlog::warn("rtnetlink: notifications lost (socket overrun); re-reading interfaces");
+        if (on_resync_) on_resync_();
+        continue;
+      }
+      return;  // EAGAIN: drained
+    }
+    handle_buffer(rx.data(), static_cast<std::size_t>(n));
+  }
+}
+
+void Rtnl::handle_buffer(const std::uint8_t* data, std::size_t len) {
+  std::size_t off = 0;
+  while (len - off >= sizeof(nlmsghdr)) {
+    nlmsghdr hdr{};
+    std::memcpy(&hdr, data + off, sizeof hdr);
+    if (hdr.nlmsg_len < sizeof hdr || hdr.nlmsg_len > len - off) break;
+    ++messages_;
+    if (hdr.nlmsg_type == RTM_NEWLINK || hdr.nlmsg_type == RTM_DELLINK) {
+      LinkInfo li;
+      if (parse_link_message(data + off, hdr.nlmsg_len, li) && on_link_) on_link_(li);
+    } else if (hdr.nlmsg_type == RTM_NEWADDR || hdr.nlmsg_type == RTM_DELADDR) {
+      ifaddrmsg ifa{};
+      if (hdr.nlmsg_len >= NLMSG_LENGTH(sizeof ifa)) {
+        std::memcpy(&ifa, data + off + NLMSG_HDRLEN, sizeof ifa);
+        if (on_addr_) on_addr_(ifa.ifa_index);
+      }
+    }
+    off += NLMSG_ALIGN(hdr.nlmsg_len);
+  }
+}
+
+}  // namespace tunshim::proxy
