@@ -26,6 +26,13 @@ namespace {
 constexpr std::size_t kNetlinkSlack = 8192;
 constexpr std::size_t kRxBufSize = 0xffff + kNetlinkSlack;
 constexpr std::size_t kTxBufSize = 0xffff + kNetlinkSlack;
+// Outgoing verdicts of one burst: room for hundreds of rewritten SYNs, and always for one
+// verdict carrying the largest packet. A netlink datagram must stay below the socket's
+// send buffer, which open() raises well above this.
+constexpr std::size_t kOutBufSize = 128 * 1024;
+constexpr int kSndbuf = 1 << 20;
+// Per verdict message: netlink and nfnetlink headers, the verdict and payload attributes.
+constexpr std::size_t kVerdictOverhead = 256;
 // Room after a packet for the 4-byte MSS option an insertion adds.
 constexpr std::size_t kInsertRoom = 4;
 constexpr std::size_t kScratchSize = 0xffff + kInsertRoom;
@@ -107,6 +114,9 @@ bool NfQueue::open(std::uint16_t num, std::uint32_t maxlen, std::string& err) {
   num_ = num;
   rx_.assign(kRxBufSize, 0);
   tx_.assign(kTxBufSize, 0);
+  out_.assign(kOutBufSize, 0);
+  out_used_ = 0;
+  out_msgs_ = 0;
   scratch_.assign(kScratchSize, 0);
   nl_ = mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (nl_ == nullptr) {
@@ -160,6 +170,9 @@ bool NfQueue::open(std::uint16_t num, std::uint32_t maxlen, std::string& err) {
     spdlog::warn("nfqueue: NETLINK_NO_ENOBUFS refused: {}", std::strerror(errno));
   }
   size_rcvbuf(maxlen);
+  if (::setsockopt(fd(), SOL_SOCKET, SO_SNDBUFFORCE, &kSndbuf, sizeof kSndbuf) != 0) {
+    ::setsockopt(fd(), SOL_SOCKET, SO_SNDBUF, &kSndbuf, sizeof kSndbuf);
+  }
   return true;
 }
 
@@ -176,6 +189,7 @@ void NfQueue::close() {
   if (nl_ == nullptr) return;
   if (bound_) {
     flush_batch();
+    flush_out();
     nlmsghdr* nlh = nfq_nlmsg_put(tx_.data(), NFQNL_MSG_CONFIG, num_);
     nfq_nlmsg_cfg_put_cmd(nlh, AF_UNSPEC, NFQNL_CFG_CMD_UNBIND);
     // Closing the socket unbinds too; the explicit message makes the intent visible.
@@ -215,21 +229,48 @@ void NfQueue::flush_batch() noexcept {
   if (!batch_open_) return;
   batch_open_ = false;
   const bool single = batch_first_ == batch_last_;
-  nlmsghdr* nlh = nfq_nlmsg_put(tx_.data(), single ? NFQNL_MSG_VERDICT : NFQNL_MSG_VERDICT_BATCH,
-                                num_);
+  nlmsghdr* nlh = out_put(single ? NFQNL_MSG_VERDICT : NFQNL_MSG_VERDICT_BATCH, kVerdictOverhead);
   nfq_nlmsg_verdict_put(nlh, static_cast<int>(batch_last_), NF_ACCEPT);
-  if (send_msg(nlh)) ++(single ? counters_.verdicts : counters_.batches);
+  out_commit(nlh);
+  ++(single ? counters_.verdicts : counters_.batches);
 }
 
 void NfQueue::send_modified(std::uint32_t id, const std::uint8_t* data, std::size_t len) noexcept {
   flush_batch();  // keep verdicts in id order
-  nlmsghdr* nlh = nfq_nlmsg_put(tx_.data(), NFQNL_MSG_VERDICT, num_);
+  nlmsghdr* nlh = out_put(NFQNL_MSG_VERDICT, len + kVerdictOverhead);
   nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), NF_ACCEPT);
   nfq_nlmsg_verdict_put_pkt(nlh, data, static_cast<std::uint32_t>(len));
-  if (send_msg(nlh)) {
-    ++counters_.verdicts;
-    ++counters_.modified;
+  out_commit(nlh);
+  ++counters_.verdicts;
+  ++counters_.modified;
+}
+
+nlmsghdr* NfQueue::out_put(std::uint16_t type, std::size_t room) noexcept {
+  if (out_used_ + room > out_.size()) flush_out();
+  return nfq_nlmsg_put(out_.data() + out_used_, type, num_);
+}
+
+void NfQueue::out_commit(const nlmsghdr* nlh) noexcept {
+  out_used_ += NLMSG_ALIGN(nlh->nlmsg_len);
+  ++out_msgs_;
+}
+
+void NfQueue::flush_out() noexcept {
+  if (out_used_ == 0) return;
+  bool sent = false;
+  for (int i = 0; i < kSendRetries && !sent; ++i) {
+    sent = mnl_socket_sendto(nl_, out_.data(), out_used_) >= 0;
+    if (!sent && errno != EINTR && errno != EAGAIN && errno != ENOBUFS) break;
   }
+  if (!sent) {
+    counters_.send_errors += out_msgs_;
+    if (log_allowed(g_log_error)) {
+      spdlog::warn("nfqueue: sending {} verdict(s) failed: {} (the kernel holds those packets "
+                   "until the queue is unbound)", out_msgs_, std::strerror(errno));
+    }
+  }
+  out_used_ = 0;
+  out_msgs_ = 0;
 }
 
 void NfQueue::handle_message(const nlmsghdr* nlh, PacketHandler& handler) noexcept {
@@ -315,6 +356,7 @@ void NfQueue::drain(PacketHandler& handler) noexcept {
     }
   }
   flush_batch();
+  flush_out();
 }
 
 bool NfQueue::read_kernel_stats(std::uint16_t num, KernelQueueStats& out) {

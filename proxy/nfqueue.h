@@ -91,6 +91,11 @@ class NfQueue {
   void flush_batch() noexcept;
   void send_modified(std::uint32_t id, const std::uint8_t* data, std::size_t len) noexcept;
   bool send_msg(const nlmsghdr* nlh) noexcept;
+  // Verdicts are appended to out_ and sent together, one sendto per drained burst (the
+  // kernel's nfnetlink walks every message in a datagram), instead of one per packet.
+  nlmsghdr* out_put(std::uint16_t type, std::size_t room) noexcept;
+  void out_commit(const nlmsghdr* nlh) noexcept;
+  void flush_out() noexcept;
 
   mnl_socket* nl_ = nullptr;
   std::uint16_t num_ = 0;
@@ -109,6 +114,9 @@ class NfQueue {
   // Buffers allocated once at open(): nothing is allocated per packet.
   std::vector<char> rx_;
   std::vector<char> tx_;
+  std::vector<char> out_;
+  std::size_t out_used_ = 0;
+  std::uint32_t out_msgs_ = 0;
   std::vector<std::uint8_t> scratch_;
   QueueCounters counters_;
 };
