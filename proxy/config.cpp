@@ -123,6 +123,20 @@ std::string escaped(std::string_view s) {
   return out;
 }
 
+// `s` with control characters escaped, for a comment line (quotes stay as they are).
+std::string one_line(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += escaped(std::string_view(&c, 1));
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string quoted(std::string_view s) { return '"' + escaped(s) + '"'; }
 
 // "an integer", "a string ("x")" …: what the user wrote instead of what was expected.
@@ -1047,7 +1061,7 @@ std::string format_config(const Config& config, const ParseOptions& options) {
   std::string out = "# Effective configuration";
   if (!config.path.empty()) out += " of " + quoted(config.path);
   out += "\n# (\"default\" marks values the file does not set.)\n";
-  for (const ConfigError& w : config.warnings) out += "# warning: " + escaped(w.to_string()) + '\n';
+  for (const ConfigError& w : config.warnings) out += "# warning: " + one_line(w.to_string()) + '\n';
   out += "\n[global]\n";
   const GlobalConfig& g = config.global;
   const auto dflt = [](bool from_file) { return from_file ? "" : "default"; };

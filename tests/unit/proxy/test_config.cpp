@@ -564,3 +564,675 @@ BOOST_AUTO_TEST_CASE(mutated_input_never_throws) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// ---- keys of the design whose features are wired one by one ---------------------------------
+// Their parsing is tested with ParseOptions{accept_unimplemented}, whatever the flags in
+// config.cpp's key table say; the default options must refuse exactly the keys the table
+// marks unimplemented.
+
+namespace {
+
+const ParseOptions kAll{.accept_unimplemented = true};
+
+std::vector<std::string> all_errors_of(const std::string& text) {
+  std::vector<std::string> out;
+  const ConfigResult r = parse_config(text, "t.conf", kAll);
+  if (const auto* errors = std::get_if<std::vector<ConfigError>>(&r)) {
+    for (const ConfigError& e : *errors) out.push_back(e.to_string());
+  }
+  return out;
+}
+
+Config all_good(const std::string& text) {
+  const ConfigResult r = parse_config(text, "t.conf", kAll);
+  if (const auto* errors = std::get_if<std::vector<ConfigError>>(&r)) {
+    std::vector<std::string> lines;
+    for (const ConfigError& e : *errors) lines.push_back(e.to_string());
+    BOOST_FAIL("expected a valid config, got:\n" + joined(lines) + "for:\n" + text);
+  }
+  return std::get<Config>(r);
+}
+
+void check_all_bad(const std::vector<BadCase>& cases) {
+  for (const BadCase& c : cases) {
+    BOOST_TEST_CONTEXT(c.name << ":\n" << c.text) {
+      BOOST_TEST(all_errors_of(c.text) == c.expected, boost::test_tools::per_element());
+    }
+  }
+}
+
+// The lines of check-config's output without comments: what must survive printing twice.
+std::string settings_of(const std::string& printed) {
+  std::string out;
+  std::size_t at = 0;
+  while (at < printed.size()) {
+    const std::size_t end = std::min(printed.find('\n', at), printed.size());
+    std::string line = printed.substr(at, end - at);
+    at = end + 1;
+    if (const std::size_t hash = line.find("  # "); hash != std::string::npos) line.resize(hash);
+    if (const std::size_t hash = line.find(" # "); hash != std::string::npos) line.resize(hash);
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    if (!line.empty() && line[0] != '#') out += line + '\n';
+  }
+  return out;
+}
+
+// Every key added for the features, with a valid non-default value.
+struct NewKey {
+  bool global;
+  const char* key;
+  const char* value;
+};
+const std::vector<NewKey> kNewKeys = {
+    {true, "stats_listen", "\"127.0.0.1:9000\""},
+    {true, "control_socket", "\"/run/t.sock\""},
+    {false, "guard", "\"icmp\""},
+    {false, "set_interface_mtu", "true"},
+    {false, "probe_target", "\"10.0.0.1\""},
+    {false, "probe_min", "1000"},
+    {false, "probe_max", "1500"},
+    {false, "reprobe_interval", "\"1h\""},
+    {false, "keepalive", "\"always\""},
+    {false, "keepalive_interval", "\"5s\""},
+    {false, "keepalive_target", "\"10.0.0.2\""},
+    {false, "down_after_misses", "5"},
+    {false, "on_down", "[[\"/bin/true\"]]"},
+    {false, "on_up", "[[\"/bin/true\", \"x\"]]"},
+    {false, "hook_timeout", "\"10s\""},
+    {false, "backoff_max", "\"1m\""},
+};
+
+std::string with_key(const NewKey& k) {
+  const std::string line = std::string(k.key) + " = " + k.value + "\n";
+  return k.global ? "[global]\n" + line + kTunnel : kTunnel + line;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(config_feature_keys)
+
+BOOST_AUTO_TEST_CASE(unimplemented_keys_refused_by_default) {
+  for (const NewKey& k : kNewKeys) {
+    BOOST_TEST_CONTEXT(k.key) {
+      const std::string text = with_key(k);
+      const std::vector<std::string> errors = errors_of(text);
+      if (key_implemented(k.key)) {
+        BOOST_TEST(errors.empty());
+        BOOST_TEST(format_config(good(text)).find(std::string("\n") + k.key + " = ") !=
+                   std::string::npos);
+      } else {
+        const std::string where = k.global ? "t.conf:2:1: " : "t.conf:4:1: ";
+        BOOST_TEST(errors == std::vector<std::string>{where + k.key +
+                                                      " is not supported by this version "
+                                                      "of tunshim yet"},
+                   boost::test_tools::per_element());
+        // Not printed either: check-config shows what the daemon does.
+        BOOST_TEST(format_config(good(kTunnel)).find(std::string("\n") + k.key + " = ") ==
+                   std::string::npos);
+      }
+      // With the test option every key parses.
+      BOOST_TEST(all_errors_of(text).empty());
+    }
+  }
+  if (!key_implemented("mss=auto")) {
+    BOOST_TEST(errors_of("[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n") ==
+                   std::vector<std::string>{
+                       "t.conf:3:7: mss = \"auto\" needs path-MTU discovery, which is not "
+                       "implemented in this version of tunshim yet; give a number (e.g. 1360) "
+                       "or \"off\""},
+               boost::test_tools::per_element());
+  }
+  BOOST_TEST(!key_implemented("no_such_key"));
+  BOOST_TEST(key_implemented("mss"));
+  BOOST_TEST(key_implemented("queue_num"));
+}
+
+BOOST_AUTO_TEST_CASE(defaults_of_feature_keys) {
+  const Config c = all_good(kTunnel);
+  BOOST_TEST_REQUIRE(c.global.stats_listen.has_value());
+  BOOST_TEST(c.global.stats_listen->host == "127.0.0.1");
+  BOOST_TEST(c.global.stats_listen->port == 9477);
+  BOOST_TEST(!c.global.stats_listen->ipv6);
+  BOOST_TEST(c.global.stats_listen->loopback);
+  BOOST_TEST(c.global.control_socket == "/run/tunshim.sock");
+  BOOST_TEST(c.global.keys_from_file.empty());
+  BOOST_TEST(c.warnings.empty());
+  const TunnelConfig& t = c.tunnels.at(0);
+  BOOST_TEST(!t.mss4_auto);
+  BOOST_TEST(!t.mss6_auto);
+  BOOST_TEST((t.guard == Guard::off));
+  BOOST_TEST(!t.set_interface_mtu);
+  BOOST_TEST(t.probe_target.empty());
+  BOOST_TEST(t.probe_min == 1200);
+  BOOST_TEST(t.probe_max == 0);
+  BOOST_TEST(t.reprobe_interval.count() == 600'000);
+  BOOST_TEST((t.keepalive == KeepaliveMode::idle));
+  BOOST_TEST(t.keepalive_interval.count() == 10'000);
+  BOOST_TEST(t.keepalive_target.empty());
+  BOOST_TEST(t.down_after_misses == 3);
+  BOOST_TEST(t.on_down.empty());
+  BOOST_TEST(t.on_up.empty());
+  BOOST_TEST(t.hook_timeout.count() == 30'000);
+  BOOST_TEST(t.backoff_max.count() == 300'000);
+  BOOST_TEST(t.keys_from_file == (std::vector<std::string>{"interface", "mss"}),
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(explicit_feature_values) {
+  const Config c = all_good(
+      "[global]\n"
+      "stats_listen = \"[::1]:9100\"\n"
+      "control_socket = \"off\"\n"
+      "[[tunnel]]\n"
+      "interface = \"ppp0\"\n"
+      "mss = 1360\n"
+      "guard = \"icmp\"\n"
+      "set_interface_mtu = true\n"
+      "probe_target = \"fd00::1\"\n"
+      "probe_min = 576\n"
+      "probe_max = 9000\n"
+      "reprobe_interval = \"1h30m\"\n"
+      "keepalive = \"off\"\n"
+      "keepalive_interval = \"1s500ms\"\n"
+      "keepalive_target = \"192.0.2.7\"\n"
+      "down_after_misses = 100\n"
+      "on_down = [[\"/usr/sbin/poff\", \"office\"], [\"/usr/sbin/pon\", \"office\"]]\n"
+      "on_up = [[\"/usr/bin/systemctl\", \"restart\", \"clinic-client\"]]\n"
+      "hook_timeout = \"1h\"\n"
+      "backoff_max = \"24h\"\n"
+      "[[tunnel]]\n"
+      "interface = \"tun0\"\n"
+      "mss = \"off\"\n"
+      "mss6 = 1300\n"
+      "keepalive = \"idle\"\n"
+      "probe_max = \"interface\"\n"
+      "on_down = []\n");
+  BOOST_TEST_REQUIRE(c.global.stats_listen.has_value());
+  BOOST_TEST(c.global.stats_listen->host == "::1");
+  BOOST_TEST(c.global.stats_listen->port == 9100);
+  BOOST_TEST(c.global.stats_listen->ipv6);
+  BOOST_TEST(c.global.stats_listen->loopback);
+  BOOST_TEST(c.global.control_socket.empty());
+  BOOST_TEST(c.global.from_file("stats_listen"));
+  BOOST_TEST(c.global.from_file("control_socket"));
+  BOOST_TEST(!c.global.from_file("queue_num"));
+  BOOST_TEST_REQUIRE(c.tunnels.size() == 2u);
+  const TunnelConfig& t = c.tunnels[0];
+  BOOST_TEST((t.guard == Guard::icmp));
+  BOOST_TEST(t.set_interface_mtu);
+  BOOST_TEST(t.probe_target == "fd00::1");
+  BOOST_TEST(t.probe_min == 576);
+  BOOST_TEST(t.probe_max == 9000);
+  BOOST_TEST(t.reprobe_interval.count() == 5'400'000);
+  BOOST_TEST((t.keepalive == KeepaliveMode::off));
+  BOOST_TEST(t.keepalive_interval.count() == 1500);
+  BOOST_TEST(t.keepalive_target == "192.0.2.7");
+  BOOST_TEST(t.down_after_misses == 100);
+  BOOST_TEST_REQUIRE(t.on_down.size() == 2u);
+  BOOST_TEST(t.on_down[0] == (Argv{"/usr/sbin/poff", "office"}), boost::test_tools::per_element());
+  BOOST_TEST(t.on_down[1] == (Argv{"/usr/sbin/pon", "office"}), boost::test_tools::per_element());
+  BOOST_TEST_REQUIRE(t.on_up.size() == 1u);
+  BOOST_TEST(t.on_up[0] == (Argv{"/usr/bin/systemctl", "restart", "clinic-client"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(t.hook_timeout.count() == 3'600'000);
+  BOOST_TEST(t.backoff_max.count() == 86'400'000);
+  BOOST_TEST(t.from_file("on_up"));
+  BOOST_TEST(!t.from_file("mss6"));
+  const TunnelConfig& u = c.tunnels[1];
+  BOOST_TEST((u.keepalive == KeepaliveMode::idle));
+  BOOST_TEST(u.probe_max == 0);
+  BOOST_TEST(u.from_file("probe_max"));
+  BOOST_TEST(u.on_down.empty());
+  BOOST_TEST(u.from_file("on_down"));
+}
+
+BOOST_AUTO_TEST_CASE(mss_auto) {
+  const std::string head = "[[tunnel]]\ninterface = \"ppp0\"\n";
+  // Until the first search: the fallback sizes' MSS (1200 - 40, 1280 - 60); the guard is on.
+  Config c = all_good(head + "mss = \"auto\"\n");
+  TunnelConfig t = c.tunnels.at(0);
+  BOOST_TEST(t.mss4_auto);
+  BOOST_TEST(t.mss6_auto);
+  BOOST_TEST(t.mss4 == 1160);
+  BOOST_TEST(t.mss6 == 1220);
+  BOOST_TEST(!t.mss6_from_file);
+  BOOST_TEST((t.guard == Guard::icmp));
+  // The IPv4 fallback follows probe_min.
+  t = all_good(head + "mss = \"auto\"\nprobe_min = 576\n").tunnels.at(0);
+  BOOST_TEST(t.mss4 == 536);
+  BOOST_TEST(t.mss6 == 1220);
+  t = all_good(head + "probe_min = 1500\nmss = \"auto\"\n").tunnels.at(0);
+  BOOST_TEST(t.mss4 == 1460);
+  // Families set separately.
+  t = all_good(head + "mss = \"auto\"\nmss6 = 1300\n").tunnels.at(0);
+  BOOST_TEST(t.mss4_auto);
+  BOOST_TEST(!t.mss6_auto);
+  BOOST_TEST(t.mss6 == 1300);
+  BOOST_TEST((t.guard == Guard::icmp));
+  t = all_good(head + "mss = 1360\nmss6 = \"auto\"\n").tunnels.at(0);
+  BOOST_TEST(!t.mss4_auto);
+  BOOST_TEST(t.mss4 == 1360);
+  BOOST_TEST(t.mss6_auto);
+  BOOST_TEST(t.mss6 == 1220);
+  BOOST_TEST(t.mss6_from_file);
+  BOOST_TEST((t.guard == Guard::icmp));
+  t = all_good(head + "mss = \"off\"\nmss6 = \"auto\"\n").tunnels.at(0);
+  BOOST_TEST(t.mss4 == 0);
+  BOOST_TEST(t.mss6_auto);
+  t = all_good(head + "mss = \"auto\"\nmss6 = \"off\"\n").tunnels.at(0);
+  BOOST_TEST(t.mss4_auto);
+  BOOST_TEST(!t.mss6_auto);
+  BOOST_TEST(t.mss6 == 0);
+  // An explicit guard wins over the default.
+  t = all_good(head + "mss = \"auto\"\nguard = \"off\"\n").tunnels.at(0);
+  BOOST_TEST((t.guard == Guard::off));
+  // With "auto" accepted, the messages name it as a choice.
+  check_all_bad({
+      {"mss as float", head + "mss = 1.5\n",
+       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a floating-point number"}},
+      {"mss too small", head + "mss = 100\n",
+       {"t.conf:3:7: mss must be between 536 and 65495 (or \"off\" or \"auto\"), not 100"}},
+      {"mss6 wrong word", head + "mss = 1360\nmss6 = \"Auto\"\n",
+       {"t.conf:4:8: mss6 must be an integer, \"off\" or \"auto\", not a string (\"Auto\")"}},
+  });
+}
+
+BOOST_AUTO_TEST_CASE(keepalive_gives_a_tunnel_work) {
+  // Clamping off in both families is an error while keepalive is refused; with keepalive
+  // accepted it is a keepalive-only tunnel, unless keepalive is off too.
+  const std::string off = "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\n";
+  BOOST_TEST(all_errors_of(off).empty());
+  BOOST_TEST(all_errors_of(off + "keepalive = \"off\"\n") ==
+                 std::vector<std::string>{"t.conf:1:1: mss is \"off\" and mss6 follows it by "
+                                          "default: this [[tunnel]] has nothing to do (set "
+                                          "mss6 to clamp IPv6 only)"},
+             boost::test_tools::per_element());
+  BOOST_TEST(errors_of(off).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(feature_key_errors) {
+  const std::string g = "[global]\n";
+  check_all_bad({
+      // placement
+      {"tunnel key in [global]", g + "keepalive = \"idle\"\n" + kTunnel,
+       {"t.conf:2:1: keepalive belongs in a [[tunnel]] table, not in [global]"}},
+      {"global key in a tunnel", kTunnel + "stats_listen = \"off\"\n",
+       {"t.conf:4:1: stats_listen belongs in [global], not in [tunnel]"}},
+      {"the gate is not a key", kTunnel + "\"mss=auto\" = true\n",
+       {"t.conf:4:1: unknown key 'mss=auto' in [tunnel]"}},
+      {"typo of a feature key", kTunnel + "keepalive_intervall = \"10s\"\n",
+       {"t.conf:4:1: unknown key 'keepalive_intervall' in [tunnel]; did you mean "
+        "'keepalive_interval'?"}},
+      // choices and booleans
+      {"guard word", kTunnel + "guard = \"drop\"\n",
+       {"t.conf:4:9: guard must be \"off\" or \"icmp\", not \"drop\""}},
+      {"guard type", kTunnel + "guard = false\n",
+       {"t.conf:4:9: guard must be \"off\" or \"icmp\", not a boolean"}},
+      {"keepalive word", kTunnel + "keepalive = \"on\"\n",
+       {"t.conf:4:13: keepalive must be \"idle\", \"always\" or \"off\", not \"on\""}},
+      {"set_interface_mtu type", kTunnel + "set_interface_mtu = \"yes\"\n",
+       {"t.conf:4:21: set_interface_mtu must be true or false, not a string (\"yes\")"}},
+      // integers
+      {"probe_min low", kTunnel + "probe_min = 575\n",
+       {"t.conf:4:13: probe_min must be between 576 and 9000, not 575"}},
+      {"probe_min high", kTunnel + "probe_min = 9001\n",
+       {"t.conf:4:13: probe_min must be between 576 and 9000, not 9001"}},
+      {"probe_max high", kTunnel + "probe_max = 65536\n",
+       {"t.conf:4:13: probe_max must be between 576 and 65535, not 65536"}},
+      {"probe_max below probe_min", kTunnel + "probe_max = 1100\n",
+       {"t.conf:4:13: probe_max must be \"interface\" or between probe_min (1200) and 65535, "
+        "not 1100"}},
+      {"probe_max below a set probe_min", kTunnel + "probe_max = 1400\nprobe_min = 1401\n",
+       {"t.conf:4:13: probe_max must be \"interface\" or between probe_min (1401) and 65535, "
+        "not 1400"}},
+      {"probe_max word", kTunnel + "probe_max = \"mtu\"\n",
+       {"t.conf:4:13: probe_max must be \"interface\" or an integer, not a string (\"mtu\")"}},
+      {"down_after_misses zero", kTunnel + "down_after_misses = 0\n",
+       {"t.conf:4:21: down_after_misses must be between 1 and 100, not 0"}},
+      {"down_after_misses high", kTunnel + "down_after_misses = 101\n",
+       {"t.conf:4:21: down_after_misses must be between 1 and 100, not 101"}},
+      // durations
+      {"duration without unit", kTunnel + "keepalive_interval = 10\n",
+       {"t.conf:4:22: keepalive_interval must be a duration string with a unit (h, m, s, ms), "
+        "between \"1s\" and \"1h\", e.g. \"10s\"; not an integer"}},
+      {"duration syntax", kTunnel + "hook_timeout = \"30 s\"\n",
+       {"t.conf:4:16: hook_timeout must be a duration such as \"500ms\", \"10s\", \"5m\" or "
+        "\"1h30m\" (units h, m, s, ms, largest first), not \"30 s\""}},
+      {"keepalive_interval below", kTunnel + "keepalive_interval = \"999ms\"\n",
+       {"t.conf:4:22: keepalive_interval must be between \"1s\" and \"1h\", not \"999ms\""}},
+      {"keepalive_interval above", kTunnel + "keepalive_interval = \"1h1ms\"\n",
+       {"t.conf:4:22: keepalive_interval must be between \"1s\" and \"1h\", not \"1h1ms\""}},
+      {"reprobe_interval below", kTunnel + "reprobe_interval = \"59s\"\n",
+       {"t.conf:4:20: reprobe_interval must be between \"1m\" and \"24h\", not \"59s\""}},
+      {"reprobe_interval above", kTunnel + "reprobe_interval = \"25h\"\n",
+       {"t.conf:4:20: reprobe_interval must be between \"1m\" and \"24h\", not \"25h\""}},
+      {"hook_timeout above", kTunnel + "hook_timeout = \"61m\"\n",
+       {"t.conf:4:16: hook_timeout must be between \"1s\" and \"1h\", not \"61m\""}},
+      {"backoff_max below", kTunnel + "backoff_max = \"0s\"\n",
+       {"t.conf:4:15: backoff_max must be between \"1s\" and \"24h\", not \"0s\""}},
+      {"huge duration saturates", kTunnel + "backoff_max = \"99999999999999999999h\"\n",
+       {"t.conf:4:15: backoff_max must be between \"1s\" and \"24h\", not "
+        "\"99999999999999999999h\""}},
+      // addresses
+      {"probe_target name", kTunnel + "probe_target = \"vpn.example.com\"\n",
+       {"t.conf:4:16: probe_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
+        "address; \"vpn.example.com\": it is not a numeric IPv4 or IPv6 address"}},
+      {"probe_target unspecified", kTunnel + "probe_target = \"0.0.0.0\"\n",
+       {"t.conf:4:16: probe_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
+        "address; \"0.0.0.0\": it is the unspecified address"}},
+      {"keepalive_target multicast", kTunnel + "keepalive_target = \"ff02::1\"\n",
+       {"t.conf:4:20: keepalive_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
+        "address; \"ff02::1\": it is a multicast address"}},
+      {"keepalive_target broadcast", kTunnel + "keepalive_target = \"255.255.255.255\"\n",
+       {"t.conf:4:20: keepalive_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
+        "address; \"255.255.255.255\": it is a multicast or broadcast address"}},
+      {"keepalive_target with zone", kTunnel + "keepalive_target = \"fe80::1%ppp0\"\n",
+       {"t.conf:4:20: keepalive_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
+        "address; \"fe80::1%ppp0\": it is not a numeric IPv4 or IPv6 address"}},
+      {"probe_target type", kTunnel + "probe_target = 1\n",
+       {"t.conf:4:16: probe_target must be \"peer\" or a numeric IP address, not an integer"}},
+      // stats_listen
+      {"listen without port", g + "stats_listen = \"127.0.0.1\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"127.0.0.1\": the port is missing"}},
+      {"listen port 0", g + "stats_listen = \"127.0.0.1:0\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"127.0.0.1:0\": the port must be a number between 1 "
+        "and 65535"}},
+      {"listen port too big", g + "stats_listen = \"127.0.0.1:65536\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"127.0.0.1:65536\": the port must be a number between 1 "
+        "and 65535"}},
+      {"listen port sign", g + "stats_listen = \"127.0.0.1:+80\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"127.0.0.1:+80\": the port must be a number between 1 "
+        "and 65535"}},
+      {"listen host name", g + "stats_listen = \"localhost:9477\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"localhost:9477\": \"localhost\" is not a numeric IPv4 "
+        "address"}},
+      {"listen IPv6 without brackets", g + "stats_listen = \"::1:9477\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"::1:9477\": write an IPv6 address in brackets, as in "
+        "\"[::1]:9477\""}},
+      {"listen IPv4 in brackets", g + "stats_listen = \"[127.0.0.1]:9477\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"[127.0.0.1]:9477\": \"127.0.0.1\" is not a numeric IPv6 "
+        "address"}},
+      {"listen bracket unclosed", g + "stats_listen = \"[::1:9477\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"[::1:9477\": an IPv6 address must be followed by "
+        "\"]:PORT\""}},
+      {"listen multicast", g + "stats_listen = \"224.0.0.1:80\"\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\"; \"224.0.0.1:80\": it is a multicast or broadcast "
+        "address"}},
+      {"listen type", g + "stats_listen = 9477\n" + kTunnel,
+       {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+        "\"[::1]:9477\") or \"off\", not an integer"}},
+      // control_socket
+      {"socket relative", g + "control_socket = \"tunshim.sock\"\n" + kTunnel,
+       {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"tunshim.sock\": it "
+        "is not an absolute path"}},
+      {"socket empty", g + "control_socket = \"\"\n" + kTunnel,
+       {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"\": it is not an "
+        "absolute path"}},
+      {"socket directory", g + "control_socket = \"/run/\"\n" + kTunnel,
+       {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"/run/\": it names "
+        "a directory"}},
+      {"socket too long", g + "control_socket = \"/" + std::string(107, 'a') + "\"\n" + kTunnel,
+       {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"/" +
+        std::string(107, 'a') +
+        "\": it is 108 bytes long, and a socket path holds at most 107"}},
+      {"socket control character", g + "control_socket = \"/run/a\\nb\"\n" + kTunnel,
+       {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"/run/a\\u000Ab\": "
+        "it contains a control character"}},
+      {"socket type", g + "control_socket = false\n" + kTunnel,
+       {"t.conf:2:18: control_socket must be an absolute path or \"off\", not a boolean"}},
+      // hooks
+      {"hook as one argv", kTunnel + "on_down = [\"/usr/sbin/pon\", \"office\"]\n",
+       {"t.conf:4:11: on_down must be an array of commands, each an array of strings, e.g. "
+        "[[\"/usr/sbin/poff\", \"office\"], [\"/usr/sbin/pon\", \"office\"]]; for one command "
+        "write [[...]], not [...]"}},
+      {"hook as string", kTunnel + "on_up = \"/usr/sbin/pon office\"\n",
+       {"t.conf:4:9: on_up must be an array of commands, each an array of strings, e.g. "
+        "[[\"/usr/sbin/poff\", \"office\"], [\"/usr/sbin/pon\", \"office\"]]; not a string "
+        "(\"/usr/sbin/pon office\")"}},
+      {"hook empty argv", kTunnel + "on_up = [[\"/bin/a\"], []]\n",
+       {"t.conf:4:22: a command in on_up is empty: give at least the program's absolute path"}},
+      {"hook relative program", kTunnel + "on_up = [[\"pon\", \"office\"]]\n",
+       {"t.conf:4:11: the program in on_up must be an absolute path (it runs without a shell "
+        "or PATH), not \"pon\""}},
+      {"hook empty program", kTunnel + "on_up = [[\"\"]]\n",
+       {"t.conf:4:11: the program in on_up must be an absolute path (it runs without a shell "
+        "or PATH), not \"\""}},
+      {"hook argument type", kTunnel + "on_down = [[\"/bin/a\", 1, \"b\"]]\n",
+       {"t.conf:4:23: each argument in on_down must be a string, not an integer"}},
+      {"hook command type", kTunnel + "on_down = [[\"/bin/a\"], 1]\n",
+       {"t.conf:4:24: each command in on_down must be an array of strings, not an integer"}},
+      {"hook NUL", kTunnel + "on_down = [[\"/bin/a\", \"x\\u0000y\"]]\n",
+       {"t.conf:4:23: an argument in on_down contains a NUL character, which no command line "
+        "can carry"}},
+      {"several hook errors", kTunnel + "on_down = [[\"a\"], [], [\"/b\", 2]]\n",
+       {"t.conf:4:13: the program in on_down must be an absolute path (it runs without a shell "
+        "or PATH), not \"a\"",
+        "t.conf:4:19: a command in on_down is empty: give at least the program's absolute path",
+        "t.conf:4:30: each argument in on_down must be a string, not an integer"}},
+  });
+}
+
+BOOST_AUTO_TEST_CASE(duration_forms) {
+  const std::vector<std::pair<std::string, std::int64_t>> ok = {
+      {"1s", 1000},      {"500ms", -1},        {"10s", 10'000},  {"5m", 300'000},
+      {"1h", 3'600'000}, {"1h30m", 5'400'000}, {"90s", 90'000},  {"1m30s", 90'000},
+      {"1s500ms", 1500}, {"0h1s", 1000},       {"01s", 1000},    {"1h0m0s0ms", 3'600'000},
+      {"3599s1000ms", 3'600'000},
+  };
+  for (const auto& [text, ms] : ok) {
+    BOOST_TEST_CONTEXT(text) {
+      const std::string file = kTunnel + "backoff_max = \"" + text + "\"\n";
+      if (ms < 0) {  // below backoff_max's minimum: the form is read, the range refuses it
+        BOOST_TEST(all_errors_of(file) ==
+                       std::vector<std::string>{"t.conf:4:15: backoff_max must be between "
+                                                "\"1s\" and \"24h\", not \"" + text + "\""},
+                   boost::test_tools::per_element());
+      } else {
+        BOOST_TEST(all_good(file).tunnels.at(0).backoff_max.count() == ms);
+      }
+    }
+  }
+  for (const char* bad : {"", "10", "s", "10 s", " 10s", "10s ", "1m1h", "1s1s", "10sec",
+                          "-1s", "1.5s", "10S", "1d", "ms", "1h-5m", "1m1m", "5ms1s"}) {
+    BOOST_TEST_CONTEXT("'" << bad << "'") {
+      const std::vector<std::string> errors =
+          all_errors_of(kTunnel + "backoff_max = \"" + bad + "\"\n");
+      BOOST_TEST_REQUIRE(errors.size() == 1u);
+      BOOST_TEST(errors[0].find("must be a duration such as") != std::string::npos);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(stats_listen_forms_and_warning) {
+  struct Case {
+    const char* text;
+    std::string host;
+    int port;
+    bool ipv6, loopback;
+  };
+  const std::vector<Case> cases = {
+      {"127.0.0.1:9477", "127.0.0.1", 9477, false, true},
+      {"127.1.2.3:1", "127.1.2.3", 1, false, true},
+      {"[::1]:65535", "::1", 65535, true, true},
+      {"[::ffff:127.0.0.1]:80", "::ffff:127.0.0.1", 80, true, true},
+      {"0.0.0.0:9477", "0.0.0.0", 9477, false, false},
+      {"[::]:9477", "::", 9477, true, false},
+      {"192.0.2.1:09477", "192.0.2.1", 9477, false, false},
+  };
+  for (const Case& k : cases) {
+    BOOST_TEST_CONTEXT(k.text) {
+      const std::string file =
+          "[global]\nstats_listen = \"" + std::string(k.text) + "\"\n" + kTunnel;
+      const Config c = all_good(file);
+      BOOST_TEST_REQUIRE(c.global.stats_listen.has_value());
+      BOOST_TEST(c.global.stats_listen->host == k.host);
+      BOOST_TEST(c.global.stats_listen->port == k.port);
+      BOOST_TEST(c.global.stats_listen->ipv6 == k.ipv6);
+      BOOST_TEST(c.global.stats_listen->loopback == k.loopback);
+      if (k.loopback) {
+        BOOST_TEST(c.warnings.empty());
+      } else {
+        BOOST_TEST_REQUIRE(c.warnings.size() == 1u);
+        const std::string w = "t.conf:2:16: stats_listen \"" + std::string(k.text) +
+                              "\" is not a loopback address: anyone who can reach it reads the "
+                              "stats (the server has no authentication)";
+        BOOST_TEST(c.warnings[0].to_string() == w);
+        // check-config prints it as a comment, so the output still parses.
+        BOOST_TEST(format_config(c, kAll).find("\n# warning: " + w + "\n") != std::string::npos);
+      }
+    }
+  }
+  for (const char* off : {"off", ""}) {
+    BOOST_TEST_CONTEXT("'" << off << "'") {
+      const Config c =
+          all_good("[global]\nstats_listen = \"" + std::string(off) + "\"\n" + kTunnel);
+      BOOST_TEST(!c.global.stats_listen.has_value());
+      BOOST_TEST(format_config(c, kAll).find("\nstats_listen = \"off\"\n") != std::string::npos);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(format_prints_feature_keys) {
+  const std::string expected =
+      "# Effective configuration of \"t.conf\"\n"
+      "# (\"default\" marks values the file does not set.)\n"
+      "\n"
+      "[global]\n"
+      "log_level = \"info\"          # default\n"
+      "queue_num = 4770            # default\n"
+      "queue_maxlen = 8192         # default\n"
+      "stats_listen = \"127.0.0.1:9477\" # default\n"
+      "control_socket = \"/run/tunshim.sock\" # default\n"
+      "\n"
+      "[[tunnel]]                  # line 1\n"
+      "interface = \"ppp0\"\n"
+      "mss = \"auto\"                # until the first search: 1160\n"
+      "mss6 = \"auto\"               # default: \"auto\", like mss; until the first search: 1220\n"
+      "guard = \"icmp\"              # default with mss \"auto\"\n"
+      "set_interface_mtu = false   # default\n"
+      "probe_target = \"peer\"       # default\n"
+      "probe_min = 1200            # default\n"
+      "probe_max = \"interface\"     # default\n"
+      "reprobe_interval = \"10m\"    # default\n"
+      "keepalive = \"idle\"          # default\n"
+      "keepalive_interval = \"10s\"  # default\n"
+      "keepalive_target = \"peer\"   # default\n"
+      "down_after_misses = 3       # default\n"
+      "on_down = []                # default\n"
+      "on_up = []                  # default\n"
+      "hook_timeout = \"30s\"        # default\n"
+      "backoff_max = \"5m\"          # default\n";
+  BOOST_TEST(format_config(all_good("[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n"), kAll) ==
+             expected);
+}
+
+BOOST_AUTO_TEST_CASE(format_round_trips_feature_keys) {
+  const std::vector<std::string> files = {
+      kTunnel,
+      "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n",
+      "[global]\nstats_listen = \"[fd00::5]:80\"\ncontrol_socket = \"off\"\n"
+      "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\nmss6 = 1300\nguard = \"off\"\n"
+      "set_interface_mtu = true\nprobe_target = \"10.1.2.3\"\nprobe_min = 576\n"
+      "probe_max = 65535\nreprobe_interval = \"86399999ms\"\nkeepalive = \"always\"\n"
+      "keepalive_interval = \"3599s\"\n",
+      "[global]\nstats_listen = \"off\"\ncontrol_socket = \"/run/a \\\"b\\\".sock\"\n"
+      "[[tunnel]]\ninterface = \"tun0\"\nmss = \"off\"\nmss6 = \"auto\"\n"
+      "keepalive = \"off\"\nkeepalive_target = \"2001:db8::1\"\ndown_after_misses = 1\n"
+      "on_down = [[\"/usr/sbin/poff\", \"office\"], [\"/usr/sbin/pon\", \"a\\\"b\", \"\"]]\n"
+      "on_up = [[\"/x\", \"t\xC3\xBCn\", \"tab\\there\"]]\nhook_timeout = \"1h\"\n"
+      "backoff_max = \"1h30m15s7ms\"\n",
+  };
+  for (const std::string& text : files) {
+    const Config first = all_good(text);
+    const std::string printed = format_config(first, kAll);
+    BOOST_TEST_CONTEXT(printed) {
+      const Config second = all_good(printed);
+      BOOST_TEST((second.global.stats_listen == first.global.stats_listen));
+      BOOST_TEST(second.global.control_socket == first.global.control_socket);
+      BOOST_TEST_REQUIRE(second.tunnels.size() == first.tunnels.size());
+      for (std::size_t i = 0; i < first.tunnels.size(); ++i) {
+        const TunnelConfig& a = first.tunnels[i];
+        const TunnelConfig& b = second.tunnels[i];
+        BOOST_TEST(b.mss4 == a.mss4);
+        BOOST_TEST(b.mss6 == a.mss6);
+        BOOST_TEST(b.mss4_auto == a.mss4_auto);
+        BOOST_TEST(b.mss6_auto == a.mss6_auto);
+        BOOST_TEST((b.guard == a.guard));
+        BOOST_TEST(b.set_interface_mtu == a.set_interface_mtu);
+        BOOST_TEST(b.probe_target == a.probe_target);
+        BOOST_TEST(b.probe_min == a.probe_min);
+        BOOST_TEST(b.probe_max == a.probe_max);
+        BOOST_TEST(b.reprobe_interval.count() == a.reprobe_interval.count());
+        BOOST_TEST((b.keepalive == a.keepalive));
+        BOOST_TEST(b.keepalive_interval.count() == a.keepalive_interval.count());
+        BOOST_TEST(b.keepalive_target == a.keepalive_target);
+        BOOST_TEST(b.down_after_misses == a.down_after_misses);
+        BOOST_TEST((b.on_down == a.on_down));
+        BOOST_TEST((b.on_up == a.on_up));
+        BOOST_TEST(b.hook_timeout.count() == a.hook_timeout.count());
+        BOOST_TEST(b.backoff_max.count() == a.backoff_max.count());
+      }
+      // Printing again gives the same settings (comments differ: line numbers, defaults).
+      BOOST_TEST(settings_of(format_config(second, kAll)) == settings_of(printed));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(mutated_feature_input_never_throws) {
+  const std::string base =
+      "[global]\nstats_listen = \"[::1]:9477\"\ncontrol_socket = \"/run/t.sock\"\n" + kTunnel +
+      "mss6 = \"auto\"\nguard = \"icmp\"\nprobe_target = \"10.0.0.1\"\nprobe_max = 1500\n"
+      "reprobe_interval = \"1h30m\"\nkeepalive_interval = \"1s500ms\"\n"
+      "on_down = [[\"/a\", \"b\"], [\"/c\"]]\nbackoff_max = \"5m\"\n";
+  BOOST_TEST_REQUIRE(all_errors_of(base).empty());
+  const std::uint32_t seed = std::random_device{}();
+  BOOST_TEST_MESSAGE("mutated_feature_input_never_throws seed " << seed);
+  std::mt19937 rng(seed);
+  const std::string alphabet = std::string("[]{}=\"'.,:#\n \\0123456789abcdefhmnopstu/\xff") + '\0';
+  int valid = 0;
+  int invalid = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text = base;
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      const std::size_t at = rng() % text.size();
+      switch (rng() % 3) {
+        case 0:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+      }
+    }
+    BOOST_TEST_CONTEXT("seed " << seed << " iteration " << i) {
+      ConfigResult r;
+      BOOST_CHECK_NO_THROW(r = parse_config(text, "m.conf", kAll));
+      if (const auto* c = std::get_if<Config>(&r)) {
+        ++valid;
+        // Whatever was accepted prints to something that is accepted again.
+        const ConfigResult again = parse_config(format_config(*c, kAll), "p.conf", kAll);
+        BOOST_TEST(std::holds_alternative<Config>(again));
+      } else {
+        ++invalid;
+      }
+    }
+  }
+  // Both paths ran: errors reported, and accepted mutants printed and re-parsed.
+  BOOST_TEST(valid > 30);
+  BOOST_TEST(invalid > 100);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
