@@ -147,6 +147,17 @@ rc=0; out=$(inns server "$TUNSHIM_BIN" probe tun0 2>&1) || rc=$?
 if [ "$rc" -eq 1 ] && [[ $out == *"no point-to-point peer address; give --target"* ]]; then pass "no peer: $out"
 else fail "no peer: rc $rc: $out"; fi
 
+# --max above the interface MTU: the kernel refuses probes larger than ppp0's 1500
+# (EMSGSIZE, counted as send errors, judged too big like lost probes), so the answer is
+# still exact and never above what the interface can send.
+pmtu_lab_underlay 1528
+if probe_json "$E2E_TMP/max" --max 1600 && [ "$(jget "$E2E_TMP/max.json" pmtu)" -eq 1500 ] &&
+   [ "$(jget "$E2E_TMP/max.json" upper_bound)" -eq 1600 ] && [ "$(jget "$E2E_TMP/max.json" send_errors)" -gt 0 ]; then
+  pass "--max 1600 over a 1500 interface: 1500, $(jget "$E2E_TMP/max.json" send_errors) probes refused by the kernel, $(jget "$E2E_TMP/max.json" rounds) rounds"
+else
+  fail "--max 1600: $(cat "$E2E_TMP/max.json" "$E2E_TMP/max.err" 2>/dev/null)"
+fi
+
 # ICMP too-big errors that do arrive are hints. Here the tunnel carries 1500, but the server
 # drops echo requests above 1300 and a responder there answers each with "fragmentation
 # needed, MTU 1300" quoting it. A faithful quote (or the RFC 792 minimum, without the nonce)
