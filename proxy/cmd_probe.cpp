@@ -246,13 +246,7 @@ void ProbeRun::report_failure() const {
 }  // namespace
 
 int cmd_probe(const ProbeOptions& opt) {
-  InterfaceInfo info;
-  std::string err;
-  if (!read_interface(opt.iface, info, err)) {
-    std::fprintf(stderr, "tunshim probe: %s: %s%s\n", opt.iface.c_str(), err.c_str(),
-                 info.ifindex == 0 ? " (is the VPN connected? see `ip link`)" : "");
-    return 1;
-  }
+  // The address's syntax first: a usage error needs no interface.
   std::optional<IpAddress> target;
   if (!opt.target.empty()) {
     target = IpAddress::parse(opt.target);
@@ -261,7 +255,15 @@ int cmd_probe(const ProbeOptions& opt) {
                    opt.target.c_str());
       return 2;
     }
-  } else {
+  }
+  InterfaceInfo info;
+  std::string err;
+  if (!read_interface(opt.iface, info, err)) {
+    std::fprintf(stderr, "tunshim probe: %s: %s%s\n", opt.iface.c_str(), err.c_str(),
+                 info.ifindex == 0 ? " (is the VPN connected? see `ip link`)" : "");
+    return 1;
+  }
+  if (!target) {
     target = info.peer4 ? info.peer4 : info.peer6;
     if (!target) {
       std::fprintf(stderr,
@@ -275,7 +277,7 @@ int cmd_probe(const ProbeOptions& opt) {
     std::fprintf(stderr, "tunshim probe: --max %u is too small to carry a probe\n", opt.max);
     return 2;
   }
-  // Owns a 128 KiB receive/send buffer pair and the loop: keep it off the stack.
+  // Holds the loop and handles libuv points into: heap-allocated so it never moves.
   auto run = std::make_unique<ProbeRun>(opt, info, *target);
   return run->run();
 }
