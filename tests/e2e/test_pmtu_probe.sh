@@ -132,9 +132,22 @@ else
   fail "path $N with --min 576: $(cat "$E2E_TMP/min.json" "$E2E_TMP/min.err" 2>/dev/null)"
 fi
 
-# The plain-text line and the command's other error paths.
+# The plain-text line and the command's other error paths; the probes as they left ppp0
+# (every one an echo request with DF set, of the sizes the search chose).
 pmtu_lab_underlay 1400
+cap="$E2E_TMP/probes.pcap"
+lab_capture_start client ppp0 "$cap" icmp
 out=$(inns client timeout 60 "$TUNSHIM_BIN" probe ppp0 2>&1) || true
+lab_capture_stop
+n_req=$(tshark -r "$cap" -Y "icmp.type == 8" 2>/dev/null | wc -l)
+n_nodf=$(tshark -r "$cap" -Y "icmp.type == 8 && ip.flags.df == 0" 2>/dev/null | wc -l)
+sizes=$(tshark -r "$cap" -Y "icmp.type == 8" -T fields -e ip.len 2>/dev/null | sort -un | tr '\n' ' ')
+said=$(sed -n 's/.* rounds, \([0-9]*\) probes,.*/\1/p' <<<"$out")
+if [ "$n_req" -gt 0 ] && [ "$n_req" = "$said" ] && [ "$n_nodf" -eq 0 ]; then
+  pass "$n_req probes left ppp0 (as many as reported), all with DF set; sizes: $sizes"
+else
+  fail "probes leaving ppp0: $n_req (reported: ${said:-?}), $n_nodf without DF"
+fi
 if [[ $out =~ ^ppp0:\ path\ MTU\ 1372\ \(MSS\ 1332\ IPv4\),\ [0-9]+\ probe\ rounds,\ [0-9]+\ probes,\ [0-9.]+\ s\;\ target\ 172\.30\.0\.2 ]]; then
   pass "text output: $out"
 else
