@@ -35,7 +35,7 @@ enum class Section { top, global, tunnel };
 //
 // WIRING A FEATURE: when the daemon really does what a key says, flip its flag here (one
 // line), then: move the key in conf/tunshim.conf from the "Planned" list to a documented
-// setting, move its entry in docs/tunshim.conf.5 from PLANNED KEYS to GLOBAL/TUNNEL KEYS
+// setting, move its entry in docs/man/tunshim.conf.5 from PLANNED KEYS to GLOBAL/TUNNEL KEYS
 // with its default (test_packaging checks both against check-config's output), and update
 // the tests that expect the refusal (tests/unit/proxy/test_config.cpp,
 // tests/e2e/test_check_config.sh). "mss=auto" is not a key but the value "auto" of mss and

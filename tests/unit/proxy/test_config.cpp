@@ -1,8 +1,10 @@
 // Config parsing: exact messages and positions for bad files, values and defaults for good
 // ones, every range edge, and check-config's output re-parsing to the same values.
 #include <boost/test/unit_test.hpp>
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <variant>
@@ -1233,6 +1235,60 @@ BOOST_AUTO_TEST_CASE(mutated_feature_input_never_throws) {
   // Both paths ran: errors reported, and accepted mutants printed and re-parsed.
   BOOST_TEST(valid > 30);
   BOOST_TEST(invalid > 100);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(config_example_docs)
+
+// conf/tunshim.conf shows each key not implemented yet as a commented-out line: uncommented,
+// those lines must form a valid config whose values are the documented defaults (the hook
+// examples aside), and every key of the design must be shown.
+BOOST_AUTO_TEST_CASE(commented_settings_are_valid_and_defaults) {
+  const auto path = std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." /
+                    "conf" / "tunshim.conf";
+  std::ifstream in(path);
+  BOOST_TEST_REQUIRE(in.good());
+  std::string text;
+  std::vector<std::string> shown;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# ", 0) == 0) {
+      const std::string rest = line.substr(2);
+      const std::size_t eq = rest.find(" = ");
+      const std::string key = rest.substr(0, eq);
+      if (eq != std::string::npos && !key.empty() &&
+          key.find_first_not_of("abcdefghijklmnopqrstuvwxyz_0123456789") == std::string::npos) {
+        shown.push_back(key);
+        line = rest;
+      }
+    }
+    text += line + '\n';
+  }
+  for (const NewKey& k : kNewKeys) {
+    BOOST_TEST_CONTEXT(k.key) {
+      BOOST_TEST((std::find(shown.begin(), shown.end(), k.key) != shown.end()));
+    }
+  }
+  const Config c = all_good(text);
+  const Config d = all_good(kTunnel);
+  BOOST_TEST((c.global.stats_listen == d.global.stats_listen));
+  BOOST_TEST(c.global.control_socket == d.global.control_socket);
+  const TunnelConfig& t = c.tunnels.at(0);
+  const TunnelConfig& u = d.tunnels.at(0);
+  BOOST_TEST((t.guard == u.guard));
+  BOOST_TEST(t.set_interface_mtu == u.set_interface_mtu);
+  BOOST_TEST(t.probe_target == u.probe_target);
+  BOOST_TEST(t.probe_min == u.probe_min);
+  BOOST_TEST(t.probe_max == u.probe_max);
+  BOOST_TEST(t.reprobe_interval.count() == u.reprobe_interval.count());
+  BOOST_TEST((t.keepalive == u.keepalive));
+  BOOST_TEST(t.keepalive_interval.count() == u.keepalive_interval.count());
+  BOOST_TEST(t.keepalive_target == u.keepalive_target);
+  BOOST_TEST(t.down_after_misses == u.down_after_misses);
+  BOOST_TEST(t.hook_timeout.count() == u.hook_timeout.count());
+  BOOST_TEST(t.backoff_max.count() == u.backoff_max.count());
+  BOOST_TEST(t.on_down.size() == 2u);
+  BOOST_TEST(t.on_up.size() == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
