@@ -175,7 +175,16 @@ void TunnelMonitor::open_probe() {
   std::string err;
   auto on_reply = [this](std::uint32_t tag, std::uint16_t) {
     ++stats_.keepalive_replies;
-    handle(live_.on_echo_reply(tag, now()));
+    const Timestamp t = now();
+    handle(live_.on_echo_reply(tag, t));
+    // The reply itself moved the rx counter: take it as the baseline now, or the next tick
+    // would see it as fresh traffic and push the idle timer a whole interval later (idle
+    // echoes would go out every 2 intervals, too slow for the NAT they keep open).
+    LinkInfo li;
+    std::string qerr;
+    if (query_link(cfg_.iface, li, qerr) && li.ifindex == ifindex_ && li.have_stats) {
+      handle(live_.on_rx_activity(li.rx_packets, t));
+    }
     arm();
   };
   if (!probe_->open(cfg_.iface, *target, on_reply, [](std::uint32_t, std::uint16_t) {}, err)) {

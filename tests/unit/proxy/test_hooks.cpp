@@ -1,0 +1,144 @@
+// HookRun against real child processes on a private loop: exit status, timeout with
+// SIGTERM (and SIGKILL for a child that ignores it), spawn errors, order, environment.
+#include <boost/test/unit_test.hpp>
+#include <unistd.h>
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "proxy/hooks.h"
+
+using tunshim::proxy::classify_exit;
+using tunshim::proxy::HookCommandResult;
+using tunshim::proxy::HookResult;
+using tunshim::proxy::HookRun;
+using tunshim::proxy::LineSplitter;
+
+namespace {
+
+struct Ran {
+  std::vector<HookCommandResult> results;
+  bool done = false;
+  std::uint64_t elapsed_ms = 0;
+};
+
+Ran run(std::vector<std::vector<std::string>> cmds, std::uint64_t timeout_ms,
+        std::vector<std::pair<std::string, std::string>> env = {}, std::uint64_t grace_ms = 300) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  Ran out;
+  HookRun::Options o;
+  o.label = "test";
+  o.commands = std::move(cmds);
+  o.env = std::move(env);
+  o.timeout_ms = timeout_ms;
+  o.kill_grace_ms = grace_ms;
+  const std::uint64_t t0 = uv_hrtime();
+  {
+    HookRun r(&loop, o, [&](const HookCommandResult& c) { out.results.push_back(c); },
+              [&]() { out.done = true; });
+    r.start();
+    BOOST_TEST(out.results.empty());  // nothing reported from inside start()
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // close callbacks of the destroyed run
+  out.elapsed_ms = (uv_hrtime() - t0) / 1000000;
+  BOOST_TEST(uv_loop_close(&loop) == 0);  // every handle closed: every child reaped
+  return out;
+}
+
+std::string tmpfile(const char* tag) {
+  return std::string("/tmp/tunshim-test-hooks-") + tag + "-" + std::to_string(::getpid());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(hooks)
+
+BOOST_AUTO_TEST_CASE(classify) {
+  BOOST_TEST((classify_exit(0, 0, false) == HookResult::ok));
+  BOOST_TEST((classify_exit(3, 0, false) == HookResult::failed));
+  BOOST_TEST((classify_exit(0, 9, false) == HookResult::failed));
+  BOOST_TEST((classify_exit(0, 15, true) == HookResult::timeout));
+}
+
+BOOST_AUTO_TEST_CASE(line_splitter) {
+  LineSplitter s(8);
+  auto a = s.feed("ab\ncd", 5);
+  BOOST_TEST(a.size() == 1u);
+  BOOST_TEST(a[0] == "ab");
+  auto b = s.feed("e\r\n\n", 4);
+  BOOST_TEST(b.size() == 2u);
+  BOOST_TEST(b[0] == "cde");
+  BOOST_TEST(b[1] == "");
+  auto c = s.feed("0123456789", 10);  // cut at 8: memory stays bounded
+  BOOST_TEST(c.size() == 1u);
+  BOOST_TEST(c[0] == "01234567");
+  BOOST_TEST(s.flush() == "89");
+  BOOST_TEST(s.flush() == "");
+}
+
+BOOST_AUTO_TEST_CASE(order_status_and_environment) {
+  const std::string f = tmpfile("env");
+  std::remove(f.c_str());
+  Ran r = run({{"/bin/sh", "-c", "echo first:$TUNSHIM_EVENT:$TUNSHIM_INTERFACE >>" + f},
+               {"/bin/sh", "-c", "exit 3"},
+               {"/nonexistent/hook"},
+               {"/bin/sh", "-c", "echo last >>" + f}},
+              5000, {{"TUNSHIM_EVENT", "down"}, {"TUNSHIM_INTERFACE", "ppp0"}});
+  BOOST_TEST(r.done);
+  BOOST_REQUIRE(r.results.size() == 4u);  // a failure does not stop the sequence
+  BOOST_TEST((r.results[0].result == HookResult::ok));
+  BOOST_TEST((r.results[1].result == HookResult::failed));
+  BOOST_TEST(r.results[1].exit_status == 3);
+  BOOST_TEST((r.results[2].result == HookResult::spawn_error));
+  BOOST_TEST((r.results[3].result == HookResult::ok));
+  std::ifstream in(f);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  BOOST_TEST(ss.str() == "first:down:ppp0\nlast\n");
+  std::remove(f.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(timeout_terminates_the_process_group) {
+  const std::string f = tmpfile("grp");
+  std::remove(f.c_str());
+  // The shell's own child (the sleep) must go too: the group is signalled, not just sh.
+  Ran r = run({{"/bin/sh", "-c", "sleep 30 & echo $! >" + f + "; wait"}}, 300);
+  BOOST_REQUIRE(r.results.size() == 1u);
+  BOOST_TEST((r.results[0].result == HookResult::timeout));
+  BOOST_TEST(r.elapsed_ms < 3000u);
+  std::ifstream in(f);
+  int pid = 0;
+  in >> pid;
+  BOOST_REQUIRE(pid > 0);
+  bool gone = false;
+  for (int i = 0; i < 50 && !gone; ++i) {
+    // Gone, or a zombie waiting for its new parent (init) to reap it: no longer running.
+    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat_line;
+    std::getline(st, stat_line);
+    const auto close_paren = stat_line.rfind(')');
+    gone = !st || close_paren == std::string::npos || stat_line.substr(close_paren + 2, 1) == "Z";
+    if (!gone) ::usleep(20000);
+  }
+  BOOST_TEST(gone);
+  std::remove(f.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(sigterm_ignored_then_killed) {
+  Ran r = run({{"/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"}}, 200, {}, 300);
+  BOOST_REQUIRE(r.results.size() == 1u);
+  BOOST_TEST((r.results[0].result == HookResult::timeout));
+  BOOST_TEST(r.results[0].term_signal == 9);
+  BOOST_TEST(r.elapsed_ms >= 450u);  // timeout + grace
+  BOOST_TEST(r.elapsed_ms < 3000u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
