@@ -233,14 +233,16 @@ std::string address_problem(const std::string& s, int& family, bool& loopback) {
   if (inet_pton(AF_INET, s.c_str(), b.data()) == 1) {
     family = AF_INET;
     loopback = b[0] == 127;
-    if (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0) return "it is the unspecified address";
+    if (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0)
+      return "it is the unspecified address";
     if (b[0] >= 224) return "it is a multicast or broadcast address";
     return "";
   }
   if (inet_pton(AF_INET6, s.c_str(), b.data()) == 1) {
     family = AF_INET6;
     constexpr std::array<unsigned char, 12> kMapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    const bool zero15 = std::all_of(b.begin(), b.begin() + 15, [](unsigned char x) { return x == 0; });
+    const bool zero15 =
+        std::all_of(b.begin(), b.begin() + 15, [](unsigned char x) { return x == 0; });
     loopback = (zero15 && b[15] == 1) ||
                (std::equal(kMapped.begin(), kMapped.end(), b.begin()) && b[12] == 127);
     if (zero15 && b[15] == 0) return "it is the unspecified address";
@@ -495,8 +497,8 @@ Checker::TunnelCheck Checker::check_tunnel(const toml::table& table) {
           ok = true;
         }
       } else {
-        error(value.source(), "probe_max must be \"interface\" or an integer, not " +
-                                  what_is(value));
+        error(value.source(),
+              "probe_max must be \"interface\" or an integer, not " + what_is(value));
       }
     } else if (k == "reprobe_interval") {
       if (auto d = duration(value, k, kMinReprobeInterval, kMaxReprobeInterval)) {
@@ -576,7 +578,8 @@ Checker::TunnelCheck Checker::check_tunnel(const toml::table& table) {
     c.mss6 = kAutoMss6Fallback;
   } else if (c.mss4 != 0) {
     // Same link MTU for both families; never below what every IPv6 path carries.
-    c.mss6 = std::max<std::uint16_t>(static_cast<std::uint16_t>(c.mss4 - kMss6Offset), kMinMss6);
+    c.mss6 =
+        std::max<std::uint16_t>(static_cast<std::uint16_t>(c.mss4 - kMss6Offset), kMinMss6);
   }
   // The guard needs the path MTU, which "auto" discovers.
   if (!c.from_file("guard") && (c.mss4_auto || c.mss6_auto)) c.guard = Guard::icmp;
@@ -669,16 +672,18 @@ std::optional<Checker::Mss> Checker::mss(const toml::node& v, std::string_view k
   }
   const bool with_auto = accepts("mss=auto");
   if (!v.is_integer()) {
-    error(v.source(), k + (with_auto ? " must be an integer, \"off\" or \"auto\", not "
+    error(v.source(), k +
+                          (with_auto ? " must be an integer, \"off\" or \"auto\", not "
                                      : " must be an integer or \"off\", not ") +
                           what_is(v));
     return std::nullopt;
   }
   const std::int64_t n = *v.value<std::int64_t>();
   if (n < min || n > max) {
-    error(v.source(), k + " must be between " + std::to_string(min) + " and " +
-                          std::to_string(max) + (with_auto ? " (or \"off\" or \"auto\"), not " : " (or \"off\"), not ") +
-                          std::to_string(n));
+    error(v.source(),
+          k + " must be between " + std::to_string(min) + " and " + std::to_string(max) +
+              (with_auto ? " (or \"off\" or \"auto\"), not " : " (or \"off\"), not ") +
+              std::to_string(n));
     return std::nullopt;
   }
   return Mss{static_cast<std::uint16_t>(n), false};
@@ -714,8 +719,8 @@ std::optional<std::size_t> Checker::choice(const toml::node& v, std::string_view
 std::optional<Millis> Checker::duration(const toml::node& v, std::string_view key, Millis min,
                                         Millis max) {
   const std::string k(key);
-  const std::string range = "between " + quoted(duration_text(min)) + " and " +
-                            quoted(duration_text(max));
+  const std::string range =
+      "between " + quoted(duration_text(min)) + " and " + quoted(duration_text(max));
   const auto* s = v.as_string();
   if (s == nullptr) {
     // A bare number has no unit, and guessing seconds or minutes is how outages are made.
@@ -726,8 +731,10 @@ std::optional<Millis> Checker::duration(const toml::node& v, std::string_view ke
   }
   const auto d = parse_duration(s->get());
   if (!d) {
-    error(v.source(), k + " must be a duration such as \"500ms\", \"10s\", \"5m\" or \"1h30m\" "
-                          "(units h, m, s, ms, largest first), not " + quoted(s->get()));
+    error(v.source(), k +
+                          " must be a duration such as \"500ms\", \"10s\", \"5m\" or \"1h30m\" "
+                          "(units h, m, s, ms, largest first), not " +
+                          quoted(s->get()));
     return std::nullopt;
   }
   if (*d < min || *d > max) {
@@ -740,8 +747,8 @@ std::optional<Millis> Checker::duration(const toml::node& v, std::string_view ke
 std::optional<std::string> Checker::target(const toml::node& v, std::string_view key) {
   const auto* s = v.as_string();
   if (s == nullptr) {
-    error(v.source(), std::string(key) + " must be \"peer\" or a numeric IP address, not " +
-                          what_is(v));
+    error(v.source(),
+          std::string(key) + " must be \"peer\" or a numeric IP address, not " + what_is(v));
     return std::nullopt;
   }
   if (s->get() == "peer") return std::string();
@@ -749,8 +756,10 @@ std::optional<std::string> Checker::target(const toml::node& v, std::string_view
   bool loopback = false;
   const std::string problem = address_problem(s->get(), family, loopback);
   if (!problem.empty()) {
-    error(v.source(), std::string(key) + " must be \"peer\" or a numeric IPv4 or IPv6 "
-                                         "unicast address; " + quoted(s->get()) + ": " + problem);
+    error(v.source(), std::string(key) +
+                          " must be \"peer\" or a numeric IPv4 or IPv6 "
+                          "unicast address; " +
+                          quoted(s->get()) + ": " + problem);
     return std::nullopt;
   }
   return s->get();
@@ -759,8 +768,9 @@ std::optional<std::string> Checker::target(const toml::node& v, std::string_view
 std::optional<std::optional<ListenAddress>> Checker::listen(const toml::node& v,
                                                             std::string_view key) {
   const std::string k(key);
-  const std::string form = k + " must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
-                               "\"[::1]:9477\") or \"off\"";
+  const std::string form = k +
+                           " must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
+                           "\"[::1]:9477\") or \"off\"";
   const auto* s = v.as_string();
   if (s == nullptr) {
     error(v.source(), form + ", not " + what_is(v));
@@ -796,16 +806,16 @@ std::optional<std::optional<ListenAddress>> Checker::listen(const toml::node& v,
     // Listening on 0.0.0.0 or :: is allowed (with a warning): only probe-style checks apply.
     const std::string bad = address_problem(a.host, family, a.loopback);
     if (family != (a.ipv6 ? AF_INET6 : AF_INET)) {
-      problem = quoted(a.host) + (a.ipv6 ? " is not a numeric IPv6 address"
-                                         : " is not a numeric IPv4 address");
+      problem = quoted(a.host) +
+                (a.ipv6 ? " is not a numeric IPv6 address" : " is not a numeric IPv4 address");
     } else if (bad.find("multicast") != std::string::npos) {
       problem = bad;
     }
   }
   if (problem.empty()) {
-    const bool digits = !port.empty() && port.size() <= 5 &&
-                        std::all_of(port.begin(), port.end(),
-                                    [](char c) { return c >= '0' && c <= '9'; });
+    const bool digits =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
     const long n = digits ? std::stol(port) : 0;
     if (n < 1 || n > 65535) {
       problem = "the port must be a number between 1 and 65535";
@@ -835,8 +845,8 @@ std::optional<std::string> Checker::socket_path(const toml::node& v, std::string
   } else if (p.back() == '/') {
     problem = "it names a directory";
   } else if (p.size() > kMaxSocketPath) {
-    problem = "it is " + std::to_string(p.size()) + " bytes long, and a socket path holds at most " +
-              std::to_string(kMaxSocketPath);
+    problem = "it is " + std::to_string(p.size()) +
+              " bytes long, and a socket path holds at most " + std::to_string(kMaxSocketPath);
   } else if (std::any_of(p.begin(), p.end(), [](char c) {
                const auto u = static_cast<unsigned char>(c);
                return u < 0x20 || u == 0x7f;
@@ -844,7 +854,8 @@ std::optional<std::string> Checker::socket_path(const toml::node& v, std::string
     problem = "it contains a control character";
   }
   if (!problem.empty()) {
-    error(v.source(), k + " must be an absolute path or \"off\"; " + quoted(p) + ": " + problem);
+    error(v.source(),
+          k + " must be an absolute path or \"off\"; " + quoted(p) + ": " + problem);
     return std::nullopt;
   }
   return p;
@@ -853,8 +864,9 @@ std::optional<std::string> Checker::socket_path(const toml::node& v, std::string
 std::optional<std::vector<Argv>> Checker::hooks(const toml::node& v, std::string_view key) {
   const std::string k(key);
   const std::string form =
-      k + " must be an array of commands, each an array of strings, e.g. "
-          "[[\"/usr/sbin/poff\", \"office\"], [\"/usr/sbin/pon\", \"office\"]]";
+      k +
+      " must be an array of commands, each an array of strings, e.g. "
+      "[[\"/usr/sbin/poff\", \"office\"], [\"/usr/sbin/pon\", \"office\"]]";
   const auto* arr = v.as_array();
   if (arr == nullptr) {
     error(v.source(), form + "; not " + what_is(v));
@@ -869,14 +881,15 @@ std::optional<std::vector<Argv>> Checker::hooks(const toml::node& v, std::string
   for (const auto& cmd : *arr) {
     const auto* argv = cmd.as_array();
     if (argv == nullptr) {
-      error(cmd.source(), "each command in " + k + " must be an array of strings, not " +
-                              what_is(cmd));
+      error(cmd.source(),
+            "each command in " + k + " must be an array of strings, not " + what_is(cmd));
       ok = false;
       continue;
     }
     if (argv->empty()) {
-      error(cmd.source(), "a command in " + k + " is empty: give at least the program's "
-                                              "absolute path");
+      error(cmd.source(), "a command in " + k +
+                              " is empty: give at least the program's "
+                              "absolute path");
       ok = false;
       continue;
     }
@@ -887,8 +900,9 @@ std::optional<std::vector<Argv>> Checker::hooks(const toml::node& v, std::string
         error(arg.source(), "each argument in " + k + " must be a string, not " + what_is(arg));
         ok = false;
       } else if (s->get().find('\0') != std::string::npos) {
-        error(arg.source(), "an argument in " + k + " contains a NUL character, which no "
-                                                     "command line can carry");
+        error(arg.source(), "an argument in " + k +
+                                " contains a NUL character, which no "
+                                "command line can carry");
         ok = false;
       } else {
         a.push_back(s->get());
@@ -897,8 +911,9 @@ std::optional<std::vector<Argv>> Checker::hooks(const toml::node& v, std::string
     // No shell and no PATH lookup: the command run is exactly the file named.
     if (const auto* prog = argv->get(0)->as_string();
         prog != nullptr && (prog->get().empty() || prog->get().front() != '/')) {
-      error(argv->get(0)->source(), "the program in " + k + " must be an absolute path (it runs "
-                                                              "without a shell or PATH), not " +
+      error(argv->get(0)->source(), "the program in " + k +
+                                        " must be an absolute path (it runs "
+                                        "without a shell or PATH), not " +
                                         quoted(prog->get()));
       ok = false;
     }
@@ -971,7 +986,8 @@ std::string hooks_text(const std::vector<Argv>& hooks) {
   std::string out = "[";
   for (std::size_t i = 0; i < hooks.size(); ++i) {
     out += i == 0 ? "[" : ", [";
-    for (std::size_t j = 0; j < hooks[i].size(); ++j) out += (j == 0 ? "" : ", ") + quoted(hooks[i][j]);
+    for (std::size_t j = 0; j < hooks[i].size(); ++j)
+      out += (j == 0 ? "" : ", ") + quoted(hooks[i][j]);
     out += ']';
   }
   return out + ']';
@@ -1061,7 +1077,8 @@ std::string format_config(const Config& config, const ParseOptions& options) {
   std::string out = "# Effective configuration";
   if (!config.path.empty()) out += " of " + quoted(config.path);
   out += "\n# (\"default\" marks values the file does not set.)\n";
-  for (const ConfigError& w : config.warnings) out += "# warning: " + one_line(w.to_string()) + '\n';
+  for (const ConfigError& w : config.warnings)
+    out += "# warning: " + one_line(w.to_string()) + '\n';
   out += "\n[global]\n";
   const GlobalConfig& g = config.global;
   const auto dflt = [](bool from_file) { return from_file ? "" : "default"; };
@@ -1073,8 +1090,7 @@ std::string format_config(const Config& config, const ParseOptions& options) {
          dflt(g.from_file("stats_listen")));
   }
   if (shown("control_socket")) {
-    emit(out,
-         "control_socket = " + quoted(g.control_socket.empty() ? "off" : g.control_socket),
+    emit(out, "control_socket = " + quoted(g.control_socket.empty() ? "off" : g.control_socket),
          dflt(g.from_file("control_socket")));
   }
   for (const TunnelConfig& t : config.tunnels) {
@@ -1098,7 +1114,7 @@ std::string format_config(const Config& config, const ParseOptions& options) {
     emit(out, "mss6 = " + (t.mss6_auto ? std::string("\"auto\"") : mss_text(t.mss6)), why);
     if (shown("guard")) {
       emit(out, std::string("guard = ") + (t.guard == Guard::icmp ? "\"icmp\"" : "\"off\""),
-           t.from_file("guard")      ? ""
+           t.from_file("guard")     ? ""
            : t.guard == Guard::icmp ? "default with mss \"auto\""
                                     : "default");
     }
@@ -1115,8 +1131,8 @@ std::string format_config(const Config& config, const ParseOptions& options) {
     }
     if (shown("probe_max")) {
       emit(out,
-           "probe_max = " + (t.probe_max == 0 ? std::string("\"interface\"")
-                                              : std::to_string(t.probe_max)),
+           "probe_max = " +
+               (t.probe_max == 0 ? std::string("\"interface\"") : std::to_string(t.probe_max)),
            dflt(t.from_file("probe_max")));
     }
     if (shown("reprobe_interval")) {
@@ -1140,7 +1156,8 @@ std::string format_config(const Config& config, const ParseOptions& options) {
       emit(out, "down_after_misses = " + std::to_string(t.down_after_misses),
            dflt(t.from_file("down_after_misses")));
     }
-    if (shown("on_down")) emit(out, "on_down = " + hooks_text(t.on_down), dflt(t.from_file("on_down")));
+    if (shown("on_down"))
+      emit(out, "on_down = " + hooks_text(t.on_down), dflt(t.from_file("on_down")));
     if (shown("on_up")) emit(out, "on_up = " + hooks_text(t.on_up), dflt(t.from_file("on_up")));
     if (shown("hook_timeout")) {
       emit(out, "hook_timeout = " + quoted(duration_text(t.hook_timeout)),

@@ -74,17 +74,17 @@ enum class KeepaliveMode : std::uint8_t { idle, always, off };
 using Argv = std::vector<std::string>;
 
 struct TunnelConfig {
-  std::string interface;        // matched by name; may not exist yet (e.g. "ppp0")
+  std::string interface;  // matched by name; may not exist yet (e.g. "ppp0")
   // Clamp targets; 0 = clamping off for that family. With mss4_auto / mss6_auto the value
   // is the fallback in effect until the first path-MTU search completes (probe_min - 40,
   // 1220); afterwards the clamp follows the discovered PMTU (PMTU - 40 / PMTU - 60).
   std::uint16_t mss4 = 0;
   std::uint16_t mss6 = 0;
-  bool mss4_auto = false;       // mss = "auto"
-  bool mss6_auto = false;       // mss6 = "auto", or mss = "auto" with mss6 unset
-  Guard guard = Guard::off;     // see Guard for the default
+  bool mss4_auto = false;          // mss = "auto"
+  bool mss6_auto = false;          // mss6 = "auto", or mss = "auto" with mss6 unset
+  Guard guard = Guard::off;        // see Guard for the default
   bool set_interface_mtu = false;  // write the discovered PMTU to the interface
-  std::string probe_target;     // numeric IPv4/IPv6 address; "" = "peer" (the p-t-p peer)
+  std::string probe_target;        // numeric IPv4/IPv6 address; "" = "peer" (the p-t-p peer)
   std::uint16_t probe_min = kDefaultProbeMin;  // IPv4 fallback / search floor (total IP bytes)
   std::uint16_t probe_max = 0;  // search ceiling; 0 = "interface" (the interface MTU)
   Millis reprobe_interval = kDefaultReprobeInterval;
@@ -92,11 +92,11 @@ struct TunnelConfig {
   Millis keepalive_interval = kDefaultKeepaliveInterval;
   std::string keepalive_target;  // numeric IPv4/IPv6 address; "" = "peer"
   int down_after_misses = kDefaultDownAfterMisses;
-  std::vector<Argv> on_down;    // run in order when the tunnel goes down (e.g. reconnect)
-  std::vector<Argv> on_up;      // run in order when it comes back (e.g. restart the app)
+  std::vector<Argv> on_down;  // run in order when the tunnel goes down (e.g. reconnect)
+  std::vector<Argv> on_up;    // run in order when it comes back (e.g. restart the app)
   Millis hook_timeout = kDefaultHookTimeout;  // a hook still running then is killed
   Millis backoff_max = kDefaultBackoffMax;    // ceiling of the on_down retry backoff
-  int line = 0;                 // where the [[tunnel]] table starts, for messages
+  int line = 0;                               // where the [[tunnel]] table starts, for messages
   bool mss6_from_file = false;  // false: mss6 was derived from mss (check-config says so)
   std::vector<std::string> keys_from_file;  // the keys the file set (others are defaults)
   bool from_file(std::string_view key) const;

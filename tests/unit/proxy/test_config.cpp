@@ -1,7 +1,7 @@
 // Config parsing: exact messages and positions for bad files, values and defaults for good
 // ones, every range edge, and check-config's output re-parsing to the same values.
-#include <boost/test/unit_test.hpp>
 #include <algorithm>
+#include <boost/test/unit_test.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -135,20 +135,20 @@ BOOST_AUTO_TEST_CASE(auto_is_refused) {
   // Refused while the gate "mss=auto" in config.cpp's key table is closed; accepted after.
   const bool open = key_implemented("mss=auto");
   check_bad({
-      {"mss auto",
-       "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n",
+      {"mss auto", "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n",
        open ? std::vector<std::string>{}
-            : std::vector<std::string>{
-                  "t.conf:3:7: mss = \"auto\" needs path-MTU discovery, which is not "
-                  "implemented in this version of tunshim yet; give a number (e.g. 1360) or "
-                  "\"off\""}},
-      {"mss6 auto",
-       kTunnel + "mss6 = \"auto\"\n",
+            : std::vector<std::string>{"t.conf:3:7: mss = \"auto\" needs path-MTU discovery, "
+                                       "which is not "
+                                       "implemented in this version of tunshim yet; give a "
+                                       "number (e.g. 1360) or "
+                                       "\"off\""}},
+      {"mss6 auto", kTunnel + "mss6 = \"auto\"\n",
        open ? std::vector<std::string>{}
-            : std::vector<std::string>{
-                  "t.conf:4:8: mss6 = \"auto\" needs path-MTU discovery, which is not "
-                  "implemented in this version of tunshim yet; give a number (e.g. 1360) or "
-                  "\"off\""}},
+            : std::vector<std::string>{"t.conf:4:8: mss6 = \"auto\" needs path-MTU discovery, "
+                                       "which is not "
+                                       "implemented in this version of tunshim yet; give a "
+                                       "number (e.g. 1360) or "
+                                       "\"off\""}},
   });
 }
 
@@ -163,14 +163,11 @@ BOOST_AUTO_TEST_CASE(unsupported_and_unknown_keys) {
                                           " is not supported by this version of tunshim yet"};
   };
   check_bad({
-      {"planned tunnel key",
-       kTunnel + "keepalive = \"idle\"\n",
+      {"planned tunnel key", kTunnel + "keepalive = \"idle\"\n",
        refused_or("keepalive", "t.conf:4:1: ", {})},
-      {"planned global key",
-       "[global]\nstats_listen = \"127.0.0.1:9477\"\n" + kTunnel,
+      {"planned global key", "[global]\nstats_listen = \"127.0.0.1:9477\"\n" + kTunnel,
        refused_or("stats_listen", "t.conf:2:1: ", {})},
-      {"planned key in the other table",
-       "[global]\nkeepalive = \"idle\"\n" + kTunnel,
+      {"planned key in the other table", "[global]\nkeepalive = \"idle\"\n" + kTunnel,
        refused_or("keepalive", "t.conf:2:1: ",
                   {"t.conf:2:1: keepalive belongs in a [[tunnel]] table, not in [global]"})},
       {"typo with suggestion",
@@ -628,7 +625,8 @@ std::string settings_of(const std::string& printed) {
     const std::size_t end = std::min(printed.find('\n', at), printed.size());
     std::string line = printed.substr(at, end - at);
     at = end + 1;
-    if (const std::size_t hash = line.find("  # "); hash != std::string::npos) line.resize(hash);
+    if (const std::size_t hash = line.find("  # "); hash != std::string::npos)
+      line.resize(hash);
     if (const std::size_t hash = line.find(" # "); hash != std::string::npos) line.resize(hash);
     while (!line.empty() && line.back() == ' ') line.pop_back();
     if (!line.empty() && line[0] != '#') out += line + '\n';
@@ -788,8 +786,10 @@ BOOST_AUTO_TEST_CASE(explicit_feature_values) {
   BOOST_TEST(t.keepalive_target == "192.0.2.7");
   BOOST_TEST(t.down_after_misses == 100);
   BOOST_TEST_REQUIRE(t.on_down.size() == 2u);
-  BOOST_TEST(t.on_down[0] == (Argv{"/usr/sbin/poff", "office"}), boost::test_tools::per_element());
-  BOOST_TEST(t.on_down[1] == (Argv{"/usr/sbin/pon", "office"}), boost::test_tools::per_element());
+  BOOST_TEST(t.on_down[0] == (Argv{"/usr/sbin/poff", "office"}),
+             boost::test_tools::per_element());
+  BOOST_TEST(t.on_down[1] == (Argv{"/usr/sbin/pon", "office"}),
+             boost::test_tools::per_element());
   BOOST_TEST_REQUIRE(t.on_up.size() == 1u);
   BOOST_TEST(t.on_up[0] == (Argv{"/usr/bin/systemctl", "restart", "clinic-client"}),
              boost::test_tools::per_element());
@@ -847,11 +847,15 @@ BOOST_AUTO_TEST_CASE(mss_auto) {
   BOOST_TEST((t.guard == Guard::off));
   // With "auto" accepted, the messages name it as a choice.
   check_all_bad({
-      {"mss as float", head + "mss = 1.5\n",
-       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a floating-point number"}},
-      {"mss too small", head + "mss = 100\n",
+      {"mss as float",
+       head + "mss = 1.5\n",
+       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a floating-point "
+        "number"}},
+      {"mss too small",
+       head + "mss = 100\n",
        {"t.conf:3:7: mss must be between 536 and 65495 (or \"off\" or \"auto\"), not 100"}},
-      {"mss6 wrong word", head + "mss = 1360\nmss6 = \"Auto\"\n",
+      {"mss6 wrong word",
+       head + "mss = 1360\nmss6 = \"Auto\"\n",
        {"t.conf:4:8: mss6 must be an integer, \"off\" or \"auto\", not a string (\"Auto\")"}},
   });
 }
@@ -873,166 +877,222 @@ BOOST_AUTO_TEST_CASE(feature_key_errors) {
   const std::string g = "[global]\n";
   check_all_bad({
       // placement
-      {"tunnel key in [global]", g + "keepalive = \"idle\"\n" + kTunnel,
+      {"tunnel key in [global]",
+       g + "keepalive = \"idle\"\n" + kTunnel,
        {"t.conf:2:1: keepalive belongs in a [[tunnel]] table, not in [global]"}},
-      {"global key in a tunnel", kTunnel + "stats_listen = \"off\"\n",
+      {"global key in a tunnel",
+       kTunnel + "stats_listen = \"off\"\n",
        {"t.conf:4:1: stats_listen belongs in [global], not in [tunnel]"}},
-      {"the gate is not a key", kTunnel + "\"mss=auto\" = true\n",
+      {"the gate is not a key",
+       kTunnel + "\"mss=auto\" = true\n",
        {"t.conf:4:1: unknown key 'mss=auto' in [tunnel]"}},
-      {"typo of a feature key", kTunnel + "keepalive_intervall = \"10s\"\n",
+      {"typo of a feature key",
+       kTunnel + "keepalive_intervall = \"10s\"\n",
        {"t.conf:4:1: unknown key 'keepalive_intervall' in [tunnel]; did you mean "
         "'keepalive_interval'?"}},
       // choices and booleans
-      {"guard word", kTunnel + "guard = \"drop\"\n",
+      {"guard word",
+       kTunnel + "guard = \"drop\"\n",
        {"t.conf:4:9: guard must be \"off\" or \"icmp\", not \"drop\""}},
-      {"guard type", kTunnel + "guard = false\n",
+      {"guard type",
+       kTunnel + "guard = false\n",
        {"t.conf:4:9: guard must be \"off\" or \"icmp\", not a boolean"}},
-      {"keepalive word", kTunnel + "keepalive = \"on\"\n",
+      {"keepalive word",
+       kTunnel + "keepalive = \"on\"\n",
        {"t.conf:4:13: keepalive must be \"idle\", \"always\" or \"off\", not \"on\""}},
-      {"set_interface_mtu type", kTunnel + "set_interface_mtu = \"yes\"\n",
+      {"set_interface_mtu type",
+       kTunnel + "set_interface_mtu = \"yes\"\n",
        {"t.conf:4:21: set_interface_mtu must be true or false, not a string (\"yes\")"}},
       // integers
-      {"probe_min low", kTunnel + "probe_min = 575\n",
+      {"probe_min low",
+       kTunnel + "probe_min = 575\n",
        {"t.conf:4:13: probe_min must be between 576 and 9000, not 575"}},
-      {"probe_min high", kTunnel + "probe_min = 9001\n",
+      {"probe_min high",
+       kTunnel + "probe_min = 9001\n",
        {"t.conf:4:13: probe_min must be between 576 and 9000, not 9001"}},
-      {"probe_max high", kTunnel + "probe_max = 65536\n",
+      {"probe_max high",
+       kTunnel + "probe_max = 65536\n",
        {"t.conf:4:13: probe_max must be between 576 and 65535, not 65536"}},
-      {"probe_max below probe_min", kTunnel + "probe_max = 1100\n",
+      {"probe_max below probe_min",
+       kTunnel + "probe_max = 1100\n",
        {"t.conf:4:13: probe_max must be \"interface\" or between probe_min (1200) and 65535, "
         "not 1100"}},
-      {"probe_max below a set probe_min", kTunnel + "probe_max = 1400\nprobe_min = 1401\n",
+      {"probe_max below a set probe_min",
+       kTunnel + "probe_max = 1400\nprobe_min = 1401\n",
        {"t.conf:4:13: probe_max must be \"interface\" or between probe_min (1401) and 65535, "
         "not 1400"}},
-      {"probe_max word", kTunnel + "probe_max = \"mtu\"\n",
+      {"probe_max word",
+       kTunnel + "probe_max = \"mtu\"\n",
        {"t.conf:4:13: probe_max must be \"interface\" or an integer, not a string (\"mtu\")"}},
-      {"down_after_misses zero", kTunnel + "down_after_misses = 0\n",
+      {"down_after_misses zero",
+       kTunnel + "down_after_misses = 0\n",
        {"t.conf:4:21: down_after_misses must be between 1 and 100, not 0"}},
-      {"down_after_misses high", kTunnel + "down_after_misses = 101\n",
+      {"down_after_misses high",
+       kTunnel + "down_after_misses = 101\n",
        {"t.conf:4:21: down_after_misses must be between 1 and 100, not 101"}},
       // durations
-      {"duration without unit", kTunnel + "keepalive_interval = 10\n",
+      {"duration without unit",
+       kTunnel + "keepalive_interval = 10\n",
        {"t.conf:4:22: keepalive_interval must be a duration string with a unit (h, m, s, ms), "
         "between \"1s\" and \"1h\", e.g. \"10s\"; not an integer"}},
-      {"duration syntax", kTunnel + "hook_timeout = \"30 s\"\n",
+      {"duration syntax",
+       kTunnel + "hook_timeout = \"30 s\"\n",
        {"t.conf:4:16: hook_timeout must be a duration such as \"500ms\", \"10s\", \"5m\" or "
         "\"1h30m\" (units h, m, s, ms, largest first), not \"30 s\""}},
-      {"keepalive_interval below", kTunnel + "keepalive_interval = \"999ms\"\n",
+      {"keepalive_interval below",
+       kTunnel + "keepalive_interval = \"999ms\"\n",
        {"t.conf:4:22: keepalive_interval must be between \"1s\" and \"1h\", not \"999ms\""}},
-      {"keepalive_interval above", kTunnel + "keepalive_interval = \"1h1ms\"\n",
+      {"keepalive_interval above",
+       kTunnel + "keepalive_interval = \"1h1ms\"\n",
        {"t.conf:4:22: keepalive_interval must be between \"1s\" and \"1h\", not \"1h1ms\""}},
-      {"reprobe_interval below", kTunnel + "reprobe_interval = \"59s\"\n",
+      {"reprobe_interval below",
+       kTunnel + "reprobe_interval = \"59s\"\n",
        {"t.conf:4:20: reprobe_interval must be between \"1m\" and \"24h\", not \"59s\""}},
-      {"reprobe_interval above", kTunnel + "reprobe_interval = \"25h\"\n",
+      {"reprobe_interval above",
+       kTunnel + "reprobe_interval = \"25h\"\n",
        {"t.conf:4:20: reprobe_interval must be between \"1m\" and \"24h\", not \"25h\""}},
-      {"hook_timeout above", kTunnel + "hook_timeout = \"61m\"\n",
+      {"hook_timeout above",
+       kTunnel + "hook_timeout = \"61m\"\n",
        {"t.conf:4:16: hook_timeout must be between \"1s\" and \"1h\", not \"61m\""}},
-      {"backoff_max below", kTunnel + "backoff_max = \"0s\"\n",
+      {"backoff_max below",
+       kTunnel + "backoff_max = \"0s\"\n",
        {"t.conf:4:15: backoff_max must be between \"1s\" and \"24h\", not \"0s\""}},
-      {"huge duration saturates", kTunnel + "backoff_max = \"99999999999999999999h\"\n",
+      {"huge duration saturates",
+       kTunnel + "backoff_max = \"99999999999999999999h\"\n",
        {"t.conf:4:15: backoff_max must be between \"1s\" and \"24h\", not "
         "\"99999999999999999999h\""}},
       // addresses
-      {"probe_target name", kTunnel + "probe_target = \"vpn.example.com\"\n",
+      {"probe_target name",
+       kTunnel + "probe_target = \"vpn.example.com\"\n",
        {"t.conf:4:16: probe_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
         "address; \"vpn.example.com\": it is not a numeric IPv4 or IPv6 address"}},
-      {"probe_target unspecified", kTunnel + "probe_target = \"0.0.0.0\"\n",
+      {"probe_target unspecified",
+       kTunnel + "probe_target = \"0.0.0.0\"\n",
        {"t.conf:4:16: probe_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
         "address; \"0.0.0.0\": it is the unspecified address"}},
-      {"keepalive_target multicast", kTunnel + "keepalive_target = \"ff02::1\"\n",
+      {"keepalive_target multicast",
+       kTunnel + "keepalive_target = \"ff02::1\"\n",
        {"t.conf:4:20: keepalive_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
         "address; \"ff02::1\": it is a multicast address"}},
-      {"keepalive_target broadcast", kTunnel + "keepalive_target = \"255.255.255.255\"\n",
+      {"keepalive_target broadcast",
+       kTunnel + "keepalive_target = \"255.255.255.255\"\n",
        {"t.conf:4:20: keepalive_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
         "address; \"255.255.255.255\": it is a multicast or broadcast address"}},
-      {"keepalive_target with zone", kTunnel + "keepalive_target = \"fe80::1%ppp0\"\n",
+      {"keepalive_target with zone",
+       kTunnel + "keepalive_target = \"fe80::1%ppp0\"\n",
        {"t.conf:4:20: keepalive_target must be \"peer\" or a numeric IPv4 or IPv6 unicast "
         "address; \"fe80::1%ppp0\": it is not a numeric IPv4 or IPv6 address"}},
-      {"probe_target type", kTunnel + "probe_target = 1\n",
+      {"probe_target type",
+       kTunnel + "probe_target = 1\n",
        {"t.conf:4:16: probe_target must be \"peer\" or a numeric IP address, not an integer"}},
       // stats_listen
-      {"listen without port", g + "stats_listen = \"127.0.0.1\"\n" + kTunnel,
+      {"listen without port",
+       g + "stats_listen = \"127.0.0.1\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"127.0.0.1\": the port is missing"}},
-      {"listen port 0", g + "stats_listen = \"127.0.0.1:0\"\n" + kTunnel,
+      {"listen port 0",
+       g + "stats_listen = \"127.0.0.1:0\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"127.0.0.1:0\": the port must be a number between 1 "
         "and 65535"}},
-      {"listen port too big", g + "stats_listen = \"127.0.0.1:65536\"\n" + kTunnel,
+      {"listen port too big",
+       g + "stats_listen = \"127.0.0.1:65536\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"127.0.0.1:65536\": the port must be a number between 1 "
         "and 65535"}},
-      {"listen port sign", g + "stats_listen = \"127.0.0.1:+80\"\n" + kTunnel,
+      {"listen port sign",
+       g + "stats_listen = \"127.0.0.1:+80\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"127.0.0.1:+80\": the port must be a number between 1 "
         "and 65535"}},
-      {"listen host name", g + "stats_listen = \"localhost:9477\"\n" + kTunnel,
+      {"listen host name",
+       g + "stats_listen = \"localhost:9477\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"localhost:9477\": \"localhost\" is not a numeric IPv4 "
         "address"}},
-      {"listen IPv6 without brackets", g + "stats_listen = \"::1:9477\"\n" + kTunnel,
+      {"listen IPv6 without brackets",
+       g + "stats_listen = \"::1:9477\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"::1:9477\": write an IPv6 address in brackets, as in "
         "\"[::1]:9477\""}},
-      {"listen IPv4 in brackets", g + "stats_listen = \"[127.0.0.1]:9477\"\n" + kTunnel,
+      {"listen IPv4 in brackets",
+       g + "stats_listen = \"[127.0.0.1]:9477\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"[127.0.0.1]:9477\": \"127.0.0.1\" is not a numeric IPv6 "
         "address"}},
-      {"listen bracket unclosed", g + "stats_listen = \"[::1:9477\"\n" + kTunnel,
+      {"listen bracket unclosed",
+       g + "stats_listen = \"[::1:9477\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"[::1:9477\": an IPv6 address must be followed by "
         "\"]:PORT\""}},
-      {"listen multicast", g + "stats_listen = \"224.0.0.1:80\"\n" + kTunnel,
+      {"listen multicast",
+       g + "stats_listen = \"224.0.0.1:80\"\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\"; \"224.0.0.1:80\": it is a multicast or broadcast "
         "address"}},
-      {"listen type", g + "stats_listen = 9477\n" + kTunnel,
+      {"listen type",
+       g + "stats_listen = 9477\n" + kTunnel,
        {"t.conf:2:16: stats_listen must be \"ADDRESS:PORT\" (e.g. \"127.0.0.1:9477\", "
         "\"[::1]:9477\") or \"off\", not an integer"}},
       // control_socket
-      {"socket relative", g + "control_socket = \"tunshim.sock\"\n" + kTunnel,
+      {"socket relative",
+       g + "control_socket = \"tunshim.sock\"\n" + kTunnel,
        {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"tunshim.sock\": it "
         "is not an absolute path"}},
-      {"socket empty", g + "control_socket = \"\"\n" + kTunnel,
+      {"socket empty",
+       g + "control_socket = \"\"\n" + kTunnel,
        {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"\": it is not an "
         "absolute path"}},
-      {"socket directory", g + "control_socket = \"/run/\"\n" + kTunnel,
+      {"socket directory",
+       g + "control_socket = \"/run/\"\n" + kTunnel,
        {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"/run/\": it names "
         "a directory"}},
-      {"socket too long", g + "control_socket = \"/" + std::string(107, 'a') + "\"\n" + kTunnel,
+      {"socket too long",
+       g + "control_socket = \"/" + std::string(107, 'a') + "\"\n" + kTunnel,
        {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"/" +
         std::string(107, 'a') +
         "\": it is 108 bytes long, and a socket path holds at most 107"}},
-      {"socket control character", g + "control_socket = \"/run/a\\nb\"\n" + kTunnel,
+      {"socket control character",
+       g + "control_socket = \"/run/a\\nb\"\n" + kTunnel,
        {"t.conf:2:18: control_socket must be an absolute path or \"off\"; \"/run/a\\u000Ab\": "
         "it contains a control character"}},
-      {"socket type", g + "control_socket = false\n" + kTunnel,
+      {"socket type",
+       g + "control_socket = false\n" + kTunnel,
        {"t.conf:2:18: control_socket must be an absolute path or \"off\", not a boolean"}},
       // hooks
-      {"hook as one argv", kTunnel + "on_down = [\"/usr/sbin/pon\", \"office\"]\n",
+      {"hook as one argv",
+       kTunnel + "on_down = [\"/usr/sbin/pon\", \"office\"]\n",
        {"t.conf:4:11: on_down must be an array of commands, each an array of strings, e.g. "
         "[[\"/usr/sbin/poff\", \"office\"], [\"/usr/sbin/pon\", \"office\"]]; for one command "
         "write [[...]], not [...]"}},
-      {"hook as string", kTunnel + "on_up = \"/usr/sbin/pon office\"\n",
+      {"hook as string",
+       kTunnel + "on_up = \"/usr/sbin/pon office\"\n",
        {"t.conf:4:9: on_up must be an array of commands, each an array of strings, e.g. "
         "[[\"/usr/sbin/poff\", \"office\"], [\"/usr/sbin/pon\", \"office\"]]; not a string "
         "(\"/usr/sbin/pon office\")"}},
-      {"hook empty argv", kTunnel + "on_up = [[\"/bin/a\"], []]\n",
+      {"hook empty argv",
+       kTunnel + "on_up = [[\"/bin/a\"], []]\n",
        {"t.conf:4:22: a command in on_up is empty: give at least the program's absolute path"}},
-      {"hook relative program", kTunnel + "on_up = [[\"pon\", \"office\"]]\n",
+      {"hook relative program",
+       kTunnel + "on_up = [[\"pon\", \"office\"]]\n",
        {"t.conf:4:11: the program in on_up must be an absolute path (it runs without a shell "
         "or PATH), not \"pon\""}},
-      {"hook empty program", kTunnel + "on_up = [[\"\"]]\n",
+      {"hook empty program",
+       kTunnel + "on_up = [[\"\"]]\n",
        {"t.conf:4:11: the program in on_up must be an absolute path (it runs without a shell "
         "or PATH), not \"\""}},
-      {"hook argument type", kTunnel + "on_down = [[\"/bin/a\", 1, \"b\"]]\n",
+      {"hook argument type",
+       kTunnel + "on_down = [[\"/bin/a\", 1, \"b\"]]\n",
        {"t.conf:4:23: each argument in on_down must be a string, not an integer"}},
-      {"hook command type", kTunnel + "on_down = [[\"/bin/a\"], 1]\n",
+      {"hook command type",
+       kTunnel + "on_down = [[\"/bin/a\"], 1]\n",
        {"t.conf:4:24: each command in on_down must be an array of strings, not an integer"}},
-      {"hook NUL", kTunnel + "on_down = [[\"/bin/a\", \"x\\u0000y\"]]\n",
+      {"hook NUL",
+       kTunnel + "on_down = [[\"/bin/a\", \"x\\u0000y\"]]\n",
        {"t.conf:4:23: an argument in on_down contains a NUL character, which no command line "
         "can carry"}},
-      {"several hook errors", kTunnel + "on_down = [[\"a\"], [], [\"/b\", 2]]\n",
+      {"several hook errors",
+       kTunnel + "on_down = [[\"a\"], [], [\"/b\", 2]]\n",
        {"t.conf:4:13: the program in on_down must be an absolute path (it runs without a shell "
         "or PATH), not \"a\"",
         "t.conf:4:19: a command in on_down is empty: give at least the program's absolute path",
@@ -1042,9 +1102,18 @@ BOOST_AUTO_TEST_CASE(feature_key_errors) {
 
 BOOST_AUTO_TEST_CASE(duration_forms) {
   const std::vector<std::pair<std::string, std::int64_t>> ok = {
-      {"1s", 1000},      {"500ms", -1},        {"10s", 10'000},  {"5m", 300'000},
-      {"1h", 3'600'000}, {"1h30m", 5'400'000}, {"90s", 90'000},  {"1m30s", 90'000},
-      {"1s500ms", 1500}, {"0h1s", 1000},       {"01s", 1000},    {"1h0m0s0ms", 3'600'000},
+      {"1s", 1000},
+      {"500ms", -1},
+      {"10s", 10'000},
+      {"5m", 300'000},
+      {"1h", 3'600'000},
+      {"1h30m", 5'400'000},
+      {"90s", 90'000},
+      {"1m30s", 90'000},
+      {"1s500ms", 1500},
+      {"0h1s", 1000},
+      {"01s", 1000},
+      {"1h0m0s0ms", 3'600'000},
       {"3599s1000ms", 3'600'000},
   };
   for (const auto& [text, ms] : ok) {
@@ -1053,15 +1122,16 @@ BOOST_AUTO_TEST_CASE(duration_forms) {
       if (ms < 0) {  // below backoff_max's minimum: the form is read, the range refuses it
         BOOST_TEST(all_errors_of(file) ==
                        std::vector<std::string>{"t.conf:4:15: backoff_max must be between "
-                                                "\"1s\" and \"24h\", not \"" + text + "\""},
+                                                "\"1s\" and \"24h\", not \"" +
+                                                text + "\""},
                    boost::test_tools::per_element());
       } else {
         BOOST_TEST(all_good(file).tunnels.at(0).backoff_max.count() == ms);
       }
     }
   }
-  for (const char* bad : {"", "10", "s", "10 s", " 10s", "10s ", "1m1h", "1s1s", "10sec",
-                          "-1s", "1.5s", "10S", "1d", "ms", "1h-5m", "1m1m", "5ms1s"}) {
+  for (const char* bad : {"", "10", "s", "10 s", " 10s", "10s ", "1m1h", "1s1s", "10sec", "-1s",
+                          "1.5s", "10S", "1d", "ms", "1h-5m", "1m1m", "5ms1s"}) {
     BOOST_TEST_CONTEXT("'" << bad << "'") {
       const std::vector<std::string> errors =
           all_errors_of(kTunnel + "backoff_max = \"" + bad + "\"\n");
@@ -1106,7 +1176,8 @@ BOOST_AUTO_TEST_CASE(stats_listen_forms_and_warning) {
                               "stats (the server has no authentication)";
         BOOST_TEST(c.warnings[0].to_string() == w);
         // check-config prints it as a comment, so the output still parses.
-        BOOST_TEST(format_config(c, kAll).find("\n# warning: " + w + "\n") != std::string::npos);
+        BOOST_TEST(format_config(c, kAll).find("\n# warning: " + w + "\n") !=
+                   std::string::npos);
       }
     }
   }
@@ -1115,7 +1186,8 @@ BOOST_AUTO_TEST_CASE(stats_listen_forms_and_warning) {
       const Config c =
           all_good("[global]\nstats_listen = \"" + std::string(off) + "\"\n" + kTunnel);
       BOOST_TEST(!c.global.stats_listen.has_value());
-      BOOST_TEST(format_config(c, kAll).find("\nstats_listen = \"off\"\n") != std::string::npos);
+      BOOST_TEST(format_config(c, kAll).find("\nstats_listen = \"off\"\n") !=
+                 std::string::npos);
     }
   }
 }
@@ -1135,7 +1207,8 @@ BOOST_AUTO_TEST_CASE(format_prints_feature_keys) {
       "[[tunnel]]                  # line 1\n"
       "interface = \"ppp0\"\n"
       "mss = \"auto\"                # until the first search: 1160\n"
-      "mss6 = \"auto\"               # default: \"auto\", like mss; until the first search: 1220\n"
+      "mss6 = \"auto\"               # default: \"auto\", like mss; until the first search: "
+      "1220\n"
       "guard = \"icmp\"              # default with mss \"auto\"\n"
       "set_interface_mtu = false   # default\n"
       "probe_target = \"peer\"       # default\n"
@@ -1150,8 +1223,8 @@ BOOST_AUTO_TEST_CASE(format_prints_feature_keys) {
       "on_up = []                  # default\n"
       "hook_timeout = \"30s\"        # default\n"
       "backoff_max = \"5m\"          # default\n";
-  BOOST_TEST(format_config(all_good("[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n"), kAll) ==
-             expected);
+  BOOST_TEST(format_config(all_good("[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n"),
+                           kAll) == expected);
 }
 
 BOOST_AUTO_TEST_CASE(format_round_trips_feature_keys) {
@@ -1216,7 +1289,8 @@ BOOST_AUTO_TEST_CASE(mutated_feature_input_never_throws) {
   const std::uint32_t seed = std::random_device{}();
   BOOST_TEST_MESSAGE("mutated_feature_input_never_throws seed " << seed);
   std::mt19937 rng(seed);
-  const std::string alphabet = std::string("[]{}=\"'.,:#\n \\0123456789abcdefhmnopstu/\xff") + '\0';
+  const std::string alphabet =
+      std::string("[]{}=\"'.,:#\n \\0123456789abcdefhmnopstu/\xff") + '\0';
   int valid = 0;
   int invalid = 0;
   for (int i = 0; i < 3000; ++i) {
