@@ -193,7 +193,7 @@ std::optional<Millis> parse_duration(std::string_view s) {
     std::int64_t n = 0;
     const std::size_t digits_at = i;
     while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-      n = std::min(n * 10 + (s[i] - '0'), kCap);
+      n = n > kCap / 10 ? kCap : std::min(n * 10 + (s[i] - '0'), kCap);
       ++i;
     }
     if (i == digits_at) return std::nullopt;
