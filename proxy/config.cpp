@@ -64,14 +64,14 @@ constexpr std::array kKeys{
     KeyInfo{Section::tunnel, "probe_min",          false},  // path MTU
     KeyInfo{Section::tunnel, "probe_max",          false},  // path MTU
     KeyInfo{Section::tunnel, "reprobe_interval",   false},  // path MTU
-    KeyInfo{Section::tunnel, "keepalive",          false},  // keepalive
-    KeyInfo{Section::tunnel, "keepalive_interval", false},  // keepalive
-    KeyInfo{Section::tunnel, "keepalive_target",   false},  // keepalive
-    KeyInfo{Section::tunnel, "down_after_misses",  false},  // liveness
-    KeyInfo{Section::tunnel, "on_down",            false},  // liveness hooks
-    KeyInfo{Section::tunnel, "on_up",              false},  // liveness hooks
-    KeyInfo{Section::tunnel, "hook_timeout",       false},  // liveness hooks
-    KeyInfo{Section::tunnel, "backoff_max",        false},  // liveness hooks
+    KeyInfo{Section::tunnel, "keepalive",          true},  // keepalive
+    KeyInfo{Section::tunnel, "keepalive_interval", true},  // keepalive
+    KeyInfo{Section::tunnel, "keepalive_target",   true},  // keepalive
+    KeyInfo{Section::tunnel, "down_after_misses",  true},  // liveness
+    KeyInfo{Section::tunnel, "on_down",            true},  // liveness hooks
+    KeyInfo{Section::tunnel, "on_up",              true},  // liveness hooks
+    KeyInfo{Section::tunnel, "hook_timeout",       true},  // liveness hooks
+    KeyInfo{Section::tunnel, "backoff_max",        true},  // liveness hooks
 };
 // clang-format on
 

@@ -120,11 +120,11 @@ BOOST_AUTO_TEST_CASE(structure_errors) {
       {"global as integer",
        "global = 1\n" + kTunnel,
        {"t.conf:1:10: global must be a table ([global]), not an integer"}},
-      {"both off",
-       "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\nmss6 = \"off\"\n",
+      {"both off, keepalive off",
+       "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\nmss6 = \"off\"\nkeepalive = \"off\"\n",
        {"t.conf:1:1: mss and mss6 are both \"off\": this [[tunnel]] has nothing to do"}},
-      {"mss off, mss6 follows",
-       "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\n",
+      {"mss off, mss6 follows, keepalive off",
+       "[[tunnel]]\ninterface = \"ppp0\"\nmss = \"off\"\nkeepalive = \"off\"\n",
        {"t.conf:1:1: mss is \"off\" and mss6 follows it by default: this [[tunnel]] has "
         "nothing "
         "to do (set mss6 to clamp IPv6 only)"}},
@@ -462,7 +462,15 @@ BOOST_AUTO_TEST_CASE(format_marks_defaults) {
       "[[tunnel]]                  # line 1\n"
       "interface = \"ppp0\"\n"
       "mss = 1360\n"
-      "mss6 = 1340                 # default: mss - 20 (same link MTU)\n";
+      "mss6 = 1340                 # default: mss - 20 (same link MTU)\n"
+      "keepalive = \"idle\"          # default\n"
+      "keepalive_interval = \"10s\"  # default\n"
+      "keepalive_target = \"peer\"   # default\n"
+      "down_after_misses = 3       # default\n"
+      "on_down = []                # default\n"
+      "on_up = []                  # default\n"
+      "hook_timeout = \"30s\"        # default\n"
+      "backoff_max = \"5m\"          # default\n";
   BOOST_TEST(format_config(good(kTunnel)) == expected);
 
   const std::string raised =
