@@ -187,4 +187,14 @@ else
   log "stats_listen is not implemented: its non-loopback warning is checked by unit tests only"
 fi
 
+# The client examples in conf/examples/ and the README's ppp config are accepted as written.
+for f in "$TUNSHIM_SRC"/conf/examples/*.conf; do
+  if "$TUNSHIM_BIN" check-config -c "$f" >/dev/null 2>"$E2E_TMP/ex.err"; then pass "example $(basename "$f") is valid"
+  else fail "example $(basename "$f") refused: $(head -3 "$E2E_TMP/ex.err")"; fi
+done
+sed -n '/^```toml$/,/^```$/p' "$TUNSHIM_SRC/README.md" | sed '1d;$d' >"$E2E_TMP/readme.conf"
+if [ -s "$E2E_TMP/readme.conf" ] && "$TUNSHIM_BIN" check-config -c "$E2E_TMP/readme.conf" >/dev/null 2>"$E2E_TMP/ex.err"; then
+  pass "README's example config is valid"
+else fail "README's example config refused: $(head -3 "$E2E_TMP/ex.err")"; fi
+
 finish
