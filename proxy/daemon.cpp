@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "proxy/log.h"
+#include "proxy/rule_reapply.h"
 
 namespace tunshim::proxy {
 namespace {
@@ -46,6 +47,7 @@ std::int64_t g_log_malformed = -1;
 Daemon::Daemon(Config config)
     : config_(std::move(config)), firewall_(config_.global.queue_num) {
   tunnels_ = tunnels_from(config_);
+  start_time_ = unix_now();
 }
 
 Daemon::~Daemon() = default;
@@ -213,6 +215,13 @@ bool Daemon::start(std::string& err) {
   }
   monitors_ = std::make_unique<TunnelMonitors>(loop_);
   monitors_->start(config_);
+  // Reporting starts once the rules are in place; its own failures are logged, not fatal.
+  stats_ = std::make_unique<StatsService>(
+      loop_, StatsSources{[this] { return stats_snapshot(); },
+                          [this](const std::string& iface, std::function<void(bool, std::string)> done) {
+                            reapply(iface, std::move(done));
+                          }});
+  stats_->start(config_.global);
   return true;
 }
 
@@ -267,6 +276,7 @@ void Daemon::finish_stop() {
   queue_.drain(*this);
   queue_.close();
   log_counters();
+  if (stats_) stats_->stop();
   if (handles_open_) {
     handles_open_ = false;
     for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
@@ -293,6 +303,7 @@ void Daemon::reload() {
     for (const auto& e : *errors) spdlog::error("{}", e.to_string());
     spdlog::error("reload refused: {} error(s); still running with the previous config", errors->size());
     sd_notify(0, "READY=1");
+    if (stats_) stats_->send_status();
     return;
   }
   Config next = std::get<Config>(std::move(res));
@@ -364,6 +375,7 @@ void Daemon::reload() {
                     "old rules and targets", err);
     }
     sd_notify(0, "READY=1");
+    if (stats_) stats_->apply(config_.global);
     if (stop_pending_) return stop();
     if (reload_pending_) {
       reload_pending_ = false;
@@ -430,6 +442,7 @@ void Daemon::refresh_counts(bool log_after) {
     if (log_after_counts_) {
       log_after_counts_ = false;
       log_counters();
+      if (stats_) stats_->log_summary();
     }
   });
 }
@@ -446,6 +459,62 @@ void Daemon::log_counters() const {
                queue_.num(), q.packets, q.verdicts, q.batches, q.modified, q.id_gaps, q.enobufs,
                q.send_errors, q.bad_messages, q.unknown_iface, q.kernel_queue_dropped,
                q.kernel_user_dropped, reloads_ok_, reloads_failed_);
+}
+
+}  // namespace tunshim::proxy
+
+// ---- stats and control ----------------------------------------------------------------------
+
+namespace tunshim::proxy {
+
+StatsSnapshot Daemon::stats_snapshot() const {
+  StatsSnapshot s;
+  s.version = TUNSHIM_VERSION;
+  s.start_time = start_time_;
+  s.queue_num = queue_.num();
+  s.queue = queue_.counters();
+  s.reloads_ok = reloads_ok_;
+  s.reloads_failed = reloads_failed_;
+  for (const Tunnel& t : tunnels_) {
+    if (t.retiring) continue;
+    TunnelStats ts;
+    ts.iface = t.iface;
+    ts.mss4 = t.target.mss4;
+    ts.mss6 = t.target.mss6;
+    ts.syn = t.counters;
+    // Features fill their TunnelStats fields here (state, pmtu, keepalives, hooks, …).
+    s.tunnels.push_back(std::move(ts));
+  }
+  return s;
+}
+
+void Daemon::reapply(const std::string& iface, std::function<void(bool, std::string)> done) {
+  const FirewallTunnel* ft = nullptr;
+  std::string names;
+  for (const auto& t : installed_) {
+    if (t.iface == iface) ft = &t;
+    names += (names.empty() ? "" : ", ") + t.iface;
+  }
+  if (ft == nullptr) return done(false, iface + " is not a configured tunnel (configured: " + names + ")");
+  if (stopped_) return done(false, "tunshim is stopping");
+  if (fw_busy_) return done(false, "a rule change is in progress; try again in a moment");
+  fw_busy_ = true;
+  reapply_rules_async(loop_, firewall_, *ft, [this, done](bool ok, std::string msg) {
+    fw_busy_ = false;
+    clear_cache();  // the interface may have been re-created with a new ifindex
+    // Path-MTU probing, once wired: start a re-probe of this tunnel here.
+    done(ok, msg);
+    after_rule_change();
+  });
+}
+
+// Runs what waited for a rule change to finish.
+void Daemon::after_rule_change() {
+  if (stop_pending_) return stop();
+  if (reload_pending_) {
+    reload_pending_ = false;
+    reload();
+  }
 }
 
 }  // namespace tunshim::proxy

@@ -2,13 +2,15 @@
 // rules, the per-tunnel counters, and the signal handling:
 //   SIGTERM/SIGINT  remove the rules, unbind the queue, exit 0
 //   SIGHUP          reload the config; a bad file is logged and the old config kept
-//   SIGUSR1         refresh the counters and log one line per tunnel
+//   SIGUSR1         refresh the counters and log one line per tunnel, then the stats table
+// What the operator sees (HTTP /metrics, the control socket, STATUS=) is StatsService's.
 #pragma once
 
 #include <uv.h>
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "proxy/counters.h"
 #include "proxy/firewall.h"
 #include "proxy/nfqueue.h"
+#include "proxy/stats_service.h"
 #include "proxy/tunnel_monitor.h"
 
 namespace tunshim::proxy {
@@ -34,6 +37,12 @@ class Daemon final : public PacketHandler {
   int run();
 
   std::size_t on_packet(QueuedPacket& pkt) noexcept override;
+
+  // The numbers StatsService renders (counters, targets, queue, reloads), copied now.
+  StatsSnapshot stats_snapshot() const;
+  // `tunshim reapply IFACE`: re-applies the interface's rules (and, once path-MTU probing
+  // is wired, re-probes it); `done(ok, message)` on the loop when finished.
+  void reapply(const std::string& iface, std::function<void(bool, std::string)> done);
 
  private:
   struct Tunnel {
@@ -68,6 +77,7 @@ class Daemon final : public PacketHandler {
   void refresh_counts(bool log_after);
   void update_bypassed(Tunnel& t, const RulePackets& rp, std::uint64_t unaccounted);
   void log_counters() const;
+  void after_rule_change();
   int lookup(std::uint32_t ifindex) noexcept;
   void clear_cache() noexcept { cache_.fill(CacheEntry{}); }
 
@@ -94,6 +104,8 @@ class Daemon final : public PacketHandler {
   int exit_code_ = 0;
   std::uint64_t reloads_ok_ = 0;
   std::uint64_t reloads_failed_ = 0;
+  double start_time_ = 0;                 // unix seconds
+  std::unique_ptr<StatsService> stats_;   // from start() to finish_stop()
 };
 
 }  // namespace tunshim::proxy
