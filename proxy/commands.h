@@ -34,4 +34,19 @@ struct ProbeOptions {
 // `tunshim probe`: one path-MTU search; 0 when it completed, 1 when it could not.
 int cmd_probe(const ProbeOptions& opt);
 
+// `tunshim stats [--json] [--socket PATH]`: the running daemon's numbers, over its control
+// socket, as a table per tunnel or as JSON. 0 on an answer, 1 otherwise.
+struct StatsOptions {
+  bool json = false;
+  std::string socket = "/run/tunshim.sock";
+};
+int cmd_stats(const StatsOptions& opt);
+
+// `tunshim reapply IFACE [--socket PATH]`: re-apply the tunnel's rules (and re-probe).
+struct ReapplyOptions {
+  std::string iface;
+  std::string socket = "/run/tunshim.sock";
+};
+int cmd_reapply(const ReapplyOptions& opt);
+
 }  // namespace tunshim::proxy

@@ -55,6 +55,16 @@ int main(int argc, char** argv) {
   probe->add_flag("--json", probe_opt.json, "Print the result as JSON");
   probe->add_flag("-v,--verbose", probe_opt.verbose, "Log every probe and reply to stderr");
 
+  proxy::StatsOptions stats_opt;
+  auto* stats = app.add_subcommand("stats", "Show the running daemon's numbers per tunnel (control socket, root only)");
+  stats->add_flag("--json", stats_opt.json, "Print them as JSON");
+  stats->add_option("--socket", stats_opt.socket, "Control socket of the daemon")->capture_default_str();
+
+  proxy::ReapplyOptions reapply_opt;
+  auto* reapply = app.add_subcommand("reapply", "Re-apply a tunnel's rules in the running daemon (control socket, root only)");
+  reapply->add_option("IFACE", reapply_opt.iface, "Tunnel interface, e.g. ppp0")->required();
+  reapply->add_option("--socket", reapply_opt.socket, "Control socket of the daemon")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -64,6 +74,8 @@ int main(int argc, char** argv) {
   if (*run) return proxy::cmd_run(run_opt);
   if (*check) return proxy::cmd_check_config(run_opt);
   if (*probe) return proxy::cmd_probe(probe_opt);
+  if (*stats) return proxy::cmd_stats(stats_opt);
+  if (*reapply) return proxy::cmd_reapply(reapply_opt);
   if (*clamp) {
     if (!mss && !mtu) {
       std::fprintf(stderr, "tunshim clamp: give --mss N or --mtu N (see tunshim clamp --help)\n");
