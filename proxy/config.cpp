@@ -51,8 +51,8 @@ constexpr std::array kKeys{
     KeyInfo{Section::global, "log_level",          true},
     KeyInfo{Section::global, "queue_num",          true},
     KeyInfo{Section::global, "queue_maxlen",       true},
-    KeyInfo{Section::global, "stats_listen",       false},  // stats server
-    KeyInfo{Section::global, "control_socket",     false},  // control socket
+    KeyInfo{Section::global, "stats_listen",       true},   // stats server (stats_service.h)
+    KeyInfo{Section::global, "control_socket",     true},   // control socket (control_server.h)
     // [[tunnel]]
     KeyInfo{Section::tunnel, "interface",          true},
     KeyInfo{Section::tunnel, "mss",                true},

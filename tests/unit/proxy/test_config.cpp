@@ -458,6 +458,8 @@ BOOST_AUTO_TEST_CASE(format_marks_defaults) {
       "log_level = \"info\"          # default\n"
       "queue_num = 4770            # default\n"
       "queue_maxlen = 8192         # default\n"
+      "stats_listen = \"127.0.0.1:9477\" # default\n"
+      "control_socket = \"/run/tunshim.sock\" # default\n"
       "\n"
       "[[tunnel]]                  # line 1\n"
       "interface = \"ppp0\"\n"
