@@ -41,11 +41,14 @@ struct ClientOps {
     }
     if (c->responded || nread == 0) return;  // after the response, input is discarded
     c->in.append(buf->base, static_cast<std::size_t>(nread));
-    HttpRequest req = parse_http_request(c->in);
-    if (req.parse == HttpRequest::Parse::incomplete) {
-      if (c->in.size() <= HttpServer::kMaxRequest) return;
+    HttpRequest req;
+    if (c->in.size() > HttpServer::kMaxRequest) {
+      // Checked before parsing: a head that completes only past the limit is too large too.
       req.parse = HttpRequest::Parse::bad;
       req.method = "431";  // marker: too large rather than malformed
+    } else {
+      req = parse_http_request(c->in);
+      if (req.parse == HttpRequest::Parse::incomplete) return;
     }
     c->server->respond(c, req);
   }
