@@ -12,6 +12,7 @@
 
 #include "proxy/log.h"
 #include "proxy/rule_reapply.h"
+#include "proxy/stats_sources.h"
 
 namespace tunshim::proxy {
 namespace {
@@ -482,7 +483,12 @@ StatsSnapshot Daemon::stats_snapshot() const {
     ts.mss4 = t.target.mss4;
     ts.mss6 = t.target.mss6;
     ts.syn = t.counters;
-    // Features fill their TunnelStats fields here (state, pmtu, keepalives, hooks, …).
+    // Features fill their TunnelStats fields here (stats_sources.h): pmtu, guard, …
+    if (monitors_) {
+      for (const auto& m : monitors_->monitors()) {
+        if (m && m->iface() == t.iface) add_monitor_stats(*m, ts);
+      }
+    }
     s.tunnels.push_back(std::move(ts));
   }
   return s;

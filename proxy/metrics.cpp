@@ -182,15 +182,19 @@ void write_samples(std::string& out, const MetricDef& d, const Samples& samples,
 
 // JSON: nested objects keyed by label values, in the order the reader added them.
 struct JsonNode {
-  std::vector<std::pair<std::string, JsonNode>> children;
+  // Parallel vectors: a vector of the incomplete JsonNode itself is allowed (C++17), a
+  // vector of pairs holding one is not.
+  std::vector<std::string> keys;
+  std::vector<JsonNode> nodes;
   std::optional<MetricValue> value;
 
   JsonNode& child(const std::string& key) {
-    for (auto& [k, n] : children) {
-      if (k == key) return n;
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (keys[i] == key) return nodes[i];
     }
-    children.emplace_back(key, JsonNode{});
-    return children.back().second;
+    keys.push_back(key);
+    nodes.emplace_back();
+    return nodes.back();
   }
   void write(std::string& out) const {
     if (value) {
@@ -198,12 +202,10 @@ struct JsonNode {
       return;
     }
     out += '{';
-    bool first = true;
-    for (const auto& [k, n] : children) {
-      if (!first) out += ", ";
-      first = false;
-      out += json_string(k) + ": ";
-      n.write(out);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      if (i > 0) out += ", ";
+      out += json_string(keys[i]) + ": ";
+      nodes[i].write(out);
     }
     out += '}';
   }

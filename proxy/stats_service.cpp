@@ -111,16 +111,15 @@ void StatsService::stop() {
 StatsSnapshot StatsService::snapshot() {
   StatsSnapshot s = sources_.snapshot();
   s.now = unix_now();
-  // Presence is looked up when asked (and every 10 s for STATUS=), so "since" is when this
-  // process first saw the current state: exact to that period, not an event time.
+  // Presence is looked up when asked, and the state (liveness, or presence without it)
+  // compared with the last one seen. Snapshots are taken at least every 10 s (STATUS=), so
+  // "since" is when this process first saw the current state, at most that late.
   for (TunnelStats& t : s.tunnels) {
     t.present = ::if_nametoindex(t.iface.c_str()) != 0;
-    auto [it, fresh] = presence_.try_emplace(t.iface, Presence{t.present, s.now});
-    if (!fresh && it->second.present != t.present) it->second = Presence{t.present, s.now};
-    if (t.state.empty()) {  // liveness (when it runs) fills state and state_since itself
-      t.state = t.present ? "present" : "absent";
-      t.state_since = it->second.since;
-    }
+    if (t.state.empty()) t.state = t.present ? "present" : "absent";
+    auto [it, fresh] = seen_.try_emplace(t.iface, Seen{t.state, s.now});
+    if (!fresh && it->second.state != t.state) it->second = Seen{t.state, s.now};
+    if (t.state_since == 0) t.state_since = it->second.since;
   }
   return s;
 }

@@ -47,7 +47,7 @@ class StatsService {
   // Closes servers and timers (asynchronously; the loop finishes the closes).
   void stop();
 
-  // The daemon's snapshot plus interface presence and state times.
+  // The daemon's snapshot plus interface presence, and since when each state holds.
   StatsSnapshot snapshot();
   // SIGUSR1: the `tunshim stats` table, one log line per table line.
   void log_summary();
@@ -59,9 +59,9 @@ class StatsService {
   void start_http(const std::optional<ListenAddress>& addr);
   void start_control(const std::string& path);
 
-  struct Presence {
-    bool present = false;
-    double since = 0;
+  struct Seen {
+    std::string state;
+    double since = 0;  // unix seconds
   };
 
   uv_loop_t* loop_;
@@ -72,7 +72,7 @@ class StatsService {
   std::string control_path_;
   uv_timer_t* status_timer_ = nullptr;    // heap: freed by the close callback
   uv_timer_t* watchdog_timer_ = nullptr;
-  std::map<std::string, Presence> presence_;
+  std::map<std::string, Seen> seen_;  // by interface
   std::string last_status_;
   bool stopped_ = false;
 };

@@ -64,6 +64,9 @@ control_socket = "$SOCK"
 interface = "ppp0"
 mss = $MSS4
 mss6 = $MSS6
+keepalive = "always"
+keepalive_interval = "1s"
+keepalive_target = "10.2.0.1"
 
 [[tunnel]]
 interface = "tun9"
@@ -154,7 +157,7 @@ grep -qi '^content-type: application/json' "$E2E_TMP/jheaders.txt" && pass "/sta
 "$PY" -m json.tool "$J" >/dev/null && pass "/stats.json parses (python3 -m json.tool)" || fail "/stats.json is not JSON: $(head -c 300 "$J")"
 jq_py() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 got=$(jq_py "$J" '[(t["metrics"]["syn_total"]["out"]["clamped"], t["metrics"]["syn_total"]["in"]["clamped"], t["state"]) for t in d["tunnels"] if t["interface"] == "ppp0"][0]')
-[ "$got" = "($WANT, $WANT, 'present')" ] && pass "/stats.json: ppp0 clamped out/in $WANT/$WANT, state present" || fail "/stats.json ppp0: $got"
+[ "$got" = "($WANT, $WANT, 'up')" ] && pass "/stats.json: ppp0 clamped out/in $WANT/$WANT, state up (keepalives answered)" || fail "/stats.json ppp0: $got"
 got=$(jq_py "$J" 'd["global"]["queue_packets_total"]')
 [ "$got" = $((2 * WANT)) ] && pass "/stats.json: queue_packets_total $got" || fail "/stats.json queue_packets_total $got"
 
@@ -238,13 +241,24 @@ wait $flood_pid 2>/dev/null || true
 wait_for 3 sh -c "[ \$(ip netns exec $(ns rt) ss -Htn state established '( sport = :$PORT )' | wc -l) = 0 ]" || true
 http -o "$M" "http://127.0.0.1:$PORT/metrics" || fail "GET /metrics after the flood"
 check_syn "$M"
+# Keepalives every second to the peer since the start (over 5 s ago by now): sent, answered,
+# an RTT, the tunnel up; tun9 (absent) sends none.
+ka_sent=$(metric "$M" 'tunshim_keepalive_sent_total{tunnel="ppp0"}')
+ka_replies=$(metric "$M" 'tunshim_keepalive_replies_total{tunnel="ppp0"}')
+rtt=$(metric "$M" 'tunshim_rtt_seconds{tunnel="ppp0"}')
+if [ "${ka_sent:-0}" -ge 1 ] && [ "${ka_replies:-0}" -ge 1 ] && [ "$ka_replies" -le "$ka_sent" ] &&
+   awk -v r="${rtt:-x}" 'BEGIN { exit !(r != "x" && r + 0 >= 0 && r + 0 < 0.5) }' &&
+   [ "$(metric "$M" 'tunshim_tunnel_up{tunnel="ppp0"}')" = 1 ] && [ "$(metric "$M" 'tunshim_tunnel_up{tunnel="tun9"}')" = 0 ] &&
+   [ "$(metric "$M" 'tunshim_keepalive_sent_total{tunnel="tun9"}')" = 0 ]; then
+  pass "keepalives: ppp0 sent $ka_sent, answered $ka_replies, rtt ${rtt}s, up; tun9 down-or-absent, none sent"
+else fail "keepalive metrics: $(grep -E 'keepalive|rtt_seconds|tunnel_up' "$M" | grep -v '^#' | tr '\n' ';')"; fi
 
 # ---- control socket ---------------------------------------------------------------------------
 inns rt "$TUNSHIM_BIN" stats --socket "$SOCK" >"$E2E_TMP/table.txt" 2>&1 && pass "tunshim stats as root: exit 0" || fail "tunshim stats: $(cat "$E2E_TMP/table.txt")"
 grep -Eq "^SYN out clamped/inserted +$WANT / 0 +0 / 0$" "$E2E_TMP/table.txt" &&
   grep -Eq "^SYN in clamped/inserted +$WANT / 0 +0 / 0$" "$E2E_TMP/table.txt" &&
   grep -Eq "^tunnel +ppp0 +tun9$" "$E2E_TMP/table.txt" &&
-  grep -Eq "^state +present +absent$" "$E2E_TMP/table.txt" &&
+  grep -Eq "^state +up +absent$" "$E2E_TMP/table.txt" &&
   grep -Eq "^MSS target v4/v6 +$MSS4 / $MSS6 +1360 / 1340$" "$E2E_TMP/table.txt" &&
   pass "table: a column per tunnel, SYNs clamped $WANT each way, state, MSS targets" || { fail "table:"; cat "$E2E_TMP/table.txt"; }
 inns rt "$TUNSHIM_BIN" stats --json --socket "$SOCK" >"$E2E_TMP/ctl.json" 2>&1 || fail "tunshim stats --json"
@@ -297,7 +311,7 @@ if wait_for 5 grep -Eq "stats: SYN out clamped/inserted +$WANT / 0" "$TS_LOG"; t
 else fail "SIGUSR1: no stats table with $WANT clamped in the log"; fi
 grep -q "^[0-9.]* READY=1" "$E2E_TMP/notify.log" && pass "READY=1 sent" || fail "no READY=1"
 # STATUS= every 10 s: wait for one that has the latest counts.
-want_status="STATUS=ppp0: $((2 * WANT)) clamped; tun9: absent"
+want_status="STATUS=ppp0: up, $((2 * WANT)) clamped; tun9: absent"
 if wait_for 12 grep -q "$want_status\$" "$E2E_TMP/notify.log"; then pass "periodic $want_status"
 else fail "no '$want_status'; last: $(grep STATUS= "$E2E_TMP/notify.log" | tail -1)"; fi
 n_wd=$(grep -c ' WATCHDOG=1$' "$E2E_TMP/notify.log" || true)
@@ -313,12 +327,12 @@ http -o "$M" "http://127.0.0.1:$PORT/metrics"
 
 # ---- a second daemon (another namespace) leaves the live socket alone --------------------------
 mkns rt2
-rc=0; timeout 10 ip netns exec "$(ns rt2)" "$TUNSHIM_BIN" run -c "$CONF" >"$E2E_TMP/second.log" 2>&1 &
+rc=0; ip netns exec "$(ns rt2)" "$TUNSHIM_BIN" run -c "$CONF" >"$E2E_TMP/second.log" 2>&1 &  # $! is tunshim
 p2=$!
 wait_for 10 grep -q "running:" "$E2E_TMP/second.log" || fail "second daemon did not start: $(tail -3 "$E2E_TMP/second.log")"
 grep -q "control socket: $SOCK is in use by another process" "$E2E_TMP/second.log" && pass "a second daemon leaves the live socket alone (and says so)" || fail "second daemon: $(grep -i 'control socket' "$E2E_TMP/second.log")"
 kill -TERM $p2; wait $p2 || rc=$?
-[ "$rc" = 0 ] || fail "second daemon exit $rc"
+[ "$rc" = 0 ] || fail "second daemon exit $rc: $(grep -E "error|warn" "$E2E_TMP/second.log" | head -5)"
 inns rt "$TUNSHIM_BIN" stats --socket "$SOCK" >/dev/null 2>&1 && pass "the first daemon's socket still answers after the second exited" || fail "first daemon's socket gone"
 
 # ---- exit: socket file removed ---------------------------------------------------------------------
