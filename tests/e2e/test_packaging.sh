@@ -93,7 +93,7 @@ for s in $subs; do
   # Every option of the subcommand (but --help) is named in the page.
   for o in $("$TUNSHIM_BIN" "$s" --help | grep -oE '(^|[ ,])--?[a-z][a-z0-9-]*' | tr -d ' ,' | sort -u); do
     case "$o" in -h|--help) continue ;; esac
-    echo "$text8" | grep -q -- "$o" && pass "tunshim(8) documents '$s $o'" \
+    grep -q -- "$o" <<<"$text8" && pass "tunshim(8) documents '$s $o'" \
       || fail "tunshim(8) does not mention option '$o' of '$s'"
   done
 done
