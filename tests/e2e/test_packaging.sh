@@ -260,6 +260,9 @@ mkns svc
 CONFDIR=/run/tunshim-e2e.$$
 mkdir -m 700 "$CONFDIR"
 on_exit "rm -rf $CONFDIR"
+# The binary too: the sandbox's private /tmp would hide a build tree that lives under /tmp.
+SBIN=$CONFDIR/tunshim
+install -m 0755 "$TUNSHIM_BIN" "$SBIN"
 printf '[global]\nqueue_num = 4771\n\n[[tunnel]]\ninterface = "ppp0"\nmss = 1360\n' >"$CONFDIR/tunshim.conf"
 NOTIFY=tunshim-e2e-$$
 # The listener stamps each message with what the namespace's mangle table holds at that moment.
@@ -288,7 +291,7 @@ sandboxed() {
 # whatever WatchdogSec says.
 wdog_usec=2000000
 # The unit's own ExecStart, binary and config path swapped for the test's.
-read -r -a cmd <<<"$(echo "$exec_start" | sed "s|/usr/sbin/tunshim|$TUNSHIM_BIN|; s|/etc/tunshim/tunshim.conf|$CONFDIR/tunshim.conf|")"
+read -r -a cmd <<<"$(echo "$exec_start" | sed "s|/usr/sbin/tunshim|$SBIN|; s|/etc/tunshim/tunshim.conf|$CONFDIR/tunshim.conf|")"
 # WATCHDOG_PID must be the daemon's pid: the shell execs into it.
 sandboxed sh -c 'echo $$ >'"$CONFDIR/pid"'; export NOTIFY_SOCKET=@'"$NOTIFY"' WATCHDOG_USEC='"$wdog_usec"' WATCHDOG_PID=$$; exec "$@"' sh "${cmd[@]}" \
   >"$E2E_TMP/daemon.log" 2>&1 &
@@ -304,7 +307,7 @@ else
   fail "sandboxed daemon: no READY=1 within 10 s; log: $(cat "$E2E_TMP/daemon.log")"
 fi
 caps_now=$(grep -E '^Cap(Eff|Bnd):' "/proc/$mainpid/status" | tr -s '\t ' ' ' | tr '\n' ' ')
-[ "$(readlink "/proc/$mainpid/exe")" = "$(readlink -f "$TUNSHIM_BIN")" ] && echo "$caps_now" | grep -q 'CapEff: 0*3000 CapBnd: 0*3000' \
+[ "$(readlink "/proc/$mainpid/exe")" = "$(readlink -f "$SBIN")" ] && echo "$caps_now" | grep -q 'CapEff: 0*3000 CapBnd: 0*3000' \
   && pass "sandboxed daemon holds exactly CAP_NET_ADMIN and CAP_NET_RAW ($caps_now)" \
   || fail "sandboxed daemon's capabilities: $caps_now (exe $(readlink "/proc/$mainpid/exe"))"
 if grep -q '^STATUS=' "$E2E_TMP/notify.log"; then pass "daemon sends STATUS=: $(grep -m1 '^STATUS=' "$E2E_TMP/notify.log")"
@@ -324,7 +327,7 @@ fi
 printf '[global]\nqueue_num = 4771\n\n[[tunnel]]\ninterface = "ppp0"\nmss = 1360\n\n[[tunnel]]\ninterface = "tun7"\nmss = 1300\n' >"$CONFDIR/tunshim.conf"
 reload_ok=1
 while read -r r; do
-  read -r -a rc <<<"$(echo "$r" | sed "s|/usr/sbin/tunshim|$TUNSHIM_BIN|; s|/etc/tunshim/tunshim.conf|$CONFDIR/tunshim.conf|; s|\$MAINPID|$mainpid|")"
+  read -r -a rc <<<"$(echo "$r" | sed "s|/usr/sbin/tunshim|$SBIN|; s|/etc/tunshim/tunshim.conf|$CONFDIR/tunshim.conf|; s|\$MAINPID|$mainpid|")"
   sandboxed "${rc[@]}" >>"$E2E_TMP/reload.log" 2>&1 || reload_ok=0
 done < <(unit_values ExecReload)
 [ $reload_ok -eq 1 ] && wait_for 10 sh -c "ip netns exec $(ns svc) iptables-nft-save -t mangle | grep -q -- '-o tun7 '" \
@@ -333,7 +336,7 @@ done < <(unit_values ExecReload)
 wait_for 5 sh -c "grep -c '^READY=1' $E2E_TMP/notify.log | grep -qv '^1$'" && grep -q '^RELOADING=1' "$E2E_TMP/notify.log" \
   && pass "reload reported to systemd (RELOADING=1 then READY=1)" || fail "no RELOADING=1/READY=1 around the reload"
 printf '[[tunnel]]\ninterface = "ppp0"\nmss = 1\n' >"$CONFDIR/tunshim.conf"
-first=$(unit_values ExecReload | head -1 | sed "s|/usr/sbin/tunshim|$TUNSHIM_BIN|; s|/etc/tunshim/tunshim.conf|$CONFDIR/tunshim.conf|")
+first=$(unit_values ExecReload | head -1 | sed "s|/usr/sbin/tunshim|$SBIN|; s|/etc/tunshim/tunshim.conf|$CONFDIR/tunshim.conf|")
 read -r -a rc <<<"$first"
 if sandboxed "${rc[@]}" >/dev/null 2>"$E2E_TMP/badreload.log"; then
   fail "ExecReload's first step accepted mss = 1"
