@@ -49,4 +49,11 @@ struct ReapplyOptions {
 };
 int cmd_reapply(const ReapplyOptions& opt);
 
+// `tunshim demo [--keep]`: builds a namespace lab with a broken VPN, shows tunshim fixing it,
+// tears it down. Replaces the process with the lab's shell; returns only on an error (1).
+struct DemoOptions {
+  bool keep = false;  // leave the lab up until Ctrl-C
+};
+int cmd_demo(const DemoOptions& opt);
+
 }  // namespace tunshim::proxy

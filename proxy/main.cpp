@@ -65,6 +65,16 @@ int main(int argc, char** argv) {
   reapply->add_option("IFACE", reapply_opt.iface, "Tunnel interface, e.g. ppp0")->required();
   reapply->add_option("--socket", reapply_opt.socket, "Control socket of the daemon")->capture_default_str();
 
+  proxy::DemoOptions demo_opt;
+  auto* demo = app.add_subcommand(
+      "demo",
+      "Show tunshim at work, for newcomers (root, about 40 s): builds a throwaway lab of network "
+      "namespaces with a VPN tunnel whose path drops large packets and whose NAT forgets idle "
+      "flows; a download stalls, tunshim starts (mss = \"auto\"), the same download completes, "
+      "its stats are shown, an idle connection survives; then everything is removed (also on "
+      "Ctrl-C). Needs iproute2, iptables and socat.");
+  demo->add_flag("--keep", demo_opt.keep, "Leave the lab up afterwards, until Ctrl-C, and print how to look at it");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -76,6 +86,7 @@ int main(int argc, char** argv) {
   if (*probe) return proxy::cmd_probe(probe_opt);
   if (*stats) return proxy::cmd_stats(stats_opt);
   if (*reapply) return proxy::cmd_reapply(reapply_opt);
+  if (*demo) return proxy::cmd_demo(demo_opt);
   if (*clamp) {
     if (!mss && !mtu) {
       std::fprintf(stderr, "tunshim clamp: give --mss N or --mtu N (see tunshim clamp --help)\n");
