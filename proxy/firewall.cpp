@@ -187,12 +187,32 @@ std::string Firewall::queue_rule(const char* chain, const std::string& iface) co
   return std::string(chain) + (pre ? " -i " : " -o ") + iface + " " + rule_tail();
 }
 
+std::string Firewall::guard_rule(const std::string& iface, std::uint16_t n, Family f) const {
+  if (n == 0 || n == 65535) return {};
+  // The text exactly as iptables-nft-save prints it (quotes included), so the diff in
+  // apply_async() and reapply recognise an installed rule by its text.
+  std::string r = std::string(kChainPost) + " -o " + iface + " -m length --length " +
+                  std::to_string(std::uint32_t{n} + 1) + ":65535";
+  // IPv4: only with DF; a packet without DF may be fragmented by the kernel, not ours.
+  if (f == Family::v4) r += " -m u32 --u32 \"0x4&0x4000=0x4000\"";
+  return r + " -j NFQUEUE --queue-num " + std::to_string(queue_num_) + " --queue-bypass";
+}
+
+std::vector<std::string> Firewall::tunnel_rules(const FirewallTunnel& t, Family f) const {
+  std::vector<std::string> r;
+  if (f == Family::v4 ? t.v4 : t.v6) {
+    r.push_back(queue_rule(kChainPre, t.iface));
+    r.push_back(queue_rule(kChainPost, t.iface));
+  }
+  std::string g = guard_rule(t.iface, f == Family::v4 ? t.guard4 : t.guard6, f);
+  if (!g.empty()) r.push_back(std::move(g));
+  return r;
+}
+
 std::vector<std::string> Firewall::rules_for(const std::vector<FirewallTunnel>& tunnels, Family f) const {
   std::vector<std::string> r;
   for (const auto& t : tunnels) {
-    if (f == Family::v4 ? !t.v4 : !t.v6) continue;
-    r.push_back(queue_rule(kChainPre, t.iface));
-    r.push_back(queue_rule(kChainPost, t.iface));
+    for (auto& rule : tunnel_rules(t, f)) r.push_back(std::move(rule));
   }
   return r;
 }
@@ -260,6 +280,20 @@ bool Firewall::install(const std::vector<FirewallTunnel>& tunnels, std::string& 
   return true;
 }
 
+std::vector<std::string> Firewall::diff_lines(const std::vector<FirewallTunnel>& from,
+                                              const std::vector<FirewallTunnel>& to, Family f) const {
+  const auto old_rules = rules_for(from, f), new_rules = rules_for(to, f);
+  const std::set<std::string> olds(old_rules.begin(), old_rules.end()), news(new_rules.begin(), new_rules.end());
+  std::vector<std::string> diff;
+  for (const auto& r : old_rules) {
+    if (news.count(r) == 0) diff.push_back("-D " + r);
+  }
+  for (const auto& r : new_rules) {
+    if (olds.count(r) == 0) diff.push_back("-A " + r);
+  }
+  return diff;
+}
+
 void Firewall::apply_async(uv_loop_t* loop, const std::vector<FirewallTunnel>& from,
                            const std::vector<FirewallTunnel>& to,
                            std::function<void(bool, std::string)> done) {
@@ -270,16 +304,9 @@ void Firewall::apply_async(uv_loop_t* loop, const std::vector<FirewallTunnel>& f
   };
   auto steps = std::make_shared<std::vector<Step>>();
   for (Family f : {Family::v4, Family::v6}) {
-    const auto old_rules = rules_for(from, f), new_rules = rules_for(to, f);
-    const std::set<std::string> olds(old_rules.begin(), old_rules.end()), news(new_rules.begin(), new_rules.end());
-    std::vector<std::string> diff;
-    for (const auto& r : old_rules) {
-      if (news.count(r) == 0) diff.push_back("-D " + r);
-    }
-    for (const auto& r : new_rules) {
-      if (olds.count(r) == 0) diff.push_back("-A " + r);
-    }
+    const std::vector<std::string> diff = diff_lines(from, to, f);
     if (diff.empty()) continue;
+    const auto new_rules = rules_for(to, f);
     // A chain line in --noflush mode flushes that chain inside the same transaction.
     std::vector<std::string> full = {std::string(":") + kChainPre + " - [0:0]",
                                      std::string(":") + kChainPost + " - [0:0]"};
@@ -316,24 +343,33 @@ void Firewall::apply_async(uv_loop_t* loop, const std::vector<FirewallTunnel>& f
 
 RuleCounts Firewall::parse_counts(const std::string& save_output, const std::string& rule_tail) {
   RuleCounts counts;
+  // The queue target shared by SYN and guard rules: " -j NFQUEUE --queue-num Q --queue-bypass".
+  const std::size_t target_at = rule_tail.find("-j NFQUEUE");
+  const std::string target = target_at == std::string::npos ? rule_tail : " " + rule_tail.substr(target_at);
   std::istringstream is(save_output);
   std::string line;
   while (std::getline(is, line)) {
-    // "[pkts:bytes] -A TUNSHIM-PRE -i IF <tail>"
-    if (line.empty() || line[0] != '[' || !ends_with(line, " " + rule_tail)) continue;
+    // "[pkts:bytes] -A TUNSHIM-PRE -i IF <tail>" (SYN) or
+    // "[pkts:bytes] -A TUNSHIM-POST -o IF -m length --length N:65535 … <target>" (guard)
+    if (line.empty() || line[0] != '[') continue;
+    const bool syn = ends_with(line, " " + rule_tail);
+    if (!syn && !ends_with(line, target)) continue;
     std::istringstream ls(line);
-    std::string counters, a, chain, dirflag, iface;
+    std::string counters, a, chain, dirflag, iface, m, length;
     if (!(ls >> counters >> a >> chain >> dirflag >> iface) || a != "-A") continue;
     const bool pre = chain == Firewall::kChainPre && dirflag == "-i";
     const bool post = chain == Firewall::kChainPost && dirflag == "-o";
     if (!pre && !post) continue;
+    const bool guard = !syn && post && (ls >> m >> length) && m == "-m" && length == "length";
+    if (!syn && !guard) continue;
     std::uint64_t pkts = 0;
     try {
       pkts = std::stoull(counters.substr(1, counters.find(':') - 1));
     } catch (...) {
       continue;
     }
-    (pre ? counts[iface].pre : counts[iface].post) += pkts;
+    RulePackets& rp = counts[iface];
+    (guard ? rp.guard : pre ? rp.pre : rp.post) += pkts;
   }
   return counts;
 }
@@ -350,6 +386,7 @@ void Firewall::read_counts_async(uv_loop_t* loop, std::function<void(bool, RuleC
       for (const auto& [iface, p] : parse_counts(r6.out, tail)) {
         c[iface].pre += p.pre;
         c[iface].post += p.post;
+        c[iface].guard += p.guard;
       }
       done(true, std::move(c));
     });

@@ -5,6 +5,16 @@
 //   -A TUNSHIM-PRE  -i IF -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num Q --queue-bypass
 //   -A TUNSHIM-POST -o IF -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num Q --queue-bypass
 //
+// and, for a tunnel with the oversize guard (guard4 / guard6 = N, see guard.h), packets
+// leaving IF longer than N bytes: IPv4 only with DF set (u32 reads the 4 bytes at offset 4,
+// ID and flags/fragment offset; 0x4000 is DF), IPv6 all (routers never fragment IPv6):
+//
+//   -A TUNSHIM-POST -o IF -m length --length N+1:65535 -m u32 --u32 "0x4&0x4000=0x4000" -j NFQUEUE --queue-num Q --queue-bypass
+//   -A TUNSHIM-POST -o IF -m length --length N+1:65535 -j NFQUEUE --queue-num Q --queue-bypass   (ip6tables)
+//
+// SYN rules come first, so a packet that matches both (a SYN with data) is queued as a SYN.
+// Every rule has --queue-bypass: with tunshim dead, SYNs pass unclamped and oversize
+// packets pass as they did before tunshim (fail open).
 // Rule sets are applied with `*-restore --noflush` so each change is one nft transaction.
 // Nothing outside these two chains and the two jump rules is ever touched.
 #pragma once
@@ -41,17 +51,22 @@ ProcessResult run_process(std::vector<std::string> argv, std::string input = {})
 
 enum class Family : std::uint8_t { v4, v6 };
 
-// The rules one tunnel needs: queue its SYNs in a family only if that family is clamped.
+// The rules one tunnel needs: queue its SYNs in a family only if that family is clamped,
+// and its outbound packets longer than guard4 / guard6 bytes (0: no guard rule in that
+// family; 65535 too, as nothing is longer). A family may have a guard rule without SYN rules.
 struct FirewallTunnel {
   std::string iface;
   bool v4 = false;
   bool v6 = false;
+  std::uint16_t guard4 = 0;
+  std::uint16_t guard6 = 0;
 };
 
 // Packet counts of one tunnel's NFQUEUE rules, summed over both families.
 struct RulePackets {
-  std::uint64_t pre = 0;   // TUNSHIM-PRE  -i IF (in)
-  std::uint64_t post = 0;  // TUNSHIM-POST -o IF (out)
+  std::uint64_t pre = 0;    // TUNSHIM-PRE  -i IF SYN rule (in)
+  std::uint64_t post = 0;   // TUNSHIM-POST -o IF SYN rule (out)
+  std::uint64_t guard = 0;  // TUNSHIM-POST -o IF length (guard) rule; never in pre/post
 };
 using RuleCounts = std::map<std::string, RulePackets>;  // by interface name
 
@@ -75,7 +90,13 @@ class Firewall {
   void apply_async(uv_loop_t* loop, const std::vector<FirewallTunnel>& from,
                    const std::vector<FirewallTunnel>& to,
                    std::function<void(bool, std::string)> done);
-  // Reads the packet counters of our NFQUEUE rules (iptables-save -c), on the loop.
+  // The rule lines of apply_async()'s transaction for family `f`: "-D rule" for each rule
+  // of `from` not in `to`, then "-A rule" for each of `to` not in `from` (a guard rule whose
+  // N changed is one of each, in the same transaction). Empty: nothing to change.
+  std::vector<std::string> diff_lines(const std::vector<FirewallTunnel>& from,
+                                      const std::vector<FirewallTunnel>& to, Family f) const;
+  // Reads the packet counters of our NFQUEUE rules (iptables-save -c), on the loop: SYN
+  // rules in pre/post, guard rules apart in guard.
   void read_counts_async(uv_loop_t* loop, std::function<void(bool, RuleCounts)> done);
 
   // The rule lines as iptables-save prints them, for the startup log.
@@ -83,11 +104,20 @@ class Firewall {
 
   // Exposed for tests and for parsing save output.
   std::string queue_rule(const char* chain, const std::string& iface) const;
+  // The guard rule (without "-A ") queueing packets leaving `iface` longer than `n` bytes
+  // in family `f`; "" when there is none (n 0 or 65535).
+  std::string guard_rule(const std::string& iface, std::uint16_t n, Family f) const;
+  // All of one tunnel's rules in family `f` (without "-A "), in chain order: what
+  // install() adds and what `tunshim reapply` should restore.
+  std::vector<std::string> tunnel_rules(const FirewallTunnel& t, Family f) const;
+  // `rule_tail` is rule_tail() (the SYN rules' text after the interface); guard rules are
+  // recognised by their length match and the same queue target, and counted apart.
   static RuleCounts parse_counts(const std::string& save_output, const std::string& rule_tail);
+
+  std::string rule_tail() const;
 
  private:
   std::vector<std::string> rules_for(const std::vector<FirewallTunnel>& tunnels, Family f) const;
-  std::string rule_tail() const;
 
   std::uint16_t queue_num_;
 };
