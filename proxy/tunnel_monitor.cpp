@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <variant>
 
 #include "proxy/config.h"
@@ -286,8 +287,13 @@ void TunnelMonitor::start_down_hook() {
   o.timeout_ms = cfg_.hook_timeout_ms;
   spdlog::warn("tunnel {}: running on_down (attempt {}, down {} s)", cfg_.iface, backoff_.attempts(),
                o.env.back().second);
+  down_done_ = 0;
   down_run_ = std::make_unique<HookRun>(
-      loop_, std::move(o), [this](const HookCommandResult& r) { ++stats_.on_down_runs[idx(r.result)]; },
+      loop_, std::move(o),
+      [this](const HookCommandResult& r) {
+        ++stats_.on_down_runs[idx(r.result)];
+        record_hook("on_down", ++down_done_, r);
+      },
       [this]() {
         auto finished = std::move(down_run_);  // destroyed when this callback returns
         if (stopped_) return;
@@ -320,10 +326,28 @@ void TunnelMonitor::start_up_hook() {
   o.commands = cfg_.on_up;
   o.env = hook_env("up");
   o.timeout_ms = cfg_.hook_timeout_ms;
+  up_done_ = 0;
   up_run_ = std::make_unique<HookRun>(
-      loop_, std::move(o), [this](const HookCommandResult& r) { ++stats_.on_up_runs[idx(r.result)]; },
+      loop_, std::move(o),
+      [this](const HookCommandResult& r) {
+        ++stats_.on_up_runs[idx(r.result)];
+        record_hook("on_up", ++up_done_, r);
+      },
       [this]() { auto finished = std::move(up_run_); });
   up_run_->start();
+}
+
+// HookRun reports commands in list order, so counting them gives each one's place.
+void TunnelMonitor::record_hook(const char* hook, std::size_t index, const HookCommandResult& r) {
+  LastHookRun h;
+  h.hook = hook;
+  h.index = index;
+  h.result = r.result;
+  h.exit_status = r.exit_status;
+  h.term_signal = r.term_signal;
+  h.duration_ms = r.duration_ms;
+  h.finished_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  stats_.last_hook = h;
 }
 
 std::string TunnelMonitor::describe() const {

@@ -41,6 +41,17 @@ struct MonitorConfig {
 // on_up, hook_timeout, backoff_max). on_down repeats 1 s, 2 s, 4 s … apart, capped.
 MonitorConfig monitor_config(const TunnelConfig& tc);
 
+// The last hook command that finished, for the "last hook" of `tunshim stats`.
+struct LastHookRun {
+  const char* hook = "";        // "on_down" or "on_up"
+  std::size_t index = 0;        // its place in that list, from 1
+  HookResult result = HookResult::ok;
+  std::int64_t exit_status = 0;
+  int term_signal = 0;
+  std::int64_t duration_ms = 0;
+  double finished_at = 0;       // unix seconds (wall clock)
+};
+
 // Counters for stats and the SIGUSR1 line. Indexes follow Liveness::State / HookResult.
 struct MonitorStats {
   std::array<std::uint64_t, 4> transitions_to{};  // absent, up, suspect, down
@@ -51,6 +62,7 @@ struct MonitorStats {
   std::array<std::uint64_t, 4> on_up_runs{};
   std::uint64_t reconnects = 0;  // up again after having been down or gone
   std::uint64_t ticks = 0;       // timer callbacks (the idle cost)
+  std::optional<LastHookRun> last_hook;  // none until a hook command has finished
 };
 
 class TunnelMonitor {
@@ -98,6 +110,7 @@ class TunnelMonitor {
   void start_down_hook();
   void start_up_hook();
   std::vector<std::pair<std::string, std::string>> hook_env(const char* event) const;
+  void record_hook(const char* hook, std::size_t index, const HookCommandResult& r);
   double jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
   uv_loop_t* loop_;
@@ -120,6 +133,8 @@ class TunnelMonitor {
   std::unique_ptr<HookRun> down_run_;
   std::unique_ptr<HookRun> up_run_;
   bool up_pending_ = false;
+  std::size_t down_done_ = 0;  // commands of the running on_down / on_up list finished so far
+  std::size_t up_done_ = 0;
   std::mt19937_64 rng_;
   MonitorStats stats_;
 };

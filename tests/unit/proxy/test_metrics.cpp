@@ -5,6 +5,7 @@
 #include <string>
 
 #include "proxy/metrics.h"
+#include "proxy/stats_sources.h"
 
 namespace {
 
@@ -286,6 +287,48 @@ BOOST_AUTO_TEST_CASE(table_has_a_column_per_tunnel) {
   const std::string f = render_table(full());
   BOOST_TEST(f.find("23.5 ms (20.0 ms - 125.0 ms)") != std::string::npos, f);
   BOOST_TEST(f.find("100 / 98") != std::string::npos, f);
+}
+
+// The "last hook" line: which list, which command, how it ended, when, how long.
+BOOST_AUTO_TEST_CASE(last_hook_line_names_hook_index_result_time_and_duration) {
+  LastHookRun h;
+  h.hook = "on_down";
+  h.index = 1;
+  h.result = HookResult::ok;
+  h.duration_ms = 4249;
+  BOOST_TEST(describe_last_hook(h, "12:03:11") == "on_down #1 exit 0, 12:03:11 (4.2 s)");
+  h.hook = "on_up";
+  h.index = 2;
+  h.result = HookResult::failed;
+  h.exit_status = 3;
+  h.duration_ms = 50;
+  BOOST_TEST(describe_last_hook(h, "00:00:01") == "on_up #2 exit 3, 00:00:01 (0.1 s)");
+  h.exit_status = 0;
+  h.term_signal = 11;  // died of a signal nobody sent it: a crash
+  BOOST_TEST(describe_last_hook(h, "t") == "on_up #2 killed by SIGSEGV, t (0.1 s)");
+  h.result = HookResult::timeout;
+  h.term_signal = 15;
+  h.duration_ms = 30000;
+  BOOST_TEST(describe_last_hook(h, "t") == "on_up #2 timeout (SIGTERM), t (30.0 s)");
+  h.term_signal = 9;
+  h.duration_ms = 32001;
+  BOOST_TEST(describe_last_hook(h, "t") == "on_up #2 timeout (SIGKILL), t (32.0 s)");
+  h.result = HookResult::spawn_error;
+  h.term_signal = 0;
+  h.exit_status = -1;
+  h.duration_ms = 0;
+  BOOST_TEST(describe_last_hook(h, "t") == "on_up #2 could not start, t (0.0 s)");
+}
+
+BOOST_AUTO_TEST_CASE(last_hook_reaches_the_table_and_json) {
+  StatsSnapshot s = known();
+  s.tunnels[0].last_hook = "on_down #1 exit 0, 12:03:11 (4.2 s)";
+  const std::string t = render_table(s);
+  BOOST_TEST(t.find("\nlast hook                 on_down #1 exit 0, 12:03:11 (4.2 s)") != std::string::npos, t);
+  const std::string j = render_json(s);
+  BOOST_TEST(j.find("\"last_hook\": \"on_down #1 exit 0, 12:03:11 (4.2 s)\"") != std::string::npos, j);
+  // tun0 ran none: the table says "-", the JSON null.
+  BOOST_TEST(j.find("\"last_hook\": null") != std::string::npos, j);
 }
 
 }  // namespace
