@@ -3,6 +3,7 @@
 #   cmake --install build --prefix /usr     /usr/sbin/tunshim (proxy/CMakeLists.txt),
 #                                           /etc/tunshim/tunshim.conf (only if absent),
 #                                           /lib/systemd/system/tunshim.service,
+#                                           /etc/ppp/ip-up.d/tunshim, ip-down.d/tunshim,
 #                                           share/man/man8/tunshim.8.gz, man5/tunshim.conf.5.gz,
 #                                           share/doc/tunshim/*
 #   cpack -G DEB --config build/CPackConfig.cmake -B DIR
@@ -67,6 +68,24 @@ install(CODE [==[
   endif()
 ]==])
 
+# ---- pppd helpers: ip-up asks the running daemon to reapply a tunnel's rules ----
+# Installed whether or not ppp is (the directories are pppd's, which is harmless), mode 0755
+# as run-parts wants, with the binary's path following the prefix like the unit's.
+set(TUNSHIM_PPP_DIR "/etc/ppp")
+install(CODE "set(tunshim_ppp_src \"${CMAKE_CURRENT_SOURCE_DIR}/conf/ppp\")
+set(tunshim_ppp_tmp \"${CMAKE_CURRENT_BINARY_DIR}/ppp\")
+set(tunshim_ppp_dir \"${TUNSHIM_PPP_DIR}\")")
+install(CODE [==[
+  foreach(hook ip-up.d ip-down.d)
+    file(READ "${tunshim_ppp_src}/${hook}/tunshim" text)
+    string(REPLACE "/usr/sbin/tunshim" "${CMAKE_INSTALL_PREFIX}/sbin/tunshim" text "${text}")
+    file(WRITE "${tunshim_ppp_tmp}/${hook}/tunshim" "${text}")
+    file(INSTALL "${tunshim_ppp_tmp}/${hook}/tunshim" DESTINATION "${tunshim_ppp_dir}/${hook}"
+         PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
+                     WORLD_READ WORLD_EXECUTE)
+  endforeach()
+]==])
+
 # ---- docs ----
 file(GLOB tunshim_docs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/docs/*.md)
 install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/README.md ${tunshim_docs} DESTINATION share/doc/tunshim)
@@ -83,7 +102,8 @@ set(CPACK_PACKAGE_DESCRIPTION
     "any point-to-point tunnel such as ppp0 or tun0). It clamps the TCP MSS of SYN and\n"
     "SYN-ACK packets crossing the tunnel inline (NFQUEUE, fail-open), so connections never\n"
     "negotiate segments larger than the path carries. It also rewrites pcap captures\n"
-    "offline with the same code (tunshim clamp).")
+    "offline with the same code (tunshim clamp). 'tunshim demo' shows it at work on a\n"
+    "throwaway lab of network namespaces.")
 string(REPLACE ";" "" CPACK_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION}")
 # The .deb installs under /usr whatever prefix the build was configured with; DESTDIR
 # staging makes the absolute /etc and /lib paths land inside the package too.
@@ -99,6 +119,9 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 # ip6tables-nft(-restore,-save) programs the daemon runs.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "iptables")
+# `tunshim demo` builds its lab with ip and runs its VPN with socat; the daemon needs
+# neither, so they are recommended, and the demo names what is missing.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "iproute2, socat")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     "${CMAKE_CURRENT_SOURCE_DIR}/packaging/debian/conffiles"
     "${CMAKE_CURRENT_SOURCE_DIR}/packaging/debian/postinst"

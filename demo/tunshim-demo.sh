@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2317  # cleanup and reach run from traps and loops
 # `tunshim demo`: a throwaway namespace lab with a broken VPN, fixed live by tunshim.
 #
 # This script is compiled into the tunshim binary (demo/demo.cmake turns it into a header)
@@ -54,7 +54,7 @@ say()  { printf '%s\n' "$*"; }
 note() { printf '      %s\n' "$*"; }
 step() { STEP=$((STEP + 1)); printf '\n[%d/%d] %s\n' "$STEP" "$STEPS" "$*"; }
 die()  { trap - ERR; progress_done; printf 'tunshim demo: %s\n' "$*" >&2; exit 1; }
-SPIN='|/-\'; SPIN_I=0
+SPIN='|/-\'; SPIN_I=0  # shellcheck disable=SC1003
 # progress TEXT: on a terminal, one line rewritten in place with a spinner; otherwise
 # nothing (the plain lines before and after a wait say what happened).
 progress() {

@@ -7,7 +7,7 @@
 #      option of `tunshim --help` and every config key (implemented ones with their
 #      defaults, planned ones under PLANNED KEYS);
 #   3. `cmake --install --prefix /usr` into a DESTDIR lays out the files, never overwrites
-#      an existing config, points the unit at the prefix used;
+#      an existing config, points the unit and the ppp helpers at the prefix used;
 #   4. cpack builds a .deb whose contents, conffiles, maintainer scripts and computed
 #      Depends are right; apt can resolve it; installed into a scratch dpkg root (dpkg
 #      --root, maintainer scripts honouring DPKG_ROOT) it enables the unit without
@@ -146,9 +146,18 @@ cmake --build "$BUILD" --target tunshim_man >"$E2E_TMP/build.log" 2>&1 || die "c
 D=$E2E_TMP/destdir
 DESTDIR=$D cmake --install "$BUILD" --prefix /usr >"$E2E_TMP/install1.log" 2>&1 || die "cmake --install failed: $(cat "$E2E_TMP/install1.log")"
 for f in usr/sbin/tunshim etc/tunshim/tunshim.conf lib/systemd/system/tunshim.service \
-         usr/share/man/man8/tunshim.8.gz usr/share/man/man5/tunshim.conf.5.gz usr/share/doc/tunshim/README.md; do
+         usr/share/man/man8/tunshim.8.gz usr/share/man/man5/tunshim.conf.5.gz usr/share/doc/tunshim/README.md \
+         etc/ppp/ip-up.d/tunshim etc/ppp/ip-down.d/tunshim; do
   [ -f "$D/$f" ] && pass "install: /$f" || fail "install: /$f missing"
 done
+# The ppp helpers: executable (run-parts skips the rest), valid sh, calling the installed binary.
+for h in ip-up.d ip-down.d; do
+  f=$D/etc/ppp/$h/tunshim
+  [ "$(stat -c %a "$f" 2>/dev/null)" = 755 ] && sh -n "$f" && pass "install: /etc/ppp/$h/tunshim mode 755, valid sh" \
+    || fail "install: /etc/ppp/$h/tunshim mode $(stat -c %a "$f" 2>/dev/null) or not valid sh"
+done
+grep -q 'TUNSHIM_BIN:-/usr/sbin/tunshim}' "$D/etc/ppp/ip-up.d/tunshim" && pass "install: ip-up helper calls /usr/sbin/tunshim" \
+  || fail "install: ip-up helper's binary: $(grep -o 'TUNSHIM_BIN:-[^}]*' "$D/etc/ppp/ip-up.d/tunshim")"
 [ -x "$D/usr/sbin/tunshim" ] && [ "$("$D/usr/sbin/tunshim" --version)" = "$("$TUNSHIM_BIN" --version)" ] \
   && pass "installed binary runs: $("$D/usr/sbin/tunshim" --version)" || fail "installed /usr/sbin/tunshim does not run"
 cmp -s "$D/etc/tunshim/tunshim.conf" "$SRC/conf/tunshim.conf" && pass "install: config is conf/tunshim.conf" || fail "install: config differs from conf/tunshim.conf"
@@ -176,6 +185,9 @@ DESTDIR=$D2 cmake --install "$BUILD" --prefix /usr/local >/dev/null 2>&1 || die 
 grep -qx 'ExecStart=/usr/local/sbin/tunshim run -c /etc/tunshim/tunshim.conf' "$D2/lib/systemd/system/tunshim.service" \
   && [ -x "$D2/usr/local/sbin/tunshim" ] && pass "install --prefix /usr/local: unit runs /usr/local/sbin/tunshim" \
   || fail "install --prefix /usr/local: unit's ExecStart is '$(sed -n 's/^ExecStart=//p' "$D2/lib/systemd/system/tunshim.service")'"
+grep -q 'TUNSHIM_BIN:-/usr/local/sbin/tunshim}' "$D2/etc/ppp/ip-up.d/tunshim" \
+  && pass "install --prefix /usr/local: ip-up helper calls /usr/local/sbin/tunshim" \
+  || fail "install --prefix /usr/local: ip-up helper's binary: $(grep -o 'TUNSHIM_BIN:-[^}]*' "$D2/etc/ppp/ip-up.d/tunshim")"
 
 # ---- 4. the .deb --------------------------------------------------------------------------
 P=$E2E_TMP/cpack
@@ -195,14 +207,23 @@ for d in iptables libc6 libuv1 libnetfilter-queue1 libmnl0 libpcap0.8 libsystemd
 done
 contents=$(dpkg-deb -c "$DEB" | awk '{print $1, $6}')
 for f in ./usr/sbin/tunshim ./etc/tunshim/tunshim.conf ./lib/systemd/system/tunshim.service \
-         ./usr/share/man/man8/tunshim.8.gz ./usr/share/man/man5/tunshim.conf.5.gz; do
+         ./usr/share/man/man8/tunshim.8.gz ./usr/share/man/man5/tunshim.conf.5.gz \
+         ./etc/ppp/ip-up.d/tunshim ./etc/ppp/ip-down.d/tunshim; do
   echo "$contents" | grep -q " $f$" && pass "deb contains $f" || fail "deb lacks $f"
+done
+for f in ./etc/ppp/ip-up.d/tunshim ./etc/ppp/ip-down.d/tunshim; do
+  echo "$contents" | grep -q "^-rwxr-xr-x $f$" && pass "deb: $f mode 755" || fail "deb: $f mode: $(echo "$contents" | grep " $f$")"
+done
+recommends=$(dpkg-deb -f "$DEB" Recommends)
+for d in iproute2 socat; do
+  echo ", $recommends," | grep -Eq ", $d( \([^)]*\))?," && pass "Recommends has $d (tunshim demo)" || fail "Recommends lacks $d: '$recommends'"
 done
 echo "$contents" | grep -q '^-rwxr-xr-x ./usr/sbin/tunshim$' && pass "deb: /usr/sbin/tunshim mode 755" || fail "deb: /usr/sbin/tunshim mode: $(echo "$contents" | grep sbin/tunshim)"
 ! echo "$contents" | grep -q ' ./usr/local/' && pass "deb: nothing under /usr/local" || fail "deb: files under /usr/local"
 mkdir -p "$E2E_TMP/ctrl"
 dpkg-deb -e "$DEB" "$E2E_TMP/ctrl"
-[ "$(cat "$E2E_TMP/ctrl/conffiles")" = /etc/tunshim/tunshim.conf ] && pass "conffiles: /etc/tunshim/tunshim.conf" \
+[ "$(sort "$E2E_TMP/ctrl/conffiles" | tr '\n' ' ')" = "/etc/ppp/ip-down.d/tunshim /etc/ppp/ip-up.d/tunshim /etc/tunshim/tunshim.conf " ] \
+  && pass "conffiles: the config and both ppp helpers" \
   || fail "conffiles: '$(cat "$E2E_TMP/ctrl/conffiles" 2>/dev/null)'"
 for s in postinst prerm postrm; do
   [ -x "$E2E_TMP/ctrl/$s" ] && sh -n "$E2E_TMP/ctrl/$s" && pass "deb: $s present, executable, valid sh" || fail "deb: $s missing or broken"
@@ -231,8 +252,10 @@ rdpkg -i "$DEB" && pass "dpkg -i into a scratch root" || fail "dpkg -i into a sc
   || fail "postinst did not enable the unit: $(ls -l "$wants" 2>&1)"
 grep -q 'enabled but not started' "$E2E_TMP/dpkg.log" && pass "postinst tells the operator to write the config, then start" \
   || fail "postinst printed no next steps"
-grep -A1 '^Conffiles:' "$R/var/lib/dpkg/status" | grep -q '/etc/tunshim/tunshim.conf' && pass "dpkg registered the conffile" \
-  || fail "dpkg did not register /etc/tunshim/tunshim.conf as a conffile"
+for c in /etc/tunshim/tunshim.conf /etc/ppp/ip-up.d/tunshim /etc/ppp/ip-down.d/tunshim; do
+  sed -n '/^Conffiles:/,/^[^ ]/p' "$R/var/lib/dpkg/status" | grep -q "^ $c " && pass "dpkg registered the conffile $c" \
+    || fail "dpkg did not register $c as a conffile"
+done
 echo "# operator was here" >>"$R/etc/tunshim/tunshim.conf"
 rdpkg -i "$DEB" && tail -1 "$R/etc/tunshim/tunshim.conf" | grep -q 'operator was here' \
   && pass "reinstall keeps the operator's config" || fail "reinstall replaced the operator's config"
