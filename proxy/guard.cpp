@@ -28,6 +28,16 @@ keepalive::Timestamp at(std::uint64_t now_ms) noexcept {
 
 }  // namespace
 
+bool is_echo_request(clamp::ConstBytes pkt, std::uint16_t ident) noexcept {
+  const clamp::IpInfo ip = clamp::parse_ip(pkt);
+  if (ip.status != clamp::ParseStatus::ok || ip.later_fragment || ip.l4_off + 8 > ip.ip_len) return false;
+  const bool v4 = ip.family == 4;
+  if (ip.proto != (v4 ? clamp::kProtoIcmp : clamp::kProtoIcmpv6)) return false;
+  const std::uint8_t echo_request = v4 ? 8 : 128;  // RFC 792 / RFC 4443 §4.1
+  return pkt[ip.l4_off] == echo_request && pkt[ip.l4_off + 1] == 0 &&
+         clamp::load16(pkt, ip.l4_off + 4) == ident;
+}
+
 OversizeGuard::OversizeGuard(GuardLimits limits) noexcept
     : limits_(limits), global_(limits.global_rate, limits.global_burst, keepalive::Timestamp{}) {}
 

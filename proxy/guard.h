@@ -55,6 +55,12 @@ class SourceRoute {
   virtual bool source_for(clamp::ConstBytes to, clamp::Bytes from) noexcept = 0;
 };
 
+// True if `pkt` is an ICMP echo request (ICMPv6: 128) with identifier `ident`, e.g. one of
+// the daemon's own path-MTU probes (ProbeIo::identifier()). Those must reach the path even
+// when larger than the PMTU in effect: that is how a search finds a larger one. The guard
+// rule queues them like any oversize packet, so the daemon accepts them before handle().
+bool is_echo_request(clamp::ConstBytes pkt, std::uint16_t ident) noexcept;
+
 class OversizeGuard {
  public:
   enum class Verdict : std::uint8_t { accept, drop };

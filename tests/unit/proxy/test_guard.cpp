@@ -351,4 +351,27 @@ BOOST_AUTO_TEST_CASE(handle_counts_a_failed_send) {
   BOOST_TEST(c.send_errors == 1U);
 }
 
+BOOST_AUTO_TEST_CASE(own_probes_are_recognised) {
+  // An echo request with our identifier 0x4242, as ProbeIo sends them, in both families.
+  tt::IcmpSpec echo;
+  echo.body = {0x42, 0x42, 0, 7};  // identifier, sequence
+  echo.body.resize(1400, 0x5a);
+  const tt::Buf p4 = tt::ipv4(from4(1), 1, tt::icmp_message(echo)).bytes;
+  echo.type = 128;
+  const tt::Buf p6 = tt::ipv6({}, 58, tt::icmp_message(echo)).bytes;
+  BOOST_TEST(tp::is_echo_request(p4, 0x4242));
+  BOOST_TEST(tp::is_echo_request(p6, 0x4242));
+  // Another identifier, an echo reply, the other family's type, UDP, a short packet: not ours.
+  BOOST_TEST(!tp::is_echo_request(p4, 0x4243));
+  echo.type = 0;
+  BOOST_TEST(!tp::is_echo_request(tt::ipv4(from4(1), 1, tt::icmp_message(echo)).bytes, 0x4242));
+  echo.type = 8;
+  BOOST_TEST(!tp::is_echo_request(tt::ipv6({}, 58, tt::icmp_message(echo)).bytes, 0x4242));
+  BOOST_TEST(!tp::is_echo_request(udp4(1500), 0x4242));
+  tt::IcmpSpec tiny;
+  tiny.body = {0x42};
+  BOOST_TEST(!tp::is_echo_request(tt::ipv4(from4(1), 1, tt::icmp_message(tiny)).bytes, 0x4242));
+  BOOST_TEST(!tp::is_echo_request(tt::Buf{}, 0x4242));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
