@@ -132,6 +132,13 @@ nominal() {
   [ $d -le $((CAP_S * 1000)) ] || d=$((CAP_S * 1000))
   echo $d
 }
+# dump: what the hooks and tunshim logged, for a failed run (the directory is removed at exit).
+dump() {
+  sed 's/^/  hooks: /' "$HLOG"
+  tail -n "+$((LAB_TUNSHIM_LOGPOS + 1))" "$LAB_TUNSHIM_LOG" | grep -E 'ppp0' | tail -40 | sed 's/^/  tunshim: /'
+}
+# bail: the rest of the scenario depends on what did not happen; stop with the summary.
+bail() { dump; lab_tunshim_stop; finish; exit 1; }
 in_bounds() { [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 FIGURES=(); DELAYS=()
 # check_run N ATTEMPT: run N (the ATTEMPT-th since the last reset) waited its backoff delay
@@ -169,7 +176,12 @@ log "router drops the tunnel's UDP from now on; ppp0 stays up"
 wait_for 15 lab_tunshim_logged "$DOWN_RE" && pass "declared down after $(( $(live_now_ms) - t_drop )) ms" \
   || fail "not declared down within 15 s"
 # Runs 1..6: 0 + 1 + 2 + (hang 2+2) + 4 + 4 + 4 s ≈ 19 s after the down, plus tolerance.
-wait_for 30 grep -q '^end n=6 ' "$HLOG" || fail "on_down run 6 (heal) did not finish within 30 s; $(starts) run(s)"
+if ! wait_for 30 grep -q '^end n=6 ' "$HLOG"; then
+  fail "on_down run 6 (heal) did not finish within 30 s; $(starts) run(s)"
+  check_run 1 1 1 down
+  for n in $(seq 2 "$(starts)"); do check_run "$n" "$n" x prev; done
+  bail
+fi
 check_run 1 1 1 down
 for n in 2 3 4 5 6; do check_run "$n" "$n" x prev; done
 
@@ -208,7 +220,7 @@ grep -q 'overlap=1' "$HLOG" && { ok=0; fail "a hook found another one running: $
 # Environment of every on_down run, and DOWN_SECONDS growing with the outage.
 ok=1; prev=-1; downs=""
 for n in 1 2 3 4 5 6; do
-  l=$(grep -m1 "^start n=$n " "$HLOG")
+  l=$(grep -m1 "^start n=$n " "$HLOG" || true)
   printf '%s\n' "$l" | grep -q "event=down iface=ppp0 peer=$LAB_S_TUN pmtu=$LAB_TUN_MTU down=[0-9]" || { ok=0; fail "run $n environment: $l"; }
   d=$(hfield start "$n" down); downs+=" $d"
   el=$(( ($(hfield start "$n" t) - t_drop) / 1000 ))
@@ -228,8 +240,8 @@ t_up=$(tlog_ms "$UP_RE" 1 || echo 0)
 sleep $((CAP_S + 1))    # past the run the backoff had scheduled when run 6 ended
 [ "$(starts)" = 6 ] && pass "no on_down run after the tunnel came up (scheduled run cancelled)" || fail "$(starts) on_down runs, expected 6"
 [ "$(grep -c '^up ' "$HLOG")" = 1 ] && pass "on_up ran exactly once" || fail "on_up ran $(grep -c '^up ' "$HLOG") times"
-u=$(grep -m1 '^up ' "$HLOG")
-upd=$(printf '%s\n' "$u" | grep -o 'down=[0-9]*' | cut -d= -f2)
+u=$(grep -m1 '^up ' "$HLOG" || true)
+upd=$(printf '%s\n' "$u" | grep -o 'down=[0-9]*' | cut -d= -f2 || true)
 outage=$(( (t_up - t_drop) / 1000 ))
 printf '%s\n' "$u" | grep -q "event=up iface=ppp0 peer=$LAB_S_TUN pmtu=$LAB_TUN_MTU down=[0-9]" && in_bounds "${upd:-x}" $((outage - 1)) $((outage + 2)) 2>/dev/null \
   && pass "on_up environment: event=up iface=ppp0 peer=$LAB_S_TUN pmtu=$LAB_TUN_MTU down=$upd (outage ${outage} s after the drop)" \
@@ -245,7 +257,7 @@ live_drop_port 5555
 log "dropped again after ${up_for} ms up (reset_after is 300 s)"
 wait_for 15 sh -c "[ \$(tail -n +$((LAB_TUNSHIM_LOGPOS + 1)) $LAB_TUNSHIM_LOG | grep -Ec '$DOWN_RE') -ge 2 ]" \
   && pass "declared down again" || fail "second outage not detected"
-wait_for $((CAP_S + 5)) grep -q '^end n=7 ' "$HLOG" || fail "on_down run 7 did not run"
+wait_for $((CAP_S + 5)) grep -q '^end n=7 ' "$HLOG" || { fail "on_down run 7 did not run"; bail; }
 check_run 7 7 2 down
 wait_for 10 sh -c "[ \$(grep -c '^upend ' $HLOG) -ge 2 ]" && pass "up again after run 7, on_up ran again" || fail "no second recovery"
 EXP_UP=2
@@ -259,7 +271,7 @@ if [ "$SLOW" = 1 ]; then
   live_drop_port 5555
   wait_for 15 sh -c "[ \$(tail -n +$((LAB_TUNSHIM_LOGPOS + 1)) $LAB_TUNSHIM_LOG | grep -Ec '$DOWN_RE') -ge 3 ]" \
     && pass "declared down after $(( ($(live_now_ms) - t_up2) / 1000 )) s up" || fail "third outage not detected"
-  wait_for 15 grep -q '^end n=9 ' "$HLOG" || fail "on_down run 9 did not run"
+  wait_for 15 grep -q '^end n=9 ' "$HLOG" || { fail "on_down run 9 did not run"; bail; }
   check_run 8 1 3 down
   check_run 9 2 x prev
   wait_for 10 sh -c "[ \$(grep -c '^upend ' $HLOG) -ge 3 ]" && pass "up again after run 9" || fail "no third recovery"
@@ -288,7 +300,7 @@ h = t["hook_runs_total"]
 r = [h[k][x] for k in ("on_down", "on_up") for x in ("ok", "failed", "timeout", "spawn_error")]
 print(*[int(v) for v in r + [t["tunnel_state_transitions_total"]["down"], t["reconnects_total"]]])
 EOF
-)
+) || true
 [ "$got" = "$want" ] && pass "stats --json: on_down ok/failed/timeout/spawn_error, on_up ok/failed/timeout/spawn_error, downs, reconnects = $got" \
   || fail "stats --json: $got, the hook log says $want"
 inns client curl -sS --max-time 3 "http://127.0.0.1:$STATS_PORT/metrics" >"$E2E_TMP/metrics.txt" 2>&1 || true
@@ -296,10 +308,10 @@ mwant="$h_ok $h_failed $h_killed 0 $h_up"
 mgot=$(for k in 'hook="on_down",result="ok"' 'hook="on_down",result="failed"' 'hook="on_down",result="timeout"' \
                 'hook="on_down",result="spawn_error"' 'hook="on_up",result="ok"'; do
   grep -F "tunshim_hook_runs_total{tunnel=\"ppp0\",$k}" "$E2E_TMP/metrics.txt" | awk '{print $2}' | head -1
-done | tr '\n' ' ')
+done | tr '\n' ' ' || true)
 [ "${mgot% }" = "$mwant" ] && pass "/metrics tunshim_hook_runs_total matches: $mwant" \
   || fail "/metrics hook runs: '${mgot% }', the hook log says $mwant ($(grep -c hook_runs "$E2E_TMP/metrics.txt") lines)"
-s=$(live_stats)
+s=$(live_stats || true)
 [ "$(live_field "$s" 'on_down ok')" = "$h_ok" ] && printf '%s\n' "$s" | grep -q "on_down ok=$h_ok failed=$h_failed timeout=$h_killed spawn_error=0 on_up ok=$h_up failed=0" \
   && pass "SIGUSR1 line agrees" || fail "SIGUSR1 line: $s"
 
@@ -307,6 +319,7 @@ log "measured on_down delays (lab, keepalive 1 s, backoff_max ${CAP_S} s, hook_t
 for f in "${FIGURES[@]}"; do log "  $f"; done
 echo "RESULT hook_backoff delays_ms=$(IFS=,; echo "${DELAYS[*]}") backoff_max_s=$CAP_S elapsed_s=$(( ($(live_now_ms) - T_START) / 1000 ))"
 
+[ "$E2E_FAILS" = 0 ] || dump
 lab_tunshim_stop
 [ "$(lab_tunshim_rules)" = 0 ] && pass "rules removed at exit" || fail "rules left behind"
 finish
