@@ -101,7 +101,20 @@ bool OversizeGuard::is_open() const noexcept { return raw4_ >= 0; }
 // UDP socket plus getsockname(), done only for an error that is actually sent (so at most
 // the global error rate per second).
 bool OversizeGuard::KernelRoute::source_for(clamp::ConstBytes to, clamp::Bytes from) noexcept {
+  // A connected UDP socket keeps the source address of its first connect() through later
+  // ones; dissolving the association (AF_UNSPEC) after every lookup clears it (and the
+  // port), so each lookup is a fresh route decision.
+  struct Disconnect {
+    int fd;
+    ~Disconnect() {
+      if (fd < 0) return;
+      sockaddr unspec{};
+      unspec.sa_family = AF_UNSPEC;
+      ::connect(fd, &unspec, sizeof unspec);
+    }
+  };
   if (to.size() == 4 && from.size() == 4) {
+    const Disconnect after{udp4};
     if (udp4 < 0) return false;
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
@@ -117,6 +130,7 @@ bool OversizeGuard::KernelRoute::source_for(clamp::ConstBytes to, clamp::Bytes f
     return true;
   }
   if (to.size() == 16 && from.size() == 16) {
+    const Disconnect after{udp6};
     if (udp6 < 0) return false;
     sockaddr_in6 sa{};
     sa.sin6_family = AF_INET6;
