@@ -54,7 +54,8 @@ say()  { printf '%s\n' "$*"; }
 note() { printf '      %s\n' "$*"; }
 step() { STEP=$((STEP + 1)); printf '\n[%d/%d] %s\n' "$STEP" "$STEPS" "$*"; }
 die()  { trap - ERR; progress_done; printf 'tunshim demo: %s\n' "$*" >&2; exit 1; }
-SPIN='|/-\'; SPIN_I=0  # shellcheck disable=SC1003
+# shellcheck disable=SC1003  # a backslash, not an escape
+SPIN='|/-\'; SPIN_I=0
 # progress TEXT: on a terminal, one line rewritten in place with a spinner; otherwise
 # nothing (the plain lines before and after a wait say what happened).
 progress() {
@@ -326,11 +327,21 @@ done
 progress_done
 note "tunshim is running (pid $DAEMON_PID); its rules queue SYNs crossing ppp0 to it."
 PMTU=""
+# pmtu_found: true once the daemon reports a measured path MTU (in PMTU). Where the stats
+# carry the search state, only a complete, confirmed search counts, not the base size that
+# applies while it runs.
+pmtu_found() {
+  local j
+  j=$(stats_json) || return 1
+  if [[ $j == *'"pmtu_state"'* ]]; then
+    [[ $j == *'"pmtu_state": "complete"'* && $j == *'"pmtu_confirmed": true'* ]] || return 1
+  fi
+  PMTU=$(grep -o '"pmtu_bytes": [0-9]*' <<<"$j" | grep -o '[0-9]*$' || true)
+  [ -n "$PMTU" ]
+}
 if [ "$AUTO" = 1 ]; then
   t0=$(now_ms)
-  while :; do
-    PMTU=$(json_num pmtu_bytes)
-    [ -z "$PMTU" ] || break
+  while ! pmtu_found; do
     [ $(($(now_ms) - t0)) -lt 15000 ] || break
     progress "probing the path MTU... $(( ($(now_ms) - t0) / 1000 )) s"
     sleep 0.2
@@ -340,6 +351,7 @@ if [ "$AUTO" = 1 ]; then
     note "Path MTU found: $PMTU bytes (the truth is $INNER_MTU) in $(secs $(($(now_ms) - t0))) s;"
     note "new connections get MSS $((PMTU - 40))."
   else
+    PMTU=""
     note "UNEXPECTED: no path MTU after 15 s; the fallback MSS applies."
   fi
 fi
@@ -363,7 +375,9 @@ step "What tunshim saw and did: tunshim stats"
 inns "$NS_C" "$TUNSHIM_BIN" stats --socket "$TMP/tunshim.sock" | sed 's/^/      /' \
   || die "tunshim stats failed"
 note "(path MTU: what it measured; MSS target: what SYNs are clamped to; SYN out/in: the"
-note "connections it fixed; keepalives: echoes sent while the tunnel was idle.)"
+note "connections it fixed, one SYN each way; oversize dropped/ICMP: too-big packets it"
+note "dropped and answered with an ICMP error, so that their senders shrink them (UDP, or"
+note "connections older than tunshim); keepalives: echoes sent while the tunnel was idle.)"
 
 # ---- 5: the idle gap -------------------------------------------------------------------
 step "An idle TCP connection: silent for $GAP s, longer than the router's $NAT_TIMEOUT s NAT timeout."
