@@ -57,13 +57,13 @@ constexpr std::array kKeys{
     KeyInfo{Section::tunnel, "interface",          true},
     KeyInfo{Section::tunnel, "mss",                true},
     KeyInfo{Section::tunnel, "mss6",               true},
-    KeyInfo{Section::tunnel, "mss=auto",           false},  // path MTU drives the clamp
-    KeyInfo{Section::tunnel, "guard",              false},  // oversize-DF guard
-    KeyInfo{Section::tunnel, "set_interface_mtu",  false},  // path MTU
-    KeyInfo{Section::tunnel, "probe_target",       false},  // path MTU
-    KeyInfo{Section::tunnel, "probe_min",          false},  // path MTU
-    KeyInfo{Section::tunnel, "probe_max",          false},  // path MTU
-    KeyInfo{Section::tunnel, "reprobe_interval",   false},  // path MTU
+    KeyInfo{Section::tunnel, "mss=auto",           true},  // path MTU drives the clamp
+    KeyInfo{Section::tunnel, "guard",              true},  // oversize-DF guard
+    KeyInfo{Section::tunnel, "set_interface_mtu",  true},  // path MTU
+    KeyInfo{Section::tunnel, "probe_target",       true},  // path MTU
+    KeyInfo{Section::tunnel, "probe_min",          true},  // path MTU
+    KeyInfo{Section::tunnel, "probe_max",          true},  // path MTU
+    KeyInfo{Section::tunnel, "reprobe_interval",   true},  // path MTU
     KeyInfo{Section::tunnel, "keepalive",          true},  // keepalive
     KeyInfo{Section::tunnel, "keepalive_interval", true},  // keepalive
     KeyInfo{Section::tunnel, "keepalive_target",   true},  // keepalive

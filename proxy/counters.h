@@ -36,6 +36,7 @@ struct QueueCounters {
   std::uint64_t verdicts = 0;         // single verdict messages sent (modified packets, flush of one)
   std::uint64_t batches = 0;          // NFQNL_MSG_VERDICT_BATCH messages sent
   std::uint64_t modified = 0;         // verdicts that carried a rewritten packet
+  std::uint64_t dropped = 0;          // drop verdicts (the oversize guard)
   std::uint64_t id_gaps = 0;          // packet ids skipped: messages lost on a full socket
   std::uint64_t enobufs = 0;          // recv() reported ENOBUFS (socket overrun)
   std::uint64_t send_errors = 0;      // verdict sends that failed

@@ -58,7 +58,10 @@ std::vector<Daemon::Tunnel> Daemon::tunnels_from(const Config& config) {
   for (const auto& tc : config.tunnels) {
     Tunnel t;
     t.iface = tc.interface;
-    t.target = clamp::ClampTarget{tc.mss4, tc.mss6};
+    t.fallback = t.target = clamp::ClampTarget{tc.mss4, tc.mss6};
+    t.mss4_auto = tc.mss4_auto;
+    t.mss6_auto = tc.mss6_auto;
+    t.guard = tc.guard == Guard::icmp;
     out.push_back(std::move(t));
   }
   return out;
@@ -69,7 +72,13 @@ std::vector<FirewallTunnel> Daemon::fw_tunnels(const std::vector<Tunnel>& tunnel
   for (const auto& t : tunnels) {
     bool dup = false;
     for (const auto& o : out) dup = dup || o.iface == t.iface;
-    if (!dup) out.push_back({t.iface, t.target.mss4 != 0, t.target.mss6 != 0});
+    if (dup) continue;
+    FirewallTunnel ft{t.iface, t.target.mss4 != 0, t.target.mss6 != 0};
+    ft.guard4 = t.guard_pmtu;
+    // Below 1280 IPv6 cannot work over the tunnel at all, and hosts raise a smaller
+    // packet-too-big to 1280 (RFC 8201 4): the guard has nothing useful to say.
+    ft.guard6 = t.guard_pmtu >= clamp::kMinMtu6 ? t.guard_pmtu : 0;
+    out.push_back(std::move(ft));
   }
   return out;
 }
@@ -107,6 +116,13 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
     return 0;
   }
   Tunnel& t = tunnels_[static_cast<std::size_t>(ti)];
+  // Larger than the path MTU on the way out: queued by the guard's length rule (a SYN is
+  // never that large; if one were, the guard's answer is the right one for it too).
+  if (out && t.guard_pmtu != 0 && pkt.len > t.guard_pmtu) {
+    const auto v = guard_.handle(clamp::ConstBytes(pkt.buf.data(), pkt.len), t.guard_pmtu,
+                                 uv_now(loop_), t.guard_counters);
+    return v == OversizeGuard::Verdict::drop ? kDropPacket : 0;
+  }
   DirectionCounters& c = out ? t.counters.out : t.counters.in;
   if (pkt.truncated) {
     ++c.truncated;
@@ -210,12 +226,27 @@ bool Daemon::start(std::string& err) {
     }
   }
   for (const auto& t : tunnels_) {
-    spdlog::info("tunnel {}: clamp mss ipv4 {} ipv6 {}", t.iface,
-                 t.target.mss4 != 0 ? std::to_string(t.target.mss4) : "off",
-                 t.target.mss6 != 0 ? std::to_string(t.target.mss6) : "off");
+    auto show = [](std::uint16_t v, bool is_auto) {
+      if (v == 0) return std::string("off");
+      return is_auto ? fmt::format("auto (fallback {} until the path MTU is measured)", v) : std::to_string(v);
+    };
+    spdlog::info("tunnel {}: clamp mss ipv4 {} ipv6 {}{}", t.iface, show(t.target.mss4, t.mss4_auto),
+                 show(t.target.mss6, t.mss6_auto), t.guard ? ", oversize guard on" : "");
   }
   monitors_ = std::make_unique<TunnelMonitors>(loop_);
   monitors_->start(config_);
+  bool want_guard = false;
+  for (const auto& t : tunnels_) want_guard = want_guard || t.guard;
+  if (want_guard) {
+    std::string gerr;
+    if (guard_.open(gerr)) {
+      spdlog::info("oversize guard: ready (rules follow each tunnel's path MTU once measured)");
+    } else {
+      spdlog::error("oversize guard: {}; guard = \"icmp\" has no effect", gerr);
+    }
+  }
+  pmtus_ = std::make_unique<PathMtus>(loop_, [this](const std::string& iface) { on_path_mtu(iface); });
+  pmtus_->start(config_);
   // Reporting starts once the rules are in place; its own failures are logged, not fatal.
   stats_ = std::make_unique<StatsService>(
       loop_, StatsSources{[this] { return stats_snapshot(); },
@@ -247,6 +278,7 @@ int Daemon::run() {
   spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION, tunnels_.size(), queue_.num());
   uv_run(loop_, UV_RUN_DEFAULT);
   monitors_.reset();
+  pmtus_.reset();
   uv_run(loop_, UV_RUN_DEFAULT);  // their handles' close callbacks
   uv_loop_close(loop_);
   return exit_code_;
@@ -274,6 +306,8 @@ void Daemon::finish_stop() {
     spdlog::info("rules removed");
   }
   if (monitors_) monitors_->stop();  // hooks still running are terminated and reaped
+  if (pmtus_) pmtus_->stop();
+  guard_.close();
   queue_.drain(*this);
   queue_.close();
   log_counters();
@@ -328,12 +362,15 @@ void Daemon::reload() {
     for (auto& o : tunnels_) {
       if (o.iface == t.iface && !o.retiring) {
         t.counters = o.counters;
+        t.guard_counters = o.guard_counters;
+        t.target = o.target;  // apply_path_mtu() below decides from the new settings
         t.epoch_out = o.epoch_out;
         t.epoch_in = o.epoch_in;
-        if (o.target.mss4 != t.target.mss4 || o.target.mss6 != t.target.mss6) {
-          spdlog::info("tunnel {}: mss ipv4 {} -> {}, ipv6 {} -> {}", t.iface, o.target.mss4,
-                       t.target.mss4, o.target.mss6, t.target.mss6);
+        if (o.fallback.mss4 != t.fallback.mss4 || o.fallback.mss6 != t.fallback.mss6) {
+          spdlog::info("tunnel {}: configured mss ipv4 {} -> {}, ipv6 {} -> {}", t.iface, o.fallback.mss4,
+                       t.fallback.mss4, o.fallback.mss6, t.fallback.mss6);
         }
+        if (!t.mss4_auto && !t.mss6_auto) t.target = t.fallback;
       }
     }
   }
@@ -355,6 +392,16 @@ void Daemon::reload() {
   clear_cache();
   config_ = std::move(next);
   if (monitors_) monitors_->reconfigure(config_);
+  bool want_guard = false;
+  for (const auto& t : tunnels_) want_guard = want_guard || (t.guard && !t.retiring);
+  if (want_guard && !guard_.is_open()) {
+    std::string gerr;
+    if (!guard_.open(gerr)) spdlog::error("oversize guard: {}; guard = \"icmp\" has no effect", gerr);
+  }
+  if (pmtus_) pmtus_->reconfigure(config_);
+  for (auto& t : tunnels_) {
+    if (!t.retiring) apply_path_mtu(t);  // "auto" and the guard from what is measured now
+  }
 
   std::vector<Tunnel> active;
   for (const auto& t : tunnels_) {
@@ -377,11 +424,7 @@ void Daemon::reload() {
     }
     sd_notify(0, "READY=1");
     if (stats_) stats_->apply(config_.global);
-    if (stop_pending_) return stop();
-    if (reload_pending_) {
-      reload_pending_ = false;
-      reload();
-    }
+    after_rule_change();
   });
 }
 
@@ -450,6 +493,7 @@ void Daemon::refresh_counts(bool log_after) {
 
 void Daemon::log_counters() const {
   if (monitors_) monitors_->log_stats();
+  if (pmtus_) pmtus_->log_stats();
   for (const auto& t : tunnels_) {
     spdlog::info("tunnel {}: out {} | in {}", t.iface, format_dir(t.counters.out), format_dir(t.counters.in));
   }
@@ -483,7 +527,12 @@ StatsSnapshot Daemon::stats_snapshot() const {
     ts.mss4 = t.target.mss4;
     ts.mss6 = t.target.mss6;
     ts.syn = t.counters;
-    // Features fill their TunnelStats fields here (stats_sources.h): pmtu, guard, …
+    // Features fill their TunnelStats fields here (stats_sources.h, path_mtu.h).
+    if (const PathMtu* p = pmtus_ ? pmtus_->find(t.iface) : nullptr) p->fill(ts);
+    if (t.guard) {
+      ts.oversize_dropped = t.guard_counters.dropped;
+      ts.icmp_ptb_sent = t.guard_counters.ptb_sent;
+    }
     if (monitors_) {
       for (const auto& m : monitors_->monitors()) {
         if (m && m->iface() == t.iface) add_monitor_stats(*m, ts);
@@ -505,10 +554,13 @@ void Daemon::reapply(const std::string& iface, std::function<void(bool, std::str
   if (stopped_) return done(false, "tunshim is stopping");
   if (fw_busy_) return done(false, "a rule change is in progress; try again in a moment");
   fw_busy_ = true;
-  reapply_rules_async(loop_, firewall_, *ft, [this, done](bool ok, std::string msg) {
+  reapply_rules_async(loop_, firewall_, *ft, [this, done, iface](bool ok, std::string msg) {
     fw_busy_ = false;
     clear_cache();  // the interface may have been re-created with a new ifindex
-    // Path-MTU probing, once wired: start a re-probe of this tunnel here.
+    if (PathMtu* p = pmtus_ ? pmtus_->find(iface) : nullptr) {
+      p->reprobe();
+      msg += "; path-MTU search restarted";
+    }
     done(ok, msg);
     after_rule_change();
   });
@@ -519,7 +571,93 @@ void Daemon::after_rule_change() {
   if (stop_pending_) return stop();
   if (reload_pending_) {
     reload_pending_ = false;
-    reload();
+    return reload();
+  }
+  if (rules_pending_) {
+    rules_pending_ = false;
+    sync_rules();
+  }
+}
+
+void Daemon::sync_rules() {
+  if (stopped_) return;
+  if (fw_busy_) {
+    rules_pending_ = true;
+    return;
+  }
+  std::vector<Tunnel> active;
+  for (const auto& t : tunnels_) {
+    if (!t.retiring) active.push_back(t);
+  }
+  const std::vector<FirewallTunnel> to = fw_tunnels(active);
+  auto same = [](const std::vector<FirewallTunnel>& a, const std::vector<FirewallTunnel>& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (a[i].iface != b[i].iface || a[i].v4 != b[i].v4 || a[i].v6 != b[i].v6 ||
+          a[i].guard4 != b[i].guard4 || a[i].guard6 != b[i].guard6) {
+        return false;
+      }
+    }
+    return true;
+  };
+  if (same(to, installed_)) return;
+  fw_busy_ = true;
+  firewall_.apply_async(loop_, installed_, to, [this, to](bool ok, std::string err) {
+    fw_busy_ = false;
+    if (ok) {
+      for (const auto& n : to) {
+        for (const auto& o : installed_) {
+          if (o.iface == n.iface && (o.guard4 != n.guard4 || o.guard6 != n.guard6)) {
+            spdlog::info("tunnel {}: guard rule now for packets above {} bytes{}", n.iface, n.guard4,
+                         n.guard4 == 0 ? " (none: path MTU not measured or not below the interface MTU)" : "");
+          }
+        }
+      }
+      installed_ = to;
+    } else {
+      spdlog::error("updating the guard rules failed ({}); the previous rules stay", err);
+    }
+    after_rule_change();
+  });
+}
+
+// ---- path MTU -------------------------------------------------------------------------------
+
+void Daemon::on_path_mtu(const std::string& iface) {
+  if (stopped_) return;
+  for (auto& t : tunnels_) {
+    if (t.iface == iface && !t.retiring) apply_path_mtu(t);
+  }
+  sync_rules();
+}
+
+void Daemon::apply_path_mtu(Tunnel& t) {
+  const PathMtu* p = pmtus_ ? pmtus_->find(t.iface) : nullptr;
+  const bool measured = p != nullptr && p->confirmed() && p->pmtu() != 0;
+  const std::uint16_t pmtu = measured ? p->pmtu() : 0;
+  clamp::ClampTarget next = t.fallback;
+  // Never below the smallest MSS a host must accept: a tiny measured path still gets
+  // its SYNs through, and the guard speaks for the rest.
+  if (t.mss4_auto && measured) {
+    next.mss4 = std::max<std::uint16_t>(clamp::mss_from_mtu4(pmtu), clamp::kDefaultMss4);
+  }
+  if (t.mss6_auto && measured) {
+    next.mss6 = std::max<std::uint16_t>(clamp::mss_from_mtu6(std::max(pmtu, clamp::kMinMtu6)), clamp::kDefaultMss6);
+  }
+  if (next.mss4 != t.target.mss4 || next.mss6 != t.target.mss6) {
+    spdlog::info("tunnel {}: clamp mss ipv4 {} -> {}, ipv6 {} -> {} ({})", t.iface, t.target.mss4, next.mss4,
+                 t.target.mss6, next.mss6,
+                 measured ? fmt::format("path MTU {}", pmtu) : std::string("path MTU not measured: fallback"));
+    t.target = next;  // the next SYN uses it; no rule change
+  }
+  // The guard acts only on a measured value that is below what the interface lets out:
+  // larger packets the kernel already refuses or fragments itself.
+  const bool guard_on = t.guard && measured && guard_.is_open() && pmtu < p->interface_mtu();
+  t.guard_pmtu = guard_on ? pmtu : 0;
+  if (monitors_) {
+    for (const auto& m : monitors_->monitors()) {
+      if (m && m->iface() == t.iface) m->set_pmtu(pmtu);
+    }
   }
 }
 

@@ -19,7 +19,9 @@
 #include "proxy/config.h"
 #include "proxy/counters.h"
 #include "proxy/firewall.h"
+#include "proxy/guard.h"
 #include "proxy/nfqueue.h"
+#include "proxy/path_mtu.h"
 #include "proxy/stats_service.h"
 #include "proxy/tunnel_monitor.h"
 
@@ -40,15 +42,21 @@ class Daemon final : public PacketHandler {
 
   // The numbers StatsService renders (counters, targets, queue, reloads), copied now.
   StatsSnapshot stats_snapshot() const;
-  // `tunshim reapply IFACE`: re-applies the interface's rules (and, once path-MTU probing
-  // is wired, re-probes it); `done(ok, message)` on the loop when finished.
+  // `tunshim reapply IFACE`: re-applies the interface's rules, writes its MTU again (with
+  // set_interface_mtu) and searches its path MTU again; `done(ok, message)` on the loop.
   void reapply(const std::string& iface, std::function<void(bool, std::string)> done);
 
  private:
   struct Tunnel {
     std::string iface;
-    clamp::ClampTarget target;
+    clamp::ClampTarget target;    // in effect now
+    clamp::ClampTarget fallback;  // from the config (with "auto": until a search completes)
+    bool mss4_auto = false;
+    bool mss6_auto = false;
+    bool guard = false;           // guard = "icmp" configured
+    std::uint16_t guard_pmtu = 0; // outbound packets above this are the guard's; 0: off
     TunnelCounters counters;
+    GuardCounters guard_counters;
     bool retiring = false;  // removed by a reload; kept until its rules are gone
     // Bookkeeping for the "bypassed" estimate (see refresh_counts()).
     struct Epoch {
@@ -78,6 +86,11 @@ class Daemon final : public PacketHandler {
   void update_bypassed(Tunnel& t, const RulePackets& rp, std::uint64_t unaccounted);
   void log_counters() const;
   void after_rule_change();
+  // Brings the firewall to what tunnels_ needs now (guard rules follow the path MTU).
+  void sync_rules();
+  // A tunnel's path MTU, its confirmation or its interface MTU changed: MSS and guard.
+  void on_path_mtu(const std::string& iface);
+  void apply_path_mtu(Tunnel& t);
   int lookup(std::uint32_t ifindex) noexcept;
   void clear_cache() noexcept { cache_.fill(CacheEntry{}); }
 
@@ -88,6 +101,8 @@ class Daemon final : public PacketHandler {
   NfQueue queue_;
   std::array<CacheEntry, kCacheSize> cache_{};
   std::unique_ptr<TunnelMonitors> monitors_;  // keepalive, liveness, hooks (tunnel_monitor.h)
+  std::unique_ptr<PathMtus> pmtus_;           // path-MTU discovery (path_mtu.h)
+  OversizeGuard guard_;
 
   uv_loop_t* loop_ = nullptr;
   uv_poll_t poll_{};
@@ -97,6 +112,7 @@ class Daemon final : public PacketHandler {
 
   bool fw_busy_ = false;          // a rule change is running
   bool reload_pending_ = false;   // SIGHUP arrived while busy
+  bool rules_pending_ = false;    // sync_rules() was asked while busy
   bool stop_pending_ = false;     // SIGTERM arrived while busy
   bool stopped_ = false;
   bool counts_busy_ = false;

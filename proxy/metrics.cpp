@@ -326,6 +326,9 @@ std::string render_json(const StatsSnapshot& s) {
     out += fmt::format("      \"state\": {},\n", json_string(t.state));
     out += fmt::format("      \"state_since\": {},\n", json_number(MetricValue{false, 0, t.state_since}));
     out += fmt::format("      \"last_hook\": {},\n", t.last_hook.empty() ? "null" : json_string(t.last_hook));
+    // The path-MTU search: "complete" with pmtu_confirmed once measured; null without one.
+    out += fmt::format("      \"pmtu_state\": {},\n", t.pmtu_state.empty() ? "null" : json_string(t.pmtu_state));
+    out += fmt::format("      \"pmtu_confirmed\": {},\n", t.pmtu_confirmed ? "true" : "false");
     out += "      \"metrics\": {";
     write_json_metrics(out, s, &t, "        ");
     out += "      }\n    }";

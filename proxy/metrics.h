@@ -47,6 +47,8 @@ struct TunnelStats {
   std::optional<bool> up;                          // tunshim_tunnel_up
   std::map<std::string, std::uint64_t> transitions;  // by state entered
   std::optional<std::uint32_t> pmtu;               // bytes, discovered path MTU
+  std::string pmtu_state;                          // search state; "" = no path-MTU discovery
+  bool pmtu_confirmed = false;                     // pmtu measured (not the fallback)
   std::optional<std::uint64_t> oversize_dropped;
   std::optional<std::uint64_t> icmp_ptb_sent;
   std::optional<std::uint64_t> keepalive_sent;

@@ -245,6 +245,15 @@ void NfQueue::send_modified(std::uint32_t id, const std::uint8_t* data, std::siz
   ++counters_.modified;
 }
 
+void NfQueue::send_drop(std::uint32_t id) noexcept {
+  flush_batch();  // a batch verdict would accept this id too if the run went past it
+  nlmsghdr* nlh = out_put(NFQNL_MSG_VERDICT, kVerdictOverhead);
+  nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), NF_DROP);
+  out_commit(nlh);
+  ++counters_.verdicts;
+  ++counters_.dropped;
+}
+
 nlmsghdr* NfQueue::out_put(std::uint16_t type, std::size_t room) noexcept {
   if (out_used_ + room > out_.size()) flush_out();
   return nfq_nlmsg_put(out_.data() + out_used_, type, num_);
@@ -326,6 +335,7 @@ void NfQueue::handle_message(const nlmsghdr* nlh, PacketHandler& handler) noexce
   pkt.len = plen;
 
   const std::size_t new_len = handler.on_packet(pkt);
+  if (new_len == kDropPacket) return send_drop(pkt.id);
   // Never hand back a truncated packet: the kernel would replace the whole one with it.
   if (new_len != 0 && !pkt.truncated && new_len <= scratch_.size()) {
     send_modified(pkt.id, scratch_.data(), new_len);

@@ -33,11 +33,14 @@ struct QueuedPacket {
   bool truncated = false;    // the kernel copied less than the whole packet
 };
 
+// PacketHandler::on_packet's answer for "drop this packet" (the oversize guard).
+inline constexpr std::size_t kDropPacket = static_cast<std::size_t>(-1);
+
 class PacketHandler {
  public:
   virtual ~PacketHandler() = default;
-  // Returns the packet's new length if the handler rewrote it, 0 to accept it unchanged.
-  // Called on the loop thread; must not allocate or block.
+  // Returns the packet's new length if the handler rewrote it, 0 to accept it unchanged,
+  // kDropPacket to drop it. Called on the loop thread; must not allocate or block.
   virtual std::size_t on_packet(QueuedPacket& pkt) noexcept = 0;
 };
 
@@ -90,6 +93,7 @@ class NfQueue {
   void add_to_batch(std::uint32_t id) noexcept;
   void flush_batch() noexcept;
   void send_modified(std::uint32_t id, const std::uint8_t* data, std::size_t len) noexcept;
+  void send_drop(std::uint32_t id) noexcept;
   bool send_msg(const nlmsghdr* nlh) noexcept;
   // Verdicts are appended to out_ and sent together, one sendto per drained burst (the
   // kernel's nfnetlink walks every message in a datagram), instead of one per packet.

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The daemon's own path-MTU discovery on the black-hole tunnel lab (lab.sh + pmtu_lab.sh),
+# with `mss = "auto"` and no number configured anywhere:
+#  1. for five underlay path MTUs (odd ones included) the daemon's search, restarted by
+#     `tunshim reapply`, finds exactly the largest size that crosses the tunnel (the truth
+#     from DF pings without tunshim), with ICMP errors dropped; again with 10 % random loss
+#     on the underlay; the clamp follows (PMTU - 40) and tracepath is printed beside.
+#  2. the inline issue's transfers (2 MB down, 1 MB up) pass with "auto", and the server
+#     sees SYNs clamped to the discovered value.
+#  3. a black hole appearing mid-life (the underlay shrinks while the search is complete)
+#     lowers the path MTU and the clamp on the next re-confirmation.
+#  4. set_interface_mtu: ppp0's MTU becomes the path MTU; when ppp0 is deleted and comes
+#     back (a VPN reconnect) it is searched again and written again.
+# Prints one figures line per MTU (docs/PERFORMANCE.md, "Path-MTU discovery").
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lab.sh"
+. "$(dirname "$0")/pmtu_lab.sh"
+. "$(dirname "$0")/live_lab.sh"
+
+[ -x "$TUNSHIM_BIN" ] || die "TUNSHIM_BIN=$TUNSHIM_BIN is not executable"
+UNDERLAYS=(1437 1400 1333 1251 1528)
+SOCK="$E2E_TMP/ctl.sock"
+
+# conf EXTRA-TUNNEL-LINES: the daemon's config, "auto" and nothing else about sizes.
+conf() {
+  cat >"$LAB_TUNSHIM_CONF" <<CONF
+[global]
+log_level = "info"
+stats_listen = "off"
+control_socket = "$SOCK"
+[[tunnel]]
+interface = "ppp0"
+mss = "auto"
+keepalive = "off"
+$1
+CONF
+}
+# stat KEY: one field of ppp0's entry in `tunshim stats --json` (pmtu_state, pmtu_confirmed,
+# or a metric's value: pmtu, mss4, mss6, dropped, ptb).
+stat() {
+  inns client "$TUNSHIM_BIN" stats --json --socket "$SOCK" 2>/dev/null | "$PY" -c '
+import json, sys
+t = json.load(sys.stdin)["tunnels"][0]; m = t["metrics"]; k = sys.argv[1]
+if k in ("pmtu_state", "pmtu_confirmed"): print(str(t[k]).lower())
+elif k == "pmtu": print(m.get("pmtu_bytes"))
+elif k == "mss4": print(m["mss_clamp_bytes"]["ipv4"])
+elif k == "mss6": print(m["mss_clamp_bytes"]["ipv6"])
+elif k == "dropped": print(m.get("oversize_dropped_total"))
+elif k == "ptb": print(m.get("icmp_ptb_sent_total"))
+' "$1"
+}
+confirmed_at() { [ "$(stat pmtu_confirmed)" = true ] && [ "$(stat pmtu)" = "$1" ]; }
+searched() { [ "$(stat pmtu_confirmed)" = true ] && [ "$(stat pmtu_state)" = complete ]; }
+reapply() { inns client "$TUNSHIM_BIN" reapply ppp0 --socket "$SOCK" >/dev/null 2>&1; }
+
+pmtu_lab_up
+lab_server_start
+log "lab up: ppp0 $LAB_C_TUN peer $LAB_S_TUN (MTU 1500), ICMP frag-needed dropped in the router"
+
+# ---- 1. exact result per underlay, without and with loss -----------------------------------
+# guard off here: the truth checks (DF pings larger than the last result) must reach the
+# black hole, not the guard (test_guard.sh tests that).
+conf 'guard = "off"'
+lab_tunshim_start
+FIGURES=()
+for X in "${UNDERLAYS[@]}"; do
+  N=$((X - PMTU_OUTER_OVERHEAD))
+  pmtu_lab_loss 0
+  pmtu_lab_underlay "$X"
+  if ! pmtu_truth_check "$N"; then fail "underlay $X: the truth is not $N (ping check); lab broken?"; continue; fi
+  tp=$(inns client timeout 8 tracepath -n -m 1 "$LAB_S_TUN" 2>&1 | sed -n 's/.*pmtu \([0-9]*\).*/\1/p' | tail -1)
+  for loss in 0 10; do
+    pmtu_lab_loss "$loss"
+    pos=$(wc -l <"$LAB_TUNSHIM_LOG")
+    t0=$(live_now_ms)
+    reapply || fail "underlay $X: tunshim reapply failed"
+    if wait_for 60 searched; then
+      ms=$(( $(live_now_ms) - t0 ))
+      got=$(stat pmtu); mss=$(stat mss4)
+      line=$(tail -n "+$((pos + 1))" "$LAB_TUNSHIM_LOG" | grep -o 'path MTU [0-9]* to .*' | tail -1 || true)
+      rounds=$(sed -n 's/.*: \([0-9]*\) probe rounds.*/\1/p' <<<"$line")
+      probes=$(sed -n 's/.* \([0-9]*\) probes.*/\1/p' <<<"$line")
+      log "underlay $X loss $loss %: truth $N | daemon $got (${rounds:-?} rounds, ${probes:-?} probes, $ms ms) | tracepath ${tp:-none} | clamp $mss"
+      [ "$got" = "$N" ] && pass "underlay $X loss $loss %: the daemon found $got, exactly the truth" ||
+        fail "underlay $X loss $loss %: the daemon found $got, truth $N"
+      [ "$mss" = $((N - 40)) ] && pass "underlay $X loss $loss %: clamp follows: mss $mss" ||
+        fail "underlay $X loss $loss %: clamp $mss, want $((N - 40))"
+      FIGURES+=("figures: underlay $X loss $loss% truth $N daemon $got rounds ${rounds:-?} probes ${probes:-?} ms $ms tracepath ${tp:-none}")
+    else
+      fail "underlay $X loss $loss %: no completed search within 60 s (state $(stat pmtu_state))"
+    fi
+  done
+done
+pmtu_lab_loss 0
+printf '%s\n' "${FIGURES[@]}"
+
+# ---- 2. transfers with "auto" -----------------------------------------------------------------
+pmtu_lab_underlay 1400; N=1372
+reapply; wait_for 30 confirmed_at $N || fail "no path MTU $N after reapply (got $(stat pmtu))"
+got=$(lab_download client "$LAB_S_TUN" 2000000 30)
+[ "$got" = 2000000 ] && pass "2 MB download through the black hole with mss = \"auto\"" || fail "download: $got of 2000000 bytes"
+got=$(lab_upload client "$LAB_S_TUN" 1000000 30)
+[ "$got" = 1000000 ] && pass "1 MB upload through the black hole with mss = \"auto\"" || fail "upload: $got of 1000000 bytes"
+read -r bytes syn_mss <<<"$(lab_request_syn_mss client "$LAB_S_TUN")"
+[ "${syn_mss:-}" = $((N - 40)) ] && pass "the server sees the client's SYN with MSS $syn_mss (= $N - 40)" ||
+  fail "SYN MSS on the server's side: ${syn_mss:-none} (bytes $bytes), want $((N - 40))"
+
+# ---- 3. a black hole appearing mid-life ------------------------------------------------------
+pmtu_lab_underlay 1333; N2=$((1333 - PMTU_OUTER_OVERHEAD))
+t0=$(live_now_ms)
+if wait_for 90 confirmed_at $N2; then
+  pass "underlay shrank 1400 -> 1333 while complete: path MTU $(stat pmtu), clamp $(stat mss4) after $(( $(live_now_ms) - t0 )) ms"
+else
+  fail "after the underlay shrank: path MTU $(stat pmtu) (state $(stat pmtu_state)), want $N2"
+fi
+lab_tunshim_logged 'black hole|stopped passing' && pass "the daemon logged the black hole" || fail "no black-hole log line"
+lab_tunshim_stop
+
+# ---- 4. set_interface_mtu, and the interface coming back ----------------------------------------
+pmtu_lab_underlay 1400
+conf "set_interface_mtu = true
+probe_target = \"$LAB_S_TUN\""
+lab_tunshim_start
+mtu_is() { [ "$(ip -n "$(ns client)" -o link show ppp0 2>/dev/null | sed -n 's/.* mtu \([0-9]*\) .*/\1/p')" = "$1" ]; }
+wait_for 30 mtu_is $N && pass "set_interface_mtu: ppp0 MTU is now $N" ||
+  fail "ppp0 MTU $(ip -n "$(ns client)" -o link show ppp0 | grep -o 'mtu [0-9]*'), want $N"
+live_take_over_tunnel 5560   # kills the VPN (ppp0 goes) and starts it again: MTU 1500
+wait_for 30 mtu_is $N && pass "ppp0 re-created: searched again and MTU $N written again" ||
+  fail "after ppp0 came back: $(ip -n "$(ns client)" -o link show ppp0 | grep -o 'mtu [0-9]*'), want $N"
+lab_tunshim_logged 'path-MTU search stopped \(interface gone\)' && pass "the daemon saw ppp0 go" || fail "no 'interface gone' line"
+got=$(lab_download client "$LAB_S_TUN" 500000 30)
+[ "$got" = 500000 ] && pass "transfer after the interface came back" || fail "transfer after re-creation: $got bytes"
+lab_tunshim_stop
+finish
