@@ -496,12 +496,19 @@ void Daemon::log_counters() const {
   if (pmtus_) pmtus_->log_stats();
   for (const auto& t : tunnels_) {
     spdlog::info("tunnel {}: out {} | in {}", t.iface, format_dir(t.counters.out), format_dir(t.counters.in));
+    if (t.guard) {
+      const GuardCounters& g = t.guard_counters;
+      spdlog::info("tunnel {}: guard above {} bytes: dropped={} icmp_sent={} rate_limited={} not_answered={} "
+                   "send_errors={} passed={} malformed={}",
+                   t.iface, t.guard_pmtu, g.dropped, g.ptb_sent, g.rate_limited, g.not_answered, g.send_errors,
+                   g.passed, g.malformed);
+    }
   }
   const QueueCounters& q = queue_.counters();
-  spdlog::info("queue {}: packets={} verdicts={} batches={} modified={} id_gaps={} enobufs={} "
+  spdlog::info("queue {}: packets={} verdicts={} batches={} modified={} dropped={} id_gaps={} enobufs={} "
                "send_errors={} bad_messages={} unknown_iface={} kernel_queue_dropped={} "
                "kernel_user_dropped={} reloads_ok={} reloads_failed={}",
-               queue_.num(), q.packets, q.verdicts, q.batches, q.modified, q.id_gaps, q.enobufs,
+               queue_.num(), q.packets, q.verdicts, q.batches, q.modified, q.dropped, q.id_gaps, q.enobufs,
                q.send_errors, q.bad_messages, q.unknown_iface, q.kernel_queue_dropped,
                q.kernel_user_dropped, reloads_ok_, reloads_failed_);
 }
