@@ -98,7 +98,7 @@ BOOST_AUTO_TEST_CASE(structure_errors) {
       {"duplicate reported even when the first tunnel is otherwise bad",
        "[[tunnel]]\ninterface = \"tun0\"\nmss = 1\n" +
            std::string("[[tunnel]]\ninterface = \"tun0\"\nmss = 1360\n"),
-       {"t.conf:3:7: mss must be between 536 and 65495 (or \"off\"), not 1",
+       {"t.conf:3:7: mss must be between 536 and 65495 (or \"off\" or \"auto\"), not 1",
         "t.conf:5:13: interface \"tun0\" is already configured by the [[tunnel]] at line 1"}},
       {"missing interface",
        "[[tunnel]]\nmss = 1360\n",
@@ -215,19 +215,19 @@ BOOST_AUTO_TEST_CASE(type_errors) {
   check_bad({
       {"mss as string",
        head + "mss = \"1360\"\n",
-       {"t.conf:3:7: mss must be an integer or \"off\", not a string (\"1360\")"}},
+       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a string (\"1360\")"}},
       {"mss as float",
        head + "mss = 1360.0\n",
-       {"t.conf:3:7: mss must be an integer or \"off\", not a floating-point number"}},
+       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a floating-point number"}},
       {"mss as boolean",
        head + "mss = true\n",
-       {"t.conf:3:7: mss must be an integer or \"off\", not a boolean"}},
+       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a boolean"}},
       {"mss as date",
        head + "mss = 2026-01-01\n",
-       {"t.conf:3:7: mss must be an integer or \"off\", not a date"}},
+       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a date"}},
       {"mss6 as array",
        kTunnel + "mss6 = [1300]\n",
-       {"t.conf:4:8: mss6 must be an integer or \"off\", not an array"}},
+       {"t.conf:4:8: mss6 must be an integer, \"off\" or \"auto\", not an array"}},
       {"interface as integer",
        "[[tunnel]]\ninterface = 0\nmss = 1360\n",
        {"t.conf:2:13: interface must be a string, not an integer"}},
@@ -297,8 +297,8 @@ BOOST_AUTO_TEST_CASE(range_edges) {
     const char* range_tail;      // text after the range in the message
   };
   const std::vector<Edge> edges = {
-      {"mss", 536, 65495, "[[tunnel]]\ninterface = \"ppp0\"\n", "", 3, 7, " (or \"off\")"},
-      {"mss6", 1220, 65475, kTunnel, "", 4, 8, " (or \"off\")"},
+      {"mss", 536, 65495, "[[tunnel]]\ninterface = \"ppp0\"\n", "", 3, 7, " (or \"off\" or \"auto\")"},
+      {"mss6", 1220, 65475, kTunnel, "", 4, 8, " (or \"off\" or \"auto\")"},
       {"queue_num", 0, 65535, "[global]\n", kTunnel, 2, 13, ""},
       {"queue_maxlen", 64, 1048576, "[global]\n", kTunnel, 2, 16, ""},
   };
@@ -332,7 +332,7 @@ BOOST_AUTO_TEST_CASE(range_edges) {
   // Far outside: no truncation into range on the way to 16 bits.
   BOOST_TEST(errors_of("[[tunnel]]\ninterface = \"ppp0\"\nmss = 66896\n") ==
                  std::vector<std::string>{
-                     "t.conf:3:7: mss must be between 536 and 65495 (or \"off\"), not 66896"},
+                     "t.conf:3:7: mss must be between 536 and 65495 (or \"off\" or \"auto\"), not 66896"},
              boost::test_tools::per_element());
 }
 
@@ -353,11 +353,9 @@ BOOST_AUTO_TEST_CASE(all_errors_reported_in_file_order) {
       "t.conf:2:13: queue_num must be between 0 and 65535, not 70000",
       "t.conf:3:13: log_level must be one of trace, debug, info, warn, error, off; not "
       "\"loud\"",
-      "t.conf:5:7: mss must be between 536 and 65495 (or \"off\"), not 1",
+      "t.conf:5:7: mss must be between 536 and 65495 (or \"off\" or \"auto\"), not 1",
       "t.conf:6:13: interface \"a/b\" is not a valid Linux interface name: it contains '/'",
       "t.conf:7:1: unknown key 'bogus' in [tunnel]",
-      "t.conf:10:7: mss = \"auto\" needs path-MTU discovery, which is not implemented in this "
-      "version of tunshim yet; give a number (e.g. 1360) or \"off\"",
   };
   BOOST_TEST(errors_of(text) == expected, boost::test_tools::per_element());
 }
@@ -465,6 +463,12 @@ BOOST_AUTO_TEST_CASE(format_marks_defaults) {
       "interface = \"ppp0\"\n"
       "mss = 1360\n"
       "mss6 = 1340                 # default: mss - 20 (same link MTU)\n"
+      "guard = \"off\"               # default\n"
+      "set_interface_mtu = false   # default\n"
+      "probe_target = \"peer\"       # default\n"
+      "probe_min = 1200            # default\n"
+      "probe_max = \"interface\"     # default\n"
+      "reprobe_interval = \"10m\"    # default\n"
       "keepalive = \"idle\"          # default\n"
       "keepalive_interval = \"10s\"  # default\n"
       "keepalive_target = \"peer\"   # default\n"
