@@ -210,7 +210,7 @@ fi
 
 say "tunshim demo: a VPN with a path-MTU black hole and a forgetful NAT, fixed live."
 say "It builds a lab of three network namespaces ($PREFIX-client, -router, -server),"
-say "takes about 40 seconds and removes everything at the end (or on Ctrl-C)."
+say "takes about 30 seconds and removes everything at the end (or on Ctrl-C)."
 
 # ---- the lab ---------------------------------------------------------------------------
 step "Building the lab: client --- router --- server, and a VPN tunnel across it."
@@ -403,8 +403,9 @@ ARRIVED=0
 if grep -q hello "$TMP/late" 2>/dev/null; then
   ARRIVED=1
   note "ARRIVED: \"$(head -1 "$TMP/late")\" after $(secs $(($(now_ms) - t0))) s. tunshim sent $((ka1 - ka0))"
-  note "keepalive echo(es) through the tunnel while it was idle, so the router kept the"
-  note "mapping; without them the line would have been dropped at the router."
+  note "keepalive echo(es) through the tunnel while the connection was idle. Each one"
+  note "refreshed the router's UDP mapping, which would otherwise have expired after"
+  note "$NAT_TIMEOUT s; after that the router drops whatever the server sends."
 else
   note "LOST: nothing arrived within $((GAP + 8)) s (keepalives sent: $((ka1 - ka0)))."
 fi

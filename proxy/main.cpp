@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   proxy::DemoOptions demo_opt;
   auto* demo = app.add_subcommand(
       "demo",
-      "Show tunshim at work, for newcomers (root, about 40 s): builds a throwaway lab of network "
+      "Show tunshim at work, for newcomers (root, about 30 s): builds a throwaway lab of network "
       "namespaces with a VPN tunnel whose path drops large packets and whose NAT forgets idle "
       "flows; a download stalls, tunshim starts (mss = \"auto\"), the same download completes, "
       "its stats are shown, an idle connection survives; then everything is removed (also on "
