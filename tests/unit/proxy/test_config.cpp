@@ -544,8 +544,12 @@ BOOST_AUTO_TEST_CASE(shipped_example_is_valid) {
   const Config& c = std::get<Config>(r);
   BOOST_TEST_REQUIRE(c.tunnels.size() == 1u);
   BOOST_TEST(c.tunnels[0].interface == "ppp0");
-  BOOST_TEST(c.tunnels[0].mss4 == 1360);
-  BOOST_TEST(c.tunnels[0].mss6 == 1340);
+  // "auto": the fallbacks until the first search completes, the guard on by default.
+  BOOST_TEST(c.tunnels[0].mss4_auto);
+  BOOST_TEST(c.tunnels[0].mss6_auto);
+  BOOST_TEST(c.tunnels[0].mss4 == 1160);
+  BOOST_TEST(c.tunnels[0].mss6 == 1220);
+  BOOST_TEST((c.tunnels[0].guard == Guard::icmp));
   BOOST_TEST(c.global.queue_num == kDefaultQueueNum);
   BOOST_TEST(c.global.queue_maxlen == kDefaultQueueMaxlen);
   BOOST_TEST(c.global.log_level == "info");
@@ -1375,7 +1379,8 @@ BOOST_AUTO_TEST_CASE(commented_settings_are_valid_and_defaults) {
     }
   }
   const Config c = all_good(text);
-  const Config d = all_good(kTunnel);
+  // The example uses mss = "auto", which changes the guard's default.
+  const Config d = all_good("[[tunnel]]\ninterface = \"ppp0\"\nmss = \"auto\"\n");
   BOOST_TEST((c.global.stats_listen == d.global.stats_listen));
   BOOST_TEST(c.global.control_socket == d.global.control_socket);
   const TunnelConfig& t = c.tunnels.at(0);
