@@ -125,7 +125,7 @@ const MetricDef kMetrics[] = {
      {"hook", "result"}, nullptr, [](const TunnelStats& t, Samples& o) {
        for (const auto& [k, v] : t.hook_runs) o.add({k.first, k.second}, v);
      }},
-    {"tunshim_reconnects_total", T::counter, "Recoveries started (on_down runs after the tunnel went down).",
+    {"tunshim_reconnects_total", T::counter, "Times the tunnel came back up after being down or gone.",
      {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.reconnects); }},
 };
 
