@@ -67,12 +67,15 @@ int main(int argc, char** argv) {
 
   proxy::DemoOptions demo_opt;
   auto* demo = app.add_subcommand(
-      "demo",
-      "Show tunshim at work, for newcomers (root, about 30 s): builds a throwaway lab of network "
-      "namespaces with a VPN tunnel whose path drops large packets and whose NAT forgets idle "
-      "flows; a download stalls, tunshim starts (mss = \"auto\"), the same download completes, "
-      "its stats are shown, an idle connection survives; then everything is removed (also on "
-      "Ctrl-C). Needs iproute2, iptables and socat.");
+      "demo", "Show tunshim fixing a broken VPN, on a throwaway namespace lab (root, about 30 s)");
+  demo->footer(
+      "Builds three network namespaces (tsdemo-PID-client, tsdemo-PID-router, tsdemo-PID-server) "
+      "joined by a real VPN tunnel (socat TUN over UDP) whose path drops large packets without "
+      "an ICMP error and whose NAT forgets idle flows after 5 s. Then: a download stalls; "
+      "tunshim starts on the client (mss = \"auto\"); the same download completes; `tunshim "
+      "stats` shows what it did; an idle TCP connection outlives the NAT timeout. Everything is "
+      "removed at the end, on an error and on Ctrl-C or SIGTERM. Needs ip (iproute2), iptables "
+      "and socat. See /usr/share/doc/tunshim/DEMO.md.");
   demo->add_flag("--keep", demo_opt.keep, "Leave the lab up afterwards, until Ctrl-C, and print how to look at it");
 
   try {
