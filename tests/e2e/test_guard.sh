@@ -16,7 +16,11 @@
 #   (d) oversize IPv4 without DF is not queued or dropped: it leaves ppp0;
 #   (e) counters in /metrics match what was sent and seen on the wire, and a sender that
 #       ignores the errors is answered at its per-source rate only;
-#   (f) after kill -9 the guard rule stays and fails open: oversize DF packets leave ppp0.
+#   (f) after kill -9 the guard rule stays and fails open: oversize DF packets leave ppp0;
+#   (g) the daemon's own periodic search is not blocked by its guard: when the path grows
+#       to the full interface MTU, the next search (reprobe_interval = 1 min) finds it and
+#       the guard rules go. Its probes above the PMTU match the guard rule like any other
+#       oversize packet; dropped there, the PMTU could never grow again.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"
 require_root
@@ -165,6 +169,7 @@ mss = "auto"
 guard = "icmp"
 probe_target = "$LAB_S_TUN"
 keepalive = "off"
+reprobe_interval = "1m"
 EOF
 lab_tunshim_start
 log "tunshim running; waiting for the path-MTU search"
@@ -316,5 +321,26 @@ n=$(left "$E2E_TMP/dead.pcap" dead | grep -c "^$BIG4\$" || true)
 n=$(left "$E2E_TMP/dead.pcap" dead6 | grep -c "^$BIG6\$" || true)
 [ "$n" = 2 ] && pass "(f) ...and oversize IPv6 packets too" ||
   fail "(f) $n of 2 oversize IPv6 packets left ppp0 with tunshim dead"
+
+# ---- (g) the daemon's upward search passes its own guard ---------------------------------------
+lab_tunshim_start
+wait_for 30 guard_rules_ready || die "(g) no guard rules after restarting tunshim"
+# The underlay now carries the tunnel's full 1500 (+ 28 outer bytes) in both directions.
+for r in "10.77.1.0/24 dev r0 src $LAB_R_CSIDE" "10.77.2.0/24 dev r1 src $LAB_R_SSIDE"; do
+  # shellcheck disable=SC2086  # a route spec
+  ip -n "$(ns router)" route replace $r mtu lock $((LAB_TUN_MTU + 28))
+done
+log "(g) path widened to $LAB_TUN_MTU; waiting for the periodic search (reprobe_interval 1 min)"
+drop_g=$(metric oversize_dropped_total)
+grown() { [ "$(metric pmtu_bytes)" = "$LAB_TUN_MTU" ]; }
+if wait_for 90 grown; then
+  pass "(g) the periodic search found the wider path: PMTU $LAB_TUN_MTU"
+else
+  fail "(g) PMTU still $(metric pmtu_bytes) 90 s after the path grew to $LAB_TUN_MTU (guard dropped $drop_g -> $(metric oversize_dropped_total): its own probes?)"
+fi
+no_rules() { [ -z "$(guard_rule 4)" ] && [ -z "$(guard_rule 6)" ]; }
+wait_for 5 no_rules && pass "(g) no guard rules once the path carries the interface MTU" ||
+  fail "(g) guard rules left: IPv4 '$(guard_rule 4)' IPv6 '$(guard_rule 6)'"
+lab_tunshim_stop
 
 finish
