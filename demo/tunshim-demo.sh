@@ -174,6 +174,7 @@ download() {
   bg "$NS_C" "$TMP/download.$port.log" socat -u "TCP4:$S_TUN:$port,connect-timeout=3" "OPEN:$file,wronly,trunc"
   pid=$BG_PID
   while alive "$pid"; do
+    daemon_ok
     t=$(($(now_ms) - start))
     [ "$t" -lt $((limit * 1000)) ] || break
     progress "waiting... $((t / 1000)) s, $(size_of "$file") of $BLOB bytes received"
@@ -183,6 +184,12 @@ download() {
   kill -9 "$pid" 2>/dev/null || true
   progress_done
   GOT=$(size_of "$file")
+}
+
+# daemon_ok: dies with tunshim's last log lines if the demo's tunshim has exited.
+daemon_ok() {
+  [ -z "$DAEMON_PID" ] || alive "$DAEMON_PID" \
+    || die "tunshim (pid $DAEMON_PID) exited unexpectedly; its log ended: $(tail -n 2 "$TMP/tunshim.log" | tr '\n' ' ')"
 }
 
 stats_json() { inns "$NS_C" "$TUNSHIM_BIN" stats --json --socket "$TMP/tunshim.sock" 2>/dev/null; }
@@ -342,6 +349,7 @@ pmtu_found() {
 if [ "$AUTO" = 1 ]; then
   t0=$(now_ms)
   while ! pmtu_found; do
+    daemon_ok
     [ $(($(now_ms) - t0)) -lt 15000 ] || break
     progress "probing the path MTU... $(( ($(now_ms) - t0) / 1000 )) s"
     sleep 0.2
@@ -392,6 +400,7 @@ bg "$NS_C" "$TMP/late-client.log" socat -u "TCP4:$S_TUN:7000,connect-timeout=3" 
 late_pid=$BG_PID
 t0=$(now_ms)
 while alive "$late_pid" && ! grep -q hello "$TMP/late" 2>/dev/null; do
+  daemon_ok
   t=$(($(now_ms) - t0))
   [ "$t" -lt $(((GAP + 8) * 1000)) ] || break
   progress "idle for $((t / 1000)) s (the router forgets after $NAT_TIMEOUT s)..."

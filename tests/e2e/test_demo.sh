@@ -7,7 +7,9 @@
 #      than the NAT timeout arrived with keepalives sent; plain lines only (no terminal
 #      codes); nothing left behind: namespaces tsdemo-PID-*, processes, temp files, rules;
 #   3. interrupted (SIGINT while its tunshim runs, SIGTERM while the lab is being built) it
-#      still removes everything and exits 130 / 143;
+#      still removes everything and exits 130 / 143; when a step fails (its tunshim killed
+#      under it) it says so in one line, exits 1 and removes everything; with --keep the
+#      lab stays up, the commands it prints work, and Ctrl-C removes it;
 #   4. conf/ppp/ip-up.d/tunshim, called with pppd's argv and environment against a daemon
 #      in a namespace, makes the daemon reapply (it logs it, and a jump rule deleted behind
 #      its back is back); it does nothing for an interface the daemon does not know or when
@@ -162,6 +164,43 @@ if wait_for 30 sh -c "ip netns list | grep -q '^tsdemo-$DEMO-'"; then
   [ -z "$left" ] && pass "SIGTERM: nothing left behind" || fail "SIGTERM: left behind: $left"
 else
   fail "demo made no namespace: $(cat "$OUT")"
+fi
+
+# An error midway: the demo's tunshim dies under it (kill -9 as soon as it runs).
+OUT=$E2E_TMP/demo-err.out
+demo_start "$OUT"
+if wait_for 60 grep -q 'tunshim is running (pid' "$OUT"; then
+  dpid=$(sed -n 's/.*tunshim is running (pid \([0-9]*\)).*/\1/p' "$OUT")
+  kill -9 "$dpid"
+  demo_wait 30
+  [ "$DEMO_RC" = 1 ] && pass "tunshim killed under the demo: exit 1" || fail "tunshim killed: exit status $DEMO_RC"
+  grep -q "^tunshim demo: tunshim (pid $dpid) exited unexpectedly" "$OUT" \
+    && pass "error said in one line: $(grep -m1 '^tunshim demo: tunshim (pid' "$OUT" | cut -c1-120)" \
+    || fail "no error line; output ends: $(tail -4 "$OUT" | tr '\n' ' ')"
+  grep -q '^Lab removed' "$OUT" && [ -z "$(leftovers "$DEMO")" ] && pass "error: lab removed, nothing left behind" \
+    || fail "error: left behind: $(leftovers "$DEMO")"
+else
+  fail "demo never started tunshim: $(tail -5 "$OUT" | tr '\n' ' ')"
+fi
+# --keep: the lab stays until Ctrl-C, and the commands it prints work.
+OUT=$E2E_TMP/demo-keep.out
+demo_start "$OUT" --keep
+if wait_for 90 grep -q -- '--keep: the lab stays up' "$OUT"; then
+  lab_gone "$DEMO" && fail "--keep: the demo exited" || pass "--keep: the demo waits after the last step"
+  stats_cmd=$(grep -m1 -E '^  ip netns exec tsdemo-[0-9]+-client .* stats --socket ' "$OUT" | sed 's/^  //')
+  # shellcheck disable=SC2086  # the printed command line, word-split as a shell would
+  if [ -n "$stats_cmd" ] && $stats_cmd | grep -q 'SYN out clamped/inserted'; then
+    pass "--keep: the printed stats command works: $stats_cmd"
+  else
+    fail "--keep: printed stats command '$stats_cmd' fails"
+  fi
+  ip netns list | grep -q "^tsdemo-$DEMO-router" && pass "--keep: lab namespaces still there" || fail "--keep: lab is gone"
+  kill -INT "$DEMO"
+  demo_wait 30
+  [ "$DEMO_RC" = 130 ] && [ -z "$(leftovers "$DEMO")" ] && pass "--keep: Ctrl-C removes the lab (exit 130)" \
+    || fail "--keep: after SIGINT exit $DEMO_RC, left behind: $(leftovers "$DEMO")"
+else
+  fail "--keep: never reached the end: $(tail -5 "$OUT" | tr '\n' ' ')"
 fi
 
 # ---- 4. the ppp ip-up helper --------------------------------------------------------------
