@@ -37,7 +37,9 @@ std::string self_path() {
 
 int cmd_demo(const DemoOptions& opt) {
   if (::geteuid() != 0) {
-    std::fprintf(stderr, "tunshim demo: needs root (it builds network namespaces): run 'sudo tunshim demo'\n");
+    std::fprintf(
+        stderr,
+        "tunshim demo: needs root (it builds network namespaces): run 'sudo tunshim demo'\n");
     return 1;
   }
   if (::access(kBash, X_OK) != 0) {
@@ -46,7 +48,9 @@ int cmd_demo(const DemoOptions& opt) {
   }
   std::string self = self_path();
   if (self.empty() || ::access(self.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "tunshim demo: cannot find its own executable (/proc/self/exe): is /proc mounted?\n");
+    std::fprintf(
+        stderr,
+        "tunshim demo: cannot find its own executable (/proc/self/exe): is /proc mounted?\n");
     return 1;
   }
   // A background job of a script starts with SIGINT ignored, and bash cannot trap a signal
@@ -58,7 +62,8 @@ int cmd_demo(const DemoOptions& opt) {
 
   std::string arg0 = "bash", dash_c = "-c", script = kDemoScript, name = "tunshim-demo";
   std::string keep = opt.keep ? "1" : "0";
-  char* argv[] = {arg0.data(), dash_c.data(), script.data(), name.data(), self.data(), keep.data(), nullptr};
+  char* argv[] = {arg0.data(), dash_c.data(), script.data(), name.data(),
+                  self.data(), keep.data(),   nullptr};
   std::fflush(nullptr);
   ::execv(kBash, argv);
   std::fprintf(stderr, "tunshim demo: cannot run %s: %s\n", kBash, std::strerror(errno));
