@@ -14,5 +14,5 @@ if(tunshim_demo_len GREATER 60000)
   message(FATAL_ERROR "demo/tunshim-demo.sh is ${tunshim_demo_len} bytes; split it before 64 KiB")
 endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/demo_script.h.in
-               ${CMAKE_BINARY_DIR}/generated/demo/demo_script.h @ONLY)
-target_include_directories(tunshim_proxy PRIVATE ${CMAKE_BINARY_DIR}/generated)
+               ${PROJECT_BINARY_DIR}/generated/demo/demo_script.h @ONLY)
+target_include_directories(tunshim_proxy PRIVATE ${PROJECT_BINARY_DIR}/generated)
