@@ -9,7 +9,7 @@
 #   3. `cmake --install --prefix /usr` into a DESTDIR lays out the files, never overwrites
 #      an existing config, points the unit and the ppp helpers at the prefix used;
 #   4. cpack builds a .deb whose contents, conffiles, maintainer scripts and computed
-#      Depends are right; apt can resolve it; installed into a scratch dpkg root (dpkg
+#      Depends are right, whose binary runs `tunshim demo` to the end; apt can resolve it; installed into a scratch dpkg root (dpkg
 #      --root, maintainer scripts honouring DPKG_ROOT) it enables the unit without
 #      starting it, keeps a changed config across a reinstall, masks on remove, purges;
 #   5. the daemon started with the unit's own ExecStart line, inside the unit's sandbox
@@ -22,7 +22,7 @@
 
 require_root
 require_cmd systemd-analyze groff man dpkg dpkg-deb cpack cmake apt-get gzip setpriv unshare \
-  iptables-nft-save ip6tables-nft-save
+  iptables-nft-save ip6tables-nft-save ip iptables socat
 [ -x "$TUNSHIM_BIN" ] || die "TUNSHIM_BIN=$TUNSHIM_BIN is not an executable"
 BUILD=${TUNSHIM_BUILD:-$(cd "$(dirname "$TUNSHIM_BIN")/.." && pwd)}
 [ -f "$BUILD/CPackConfig.cmake" ] || die "$BUILD/CPackConfig.cmake missing: is cmake/packaging.cmake included?"
@@ -231,6 +231,14 @@ done
 dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./usr/sbin/tunshim >"$E2E_TMP/tunshim.deb-bin"
 chmod +x "$E2E_TMP/tunshim.deb-bin"
 [ "$("$E2E_TMP/tunshim.deb-bin" --version)" = "$("$TUNSHIM_BIN" --version)" ] && pass "deb's binary runs" || fail "deb's binary does not run"
+# `tunshim demo` carries its lab script inside the binary: the packaged (stripped) program
+# runs it to the end with no source or build tree involved.
+if out=$("$E2E_TMP/tunshim.deb-bin" demo 2>&1 </dev/null) && grep -q '^RESULT: the download stalled without tunshim' <<<"$out" \
+   && grep -q '^Lab removed' <<<"$out"; then
+  pass "deb's binary runs 'tunshim demo' to the end: $(grep -m1 -o 'DONE: [0-9]* of [0-9]* bytes' <<<"$out")"
+else
+  fail "deb's binary: tunshim demo: $(tail -4 <<<"$out" | tr '\n' ' ')"
+fi
 # apt resolves its dependencies against this system (simulation: nothing is installed).
 if out=$(apt-get install -s -q "$DEB" 2>&1) && echo "$out" | grep -q '^Inst tunshim '; then
   pass "apt-get install -s ./$(basename "$DEB"): $(echo "$out" | grep '^Inst tunshim ')"
