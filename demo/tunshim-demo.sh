@@ -215,6 +215,21 @@ if ! "$TUNSHIM_BIN" check-config -c "$TMP/probe.conf" >/dev/null 2>&1; then
   MSS_LINE="mss = $FIXED_MSS"
 fi
 
+# Labs of earlier demos that were killed outright (SIGKILL, a crash, a power cut of the
+# terminal's session) cannot have cleaned up: remove them, as long as no demo with that pid
+# still runs.
+stale=()
+for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^tsdemo-[0-9]+-(client|router|server)$' || true); do
+  p=${n#tsdemo-}; p=${p%%-*}
+  [ "$p" != $$ ] || continue
+  if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q tunshim; then continue; fi
+  for q in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$q" 2>/dev/null || true; done
+  ip netns del "$n" 2>/dev/null || true
+  rm -rf "/tmp/tsdemo-$p."*
+  [[ " ${stale[*]} " == *" $p "* ]] || stale+=("$p")
+done
+[ ${#stale[@]} -eq 0 ] || say "tunshim demo: removed the lab an earlier demo left behind (pid ${stale[*]})."
+
 say "tunshim demo: a VPN with a path-MTU black hole and a forgetful NAT, fixed live."
 say "It builds a lab of three network namespaces ($PREFIX-client, -router, -server),"
 say "takes about 30 seconds and removes everything at the end (or on Ctrl-C)."

@@ -1,7 +1,8 @@
 #!/bin/bash
 # `tunshim demo` as a newcomer runs it (here not on a terminal), and the pieces around it:
 #   1. without root it refuses with one line;
-#   2. a full run exits 0 and narrates, in order, what really happened: the download
+#   2. a demo killed outright (SIGKILL: no cleanup possible) leaves its lab; the next run
+#      removes it first and says so. That run exits 0 and narrates, in order, what really happened: the download
 #      stalled, tunshim started (and found the path MTU, with mss = "auto"), the download
 #      completed, the stats table shows clamped SYNs, the line sent after an idle gap longer
 #      than the NAT timeout arrived with keepalives sent; plain lines only (no terminal
@@ -88,6 +89,17 @@ fi
 "$TUNSHIM_BIN" demo --help | grep -q -- '--keep' && pass "demo --help lists --keep" || fail "demo --help: $("$TUNSHIM_BIN" demo --help 2>&1)"
 
 # ---- 2. a full run ------------------------------------------------------------------------
+# First a demo that cannot clean up: SIGKILL once its tunnel runs.
+demo_start "$E2E_TMP/demo-killed.out"
+KILLED=$DEMO
+if wait_for 30 grep -q '^\[2/6\]' "$E2E_TMP/demo-killed.out"; then
+  kill -9 "$KILLED"
+  wait "$KILLED" 2>/dev/null || true
+  [ -n "$(leftovers "$KILLED")" ] && pass "a demo killed with SIGKILL leaves its lab: $(leftovers "$KILLED" | cut -c1-120)" \
+    || fail "SIGKILL left nothing: the stale-lab check below proves nothing"
+else
+  fail "demo to be killed never reached step 2: $(cat "$E2E_TMP/demo-killed.out")"
+fi
 OUT=$E2E_TMP/demo.out
 t0=$SECONDS
 demo_start "$OUT"
@@ -95,6 +107,9 @@ demo_wait 150
 took=$((SECONDS - t0))
 log "demo output:"
 sed 's/^/  | /' "$OUT"
+grep -q "^tunshim demo: removed the lab an earlier demo left behind (pid $KILLED)" "$OUT" && [ -z "$(leftovers "$KILLED")" ] \
+  && pass "the next run removed the killed demo's lab first, and said so" \
+  || fail "killed demo's lab: $(leftovers "$KILLED"); output: $(head -2 "$OUT" | tr '\n' ' ')"
 if [ "$DEMO_RC" = 0 ]; then pass "demo exited 0 after ${took} s"
 else fail "demo exit status $DEMO_RC after ${took} s"; [ "$DEMO_RC" != 999 ] || force_clean "$DEMO"; fi
 [ "$took" -le 90 ] && pass "ran in ${took} s (under 90)" || fail "took ${took} s"
