@@ -35,15 +35,14 @@ C_TUN=172.30.0.1; S_TUN=172.30.0.2
 UDP_PORT=5555
 NAT_TIMEOUT=5           # seconds the router keeps an idle UDP mapping
 KEEPALIVE=2             # tunshim's keepalive interval, seconds
-GAP=12                  # the idle gap of step 5, seconds (> NAT_TIMEOUT)
+GAP=12                  # the idle gap of the last step, seconds (> NAT_TIMEOUT)
 BLOB=3000000            # bytes of each download
-STALL_WAIT=6            # how long step 1 waits for the stalled download
+STALL_WAIT=6            # how long the first download may take before it counts as stalled
 # Until `mss = "auto"` is accepted by this build, a fixed MSS that fits: 1372 - 40 = 1332.
 FIXED_MSS=1300
 
 TTY=0; [ -t 1 ] && TTY=1
 TMP=""
-PIDS=()          # background helpers, killed at exit
 DAEMON_PID=""
 CLEANING=0
 NS_MADE=()
@@ -76,6 +75,13 @@ alive() {
   st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
   [ -n "$st" ] && [ "$st" != Z ]
 }
+# in_ns PID NS: true if process PID lives in network namespace NS.
+in_ns() {
+  local want have
+  want=$(stat -L -c %i "/run/netns/$2" 2>/dev/null) || return 1
+  have=$(readlink "/proc/$1/ns/net" 2>/dev/null) || return 1
+  [ "$have" = "net:[$want]" ]
+}
 cleanup() {
   local rc=$? p n i
   [ "$CLEANING" = 0 ] || return 0
@@ -91,11 +97,12 @@ cleanup() {
   }
   [ ${#NS_MADE[@]} -gt 0 ] && say "Tearing down the lab (namespaces $PREFIX-*)..."
   # tunshim first, politely: SIGTERM makes it remove its rules and exit.
-  if [ -n "$DAEMON_PID" ] && alive "$DAEMON_PID"; then
+  if [ -n "$DAEMON_PID" ] && alive "$DAEMON_PID" && in_ns "$DAEMON_PID" "$NS_C"; then
     kill -TERM "$DAEMON_PID" 2>/dev/null
     for ((i = 0; i < 50; i++)); do alive "$DAEMON_PID" || break; sleep 0.1; done
   fi
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  # Every helper runs inside a lab namespace, so this finds them all, and never a process
+  # of the host that happens to have reused an old helper's pid.
   for n in "${NS_MADE[@]}"; do
     for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
   done
@@ -130,12 +137,11 @@ mkns() {
 }
 inns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 # bg NS LOG CMD...: CMD in namespace NS in the background (its own pid: ip netns exec
-# execs it), output to LOG; the pid is in BG_PID and killed at exit.
+# execs it), output to LOG; the pid is in BG_PID. Cleanup kills whatever runs in the lab.
 bg() {
   local n=$1 out=$2; shift 2
   ip netns exec "$n" "$@" >"$out" 2>&1 </dev/null &
   BG_PID=$!
-  PIDS+=("$BG_PID")
   disown "$BG_PID"  # no "Killed" job reports when cleanup kills it
 }
 # wait_until SECONDS CMD...: polls CMD every 0.1 s; false after SECONDS.
@@ -181,7 +187,7 @@ download() {
     sleep 0.2
   done
   TOOK=$(($(now_ms) - start))
-  kill -9 "$pid" 2>/dev/null || true
+  ! in_ns "$pid" "$NS_C" || kill -9 "$pid" 2>/dev/null || true
   progress_done
   GOT=$(size_of "$file")
 }
@@ -433,7 +439,7 @@ if grep -q hello "$TMP/late" 2>/dev/null; then
 else
   note "LOST: nothing arrived within $((GAP + 8)) s (keepalives sent: $((ka1 - ka0)))."
 fi
-kill -9 "$late_pid" 2>/dev/null || true
+! in_ns "$late_pid" "$NS_C" || kill -9 "$late_pid" 2>/dev/null || true
 
 # ---- the end ---------------------------------------------------------------------------
 say ""
