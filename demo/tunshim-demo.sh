@@ -38,8 +38,6 @@ KEEPALIVE=2             # tunshim's keepalive interval, seconds
 GAP=12                  # the idle gap of the last step, seconds (> NAT_TIMEOUT)
 BLOB=3000000            # bytes of each download
 STALL_WAIT=6            # how long the first download may take before it counts as stalled
-# Until `mss = "auto"` is accepted by this build, a fixed MSS that fits: 1372 - 40 = 1332.
-FIXED_MSS=1300
 
 TTY=0; [ -t 1 ] && TTY=1
 TMP=""
@@ -213,13 +211,6 @@ done
 [ -x "$TUNSHIM_BIN" ] || die "cannot run $TUNSHIM_BIN"
 TMP=$(mktemp -d "/tmp/$PREFIX.XXXXXX")
 
-MSS_LINE="mss = \"auto\""
-AUTO=1
-printf '[[tunnel]]\ninterface = "ppp0"\nmss = "auto"\n' >"$TMP/probe.conf"
-if ! "$TUNSHIM_BIN" check-config -c "$TMP/probe.conf" >/dev/null 2>&1; then
-  AUTO=0
-  MSS_LINE="mss = $FIXED_MSS"
-fi
 
 # Labs of earlier demos that were killed outright (SIGKILL, a crash, a power cut of the
 # terminal's session) cannot have cleaned up: remove them, as long as no demo with that pid
@@ -328,19 +319,16 @@ control_socket = "$TMP/tunshim.sock"
 
 [[tunnel]]
 interface = "ppp0"
-$MSS_LINE
+mss = "auto"
 keepalive = "idle"
 keepalive_interval = "${KEEPALIVE}s"
 EOF
 note "Its config ($TMP/tunshim.conf):"
 grep -v -e '^#' -e '^$' "$TMP/tunshim.conf" | sed 's/^/        /'
-if [ "$AUTO" = 1 ]; then
-  note "mss = \"auto\": tunshim finds the path MTU itself, with DF probes through the tunnel"
-  note "(no ICMP needed), and clamps the MSS of new connections to fit."
-else
-  note "(This build does not accept mss = \"auto\" yet: the demo uses a fixed MSS of $FIXED_MSS,"
-  note "which fits the $INNER_MTU-byte path.)"
-fi
+note "mss = \"auto\": tunshim finds the path MTU itself, with DF probes through the tunnel"
+note "(no ICMP needed), and clamps the MSS of new connections to fit."
+check=$("$TUNSHIM_BIN" check-config -c "$TMP/tunshim.conf" 2>&1) \
+  || die "tunshim check-config refuses the demo's config: $(grep -m1 -v '^#' <<<"$check")"
 ip netns exec "$NS_C" "$TUNSHIM_BIN" run -c "$TMP/tunshim.conf" >"$TMP/tunshim.log" 2>&1 </dev/null &
 DAEMON_PID=$!
 disown "$DAEMON_PID"
@@ -355,34 +343,28 @@ done
 progress_done
 note "tunshim is running (pid $DAEMON_PID); its rules queue SYNs crossing ppp0 to it."
 PMTU=""
-# pmtu_found: true once the daemon reports a measured path MTU (in PMTU). Where the stats
-# carry the search state, only a complete, confirmed search counts, not the base size that
-# applies while it runs.
+# pmtu_found: true once the daemon reports a measured path MTU (in PMTU): a complete,
+# confirmed search, not the base size that applies while it runs.
 pmtu_found() {
   local j
   j=$(stats_json) || return 1
-  if [[ $j == *'"pmtu_state"'* ]]; then
-    [[ $j == *'"pmtu_state": "complete"'* && $j == *'"pmtu_confirmed": true'* ]] || return 1
-  fi
+  [[ $j == *'"pmtu_state": "complete"'* && $j == *'"pmtu_confirmed": true'* ]] || return 1
   PMTU=$(grep -o '"pmtu_bytes": [0-9]*' <<<"$j" | grep -o '[0-9]*$' || true)
   [ -n "$PMTU" ]
 }
-if [ "$AUTO" = 1 ]; then
-  t0=$(now_ms)
-  while ! pmtu_found; do
-    daemon_ok
-    [ $(($(now_ms) - t0)) -lt 15000 ] || break
-    progress "probing the path MTU... $(( ($(now_ms) - t0) / 1000 )) s"
-    sleep 0.2
-  done
-  progress_done
-  if [ -n "$PMTU" ]; then
-    note "Path MTU found: $PMTU bytes (the truth is $INNER_MTU) in $(secs $(($(now_ms) - t0))) s;"
-    note "new connections get MSS $((PMTU - 40))."
-  else
-    PMTU=""
-    note "UNEXPECTED: no path MTU after 15 s; the fallback MSS applies."
-  fi
+t0=$(now_ms)
+while ! pmtu_found; do
+  daemon_ok
+  [ $(($(now_ms) - t0)) -lt 15000 ] || break
+  progress "probing the path MTU... $(( ($(now_ms) - t0) / 1000 )) s"
+  sleep 0.2
+done
+progress_done
+if [ -n "$PMTU" ]; then
+  note "Path MTU found: $PMTU bytes (the truth is $INNER_MTU) in $(secs $(($(now_ms) - t0))) s;"
+  note "new connections get MSS $((PMTU - 40))."
+else
+  note "UNEXPECTED: no path MTU after 15 s; the fallback MSS applies."
 fi
 
 # ---- 3: the same download --------------------------------------------------------------
@@ -443,12 +425,14 @@ fi
 
 # ---- the end ---------------------------------------------------------------------------
 say ""
-if [ "$STALLED" = 1 ] && [ "$DONE" = 1 ] && [ "$ARRIVED" = 1 ]; then
-  say "RESULT: the download stalled without tunshim, completed with it, and the idle"
-  say "tunnel survived the NAT timeout."
+FOUND=0; [ "$PMTU" != "$INNER_MTU" ] || FOUND=1
+if [ "$STALLED" = 1 ] && [ "$FOUND" = 1 ] && [ "$DONE" = 1 ] && [ "$ARRIVED" = 1 ]; then
+  say "RESULT: the download stalled without tunshim; tunshim measured the path MTU, and the"
+  say "download completed with it; the idle tunnel survived the NAT timeout."
   rc=0
 else
-  say "RESULT: the demo did not go as expected (stalled=$STALLED done=$DONE arrived=$ARRIVED);"
+  say "RESULT: the demo did not go as expected (stalled=$STALLED pmtu=${PMTU:-none} done=$DONE"
+  say "arrived=$ARRIVED);"
   say "tunshim's log is $TMP/tunshim.log until the lab is removed."
   rc=1
 fi

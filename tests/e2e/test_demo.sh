@@ -117,7 +117,7 @@ else fail "demo exit status $DEMO_RC after ${took} s"; [ "$DEMO_RC" != 999 ] || 
 # The narration, in order, with the numbers it reports.
 prev=0 order_ok=1
 for re in '^\[1/6\]' '^\[2/6\]' 'STALLED: ' '^\[3/6\]' 'tunshim is running \(pid [0-9]+\)' '^\[4/6\]' 'DONE: ' \
-          '^\[5/6\]' 'SYN out clamped/inserted' '^\[6/6\]' 'ARRIVED: ' '^RESULT: the download stalled without tunshim' \
+          '^\[5/6\]' 'SYN out clamped/inserted' '^\[6/6\]' 'ARRIVED: ' '^RESULT: the download stalled without tunshim; tunshim measured' \
           '^Lab removed'; do
   n=$(line_no "$OUT" "$re")
   if [ "$n" -le "$prev" ]; then order_ok=0; fail "narration: '$re' missing or out of order (line $n after $prev)"; fi
@@ -136,14 +136,12 @@ in_clamped=$(sed -n 's/^ *SYN in clamped\/inserted *\([0-9]*\) \/ \([0-9]*\).*/\
 [ "${out_clamped:-0}" -ge 1 ] && [ "${in_clamped:-0}" -ge 1 ] \
   && pass "stats table: SYNs clamped out $out_clamped, in $in_clamped" \
   || fail "stats table: clamped out '${out_clamped}', in '${in_clamped}'"
-if grep -q 'mss = "auto"' "$OUT" && ! grep -q 'does not accept mss = "auto"' "$OUT"; then
-  pmtu=$(sed -n 's/.*Path MTU found: \([0-9]*\) bytes.*/\1/p' "$OUT")
-  [ "$pmtu" = 1372 ] && pass "mss = \"auto\": path MTU found 1372 (1400 - 28, the lab's truth)" \
-    || fail "mss = \"auto\": path MTU '$pmtu', the lab carries 1372"
-  grep -Eq '^ *path MTU +1372$' "$OUT" && pass "stats table: path MTU 1372" || fail "stats table: $(grep 'path MTU ' "$OUT")"
-else
-  log "this build refuses mss = \"auto\": the demo ran with a fixed MSS ($(grep -o 'fixed MSS of [0-9]*' "$OUT"))"
-fi
+pmtu=$(sed -n 's/.*Path MTU found: \([0-9]*\) bytes.*/\1/p' "$OUT")
+[ "$pmtu" = 1372 ] && pass "mss = \"auto\": path MTU found 1372 (1400 - 28, the lab's truth)" \
+  || fail "mss = \"auto\": path MTU '$pmtu', the lab carries 1372"
+grep -Eq '^ *path MTU +1372$' "$OUT" && pass "stats table: path MTU 1372" || fail "stats table: $(grep 'path MTU ' "$OUT")"
+grep -Eq '^ *MSS target v4/v6 +1332 / ' "$OUT" && pass "stats table: MSS target 1332 (1372 - 40)" \
+  || fail "stats table: $(grep 'MSS target' "$OUT")"
 ka=$(sed -n 's/.*ARRIVED: .*tunshim sent \([0-9]*\).*/\1/p' "$OUT")
 [ "${ka:-0}" -ge 2 ] && pass "idle gap: the line arrived; $ka keepalives sent during the gap" \
   || fail "idle gap: $(grep -A1 -E 'ARRIVED|LOST' "$OUT" | tr '\n' ' ')"

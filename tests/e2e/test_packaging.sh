@@ -233,7 +233,7 @@ chmod +x "$E2E_TMP/tunshim.deb-bin"
 [ "$("$E2E_TMP/tunshim.deb-bin" --version)" = "$("$TUNSHIM_BIN" --version)" ] && pass "deb's binary runs" || fail "deb's binary does not run"
 # `tunshim demo` carries its lab script inside the binary: the packaged (stripped) program
 # runs it to the end with no source or build tree involved.
-if out=$("$E2E_TMP/tunshim.deb-bin" demo 2>&1 </dev/null) && grep -q '^RESULT: the download stalled without tunshim' <<<"$out" \
+if out=$("$E2E_TMP/tunshim.deb-bin" demo 2>&1 </dev/null) && grep -q '^RESULT: the download stalled without tunshim;' <<<"$out" \
    && grep -q '^Lab removed' <<<"$out"; then
   pass "deb's binary runs 'tunshim demo' to the end: $(grep -m1 -o 'DONE: [0-9]* of [0-9]* bytes' <<<"$out")"
 else
