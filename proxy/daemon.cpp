@@ -43,6 +43,26 @@ std::string format_dir(const DirectionCounters& c) {
 
 std::int64_t g_log_malformed = -1;
 
+// True if `p` is an ICMP / ICMPv6 echo request carrying identifier `ident`: one of our own
+// path-MTU probes, which are larger than the path MTU by design while searching upward and
+// must not be answered by our own guard. IPv6 probes carry no extension headers.
+bool is_own_probe(clamp::ConstBytes p, std::uint16_t ident) noexcept {
+  if (ident == 0 || p.size() < 1) return false;
+  const unsigned version = p[0] >> 4;
+  std::size_t off = 0;
+  if (version == 4) {
+    off = static_cast<std::size_t>(p[0] & 0x0f) * 4;
+    if (p.size() < 20 || p[9] != 1 || (clamp::load16(p, 6) & 0x1fff) != 0) return false;
+    if (p.size() < off + 8 || p[off] != 8) return false;
+  } else if (version == 6) {
+    off = 40;
+    if (p.size() < off + 8 || p[6] != 58 || p[off] != 128) return false;
+  } else {
+    return false;
+  }
+  return clamp::load16(p, off + 4) == ident;
+}
+
 }  // namespace
 
 Daemon::Daemon(Config config)
@@ -119,6 +139,7 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
   // Larger than the path MTU on the way out: queued by the guard's length rule (a SYN is
   // never that large; if one were, the guard's answer is the right one for it too).
   if (out && t.guard_pmtu != 0 && pkt.len > t.guard_pmtu) {
+    if (is_own_probe(clamp::ConstBytes(pkt.buf.data(), pkt.len), t.probe_ident)) return 0;
     const auto v = guard_.handle(clamp::ConstBytes(pkt.buf.data(), pkt.len), t.guard_pmtu,
                                  uv_now(loop_), t.guard_counters);
     return v == OversizeGuard::Verdict::drop ? kDropPacket : 0;
@@ -661,6 +682,7 @@ void Daemon::apply_path_mtu(Tunnel& t) {
   // larger packets the kernel already refuses or fragments itself.
   const bool guard_on = t.guard && measured && guard_.is_open() && pmtu < p->interface_mtu();
   t.guard_pmtu = guard_on ? pmtu : 0;
+  t.probe_ident = p != nullptr ? p->probe_identifier() : 0;
   if (monitors_) {
     for (const auto& m : monitors_->monitors()) {
       if (m && m->iface() == t.iface) m->set_pmtu(pmtu);

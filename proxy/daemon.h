@@ -55,6 +55,7 @@ class Daemon final : public PacketHandler {
     bool mss6_auto = false;
     bool guard = false;           // guard = "icmp" configured
     std::uint16_t guard_pmtu = 0; // outbound packets above this are the guard's; 0: off
+    std::uint16_t probe_ident = 0;  // ICMP identifier of our path-MTU probes (guard lets them by)
     TunnelCounters counters;
     GuardCounters guard_counters;
     bool retiring = false;  // removed by a reload; kept until its rules are gone

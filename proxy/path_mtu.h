@@ -78,6 +78,9 @@ class PathMtu {
   // The interface's MTU now (0: absent).
   std::uint32_t interface_mtu() const noexcept { return cur_mtu_; }
   keepalive::PmtuSearch::State state() const noexcept;
+  // The ICMP identifier of the probe socket (0: none open), so the guard can tell our
+  // probes, larger than the path MTU while searching upward, from traffic.
+  std::uint16_t probe_identifier() const noexcept { return io_ && io_->is_open() ? io_->identifier() : 0; }
   // One line for the log (SIGUSR1).
   std::string describe() const;
   // Fills the path-MTU fields of the tunnel's stats.

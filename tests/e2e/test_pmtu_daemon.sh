@@ -11,6 +11,8 @@
 #     lowers the path MTU and the clamp on the next re-confirmation.
 #  4. set_interface_mtu: ppp0's MTU becomes the path MTU; when ppp0 is deleted and comes
 #     back (a VPN reconnect) it is searched again and written again.
+#  5. with the guard on (the default with "auto"), the periodic upward search still finds a
+#     path that grew: our own probes must not be stopped by our own guard rule.
 # Prints one figures line per MTU (docs/PERFORMANCE.md, "Path-MTU discovery").
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"
@@ -130,5 +132,23 @@ wait_for 30 mtu_is $N && pass "ppp0 re-created: searched again and MTU $N writte
 lab_tunshim_logged 'path-MTU search stopped \(interface gone\)' && pass "the daemon saw ppp0 go" || fail "no 'interface gone' line"
 got=$(lab_download client "$LAB_S_TUN" 500000 30)
 [ "$got" = 500000 ] && pass "transfer after the interface came back" || fail "transfer after re-creation: $got bytes"
+lab_tunshim_stop
+
+# ---- 5. the guard does not stop our own probes -------------------------------------------------
+pmtu_lab_underlay 1400
+ip -n "$(ns client)" link set ppp0 mtu 1500   # section 4's daemon left it at its path MTU
+conf "reprobe_interval = \"1m\"
+probe_target = \"$LAB_S_TUN\""  # ppp0 lost its peer address when section 4 re-created it
+lab_tunshim_start
+wait_for 30 confirmed_at $N || fail "guard on: no path MTU $N (got $(stat pmtu))"
+guard_rule() { inns client iptables-save -t mangle | grep -q -- "--length $((N + 1)):65535"; }
+wait_for 10 guard_rule && pass "guard rule installed for packets above $N" || fail "no guard rule above $N"
+pmtu_lab_underlay 1437; N3=$((1437 - PMTU_OUTER_OVERHEAD))
+t0=$(live_now_ms)
+if wait_for 90 confirmed_at $N3; then
+  pass "the path grew 1372 -> $N3: the periodic upward search found it with the guard on ($(( $(live_now_ms) - t0 )) ms, reprobe_interval 1m)"
+else
+  fail "the path grew to $N3 but the daemon still says $(stat pmtu) (state $(stat pmtu_state)) after 90 s"
+fi
 lab_tunshim_stop
 finish
