@@ -51,7 +51,13 @@ const Row kRows[] = {
        return t.state_since > 0 ? local_time(t.state_since) + " (" + duration(now - t.state_since) + ")"
                                 : std::string(kNone);
      }},
-    {"path MTU", [](const TunnelStats& t, double) { return or_none(t.pmtu); }},
+    // "1372 (measured)"; "1200 (fallback, search)" until a search completes; "-" without one.
+    {"path MTU", [](const TunnelStats& t, double) {
+       if (t.pmtu_state.empty()) return or_none(t.pmtu);
+       if (!t.pmtu) return fmt::format("- ({})", t.pmtu_state);
+       return t.pmtu_confirmed ? fmt::format("{} (measured{})", *t.pmtu, t.pmtu_state == "complete" ? "" : ", " + t.pmtu_state)
+                               : fmt::format("{} (fallback, {})", *t.pmtu, t.pmtu_state);
+     }},
     {"MSS target v4/v6", [](const TunnelStats& t, double) { return mss(t.mss4) + " / " + mss(t.mss6); }},
     {"SYN out clamped/inserted", [](const TunnelStats& t, double) {
        return fmt::format("{} / {}", t.syn.out.clamped, t.syn.out.inserted);
