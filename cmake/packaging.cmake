@@ -13,8 +13,6 @@
 # directory is Debian's, so both are absolute whatever the prefix; the unit's ExecStart
 # is rewritten at install time to the prefix actually used.
 
-# `tunshim demo`'s lab script, compiled into the binary (nothing to install for it).
-include(${CMAKE_CURRENT_SOURCE_DIR}/demo/demo.cmake)
 
 set(TUNSHIM_UNIT_DIR "/lib/systemd/system")
 set(TUNSHIM_CONF_DIR "/etc/tunshim")
