@@ -30,7 +30,8 @@ keepalive::Timestamp at(std::uint64_t now_ms) noexcept {
 
 bool is_echo_request(clamp::ConstBytes pkt, std::uint16_t ident) noexcept {
   const clamp::IpInfo ip = clamp::parse_ip(pkt);
-  if (ip.status != clamp::ParseStatus::ok || ip.later_fragment || ip.l4_off + 8 > ip.ip_len) return false;
+  if (ip.status != clamp::ParseStatus::ok || ip.later_fragment || ip.l4_off + 8 > ip.ip_len)
+    return false;
   const bool v4 = ip.family == 4;
   if (ip.proto != (v4 ? clamp::kProtoIcmp : clamp::kProtoIcmpv6)) return false;
   const std::uint8_t echo_request = v4 ? 8 : 128;  // RFC 792 / RFC 4443 §4.1
@@ -39,7 +40,8 @@ bool is_echo_request(clamp::ConstBytes pkt, std::uint16_t ident) noexcept {
 }
 
 OversizeGuard::OversizeGuard(GuardLimits limits) noexcept
-    : limits_(limits), global_(limits.global_rate, limits.global_burst, keepalive::Timestamp{}) {}
+    : limits_(limits),
+      global_(limits.global_rate, limits.global_burst, keepalive::Timestamp{}) {}
 
 OversizeGuard::~OversizeGuard() { close(); }
 
@@ -123,7 +125,8 @@ bool OversizeGuard::KernelRoute::source_for(clamp::ConstBytes to, clamp::Bytes f
     if (::connect(udp4, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) return false;
     sockaddr_in me{};
     socklen_t len = sizeof me;
-    if (::getsockname(udp4, reinterpret_cast<sockaddr*>(&me), &len) != 0 || me.sin_addr.s_addr == 0) {
+    if (::getsockname(udp4, reinterpret_cast<sockaddr*>(&me), &len) != 0 ||
+        me.sin_addr.s_addr == 0) {
       return false;
     }
     std::memcpy(from.data(), &me.sin_addr, 4);
@@ -151,7 +154,8 @@ bool OversizeGuard::KernelRoute::source_for(clamp::ConstBytes to, clamp::Bytes f
   return false;
 }
 
-bool OversizeGuard::allow(std::uint8_t family, clamp::ConstBytes src, std::uint64_t now_ms) noexcept {
+bool OversizeGuard::allow(std::uint8_t family, clamp::ConstBytes src,
+                          std::uint64_t now_ms) noexcept {
   const keepalive::Timestamp now = at(now_ms);
   // Per source first: a source over its own rate must not take tokens from the global
   // bucket, or one flooding sender would starve everyone else's errors.
@@ -174,7 +178,8 @@ bool OversizeGuard::allow(std::uint8_t family, clamp::ConstBytes src, std::uint6
       hit->family = family;
       hit->addr.fill(0);
       std::copy(src.begin(), src.end(), hit->addr.begin());
-      hit->bucket = keepalive::TokenBucket(limits_.per_source_rate, limits_.per_source_burst, now);
+      hit->bucket =
+          keepalive::TokenBucket(limits_.per_source_rate, limits_.per_source_burst, now);
     }
     hit->last_used = now_ms;
     if (!hit->bucket.allow(now)) return false;

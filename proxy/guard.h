@@ -39,11 +39,11 @@ struct GuardCounters {
 // errors every other source needs. 10/s with a burst of 10 answers a host opening ten new
 // destinations at once; the global 1000/s burst 50 is the kernel's own default.
 struct GuardLimits {
-  std::uint32_t per_source_rate = 10;   // errors per second to one source address
+  std::uint32_t per_source_rate = 10;  // errors per second to one source address
   std::uint32_t per_source_burst = 10;
-  std::uint32_t global_rate = 1000;     // errors per second in all
+  std::uint32_t global_rate = 1000;  // errors per second in all
   std::uint32_t global_burst = 50;
-  std::size_t sources = 256;            // source table slots (an office LAN has fewer hosts)
+  std::size_t sources = 256;  // source table slots (an office LAN has fewer hosts)
 };
 
 // Where an error to `to` (the offender's source, 4 or 16 bytes) should come from: the
@@ -70,8 +70,8 @@ class OversizeGuard {
   struct Decision {
     Verdict verdict = Verdict::accept;
     std::size_t error_len = 0;
-    std::uint8_t family = 0;             // 4 or 6, when error_len > 0
-    std::array<std::uint8_t, 16> to{};   // the first 4 bytes for IPv4
+    std::uint8_t family = 0;            // 4 or 6, when error_len > 0
+    std::array<std::uint8_t, 16> to{};  // the first 4 bytes for IPv4
   };
 
   // Bytes an error can take (the IPv6 one is the larger): the size of decide()'s `out`.

@@ -3,7 +3,6 @@
 // SYN rules, the transaction when the guard's N changes, and the counter parsing that must
 // keep SYN counts (the daemon's "bypassed" estimate) apart from guard counts.
 #include <boost/test/unit_test.hpp>
-
 #include <string>
 #include <vector>
 
@@ -15,11 +14,14 @@ using Lines = std::vector<std::string>;
 
 namespace {
 
-const std::string kSyn = "-p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 4770 --queue-bypass";
+const std::string kSyn =
+    "-p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 4770 --queue-bypass";
 const std::string kGuard4 =
     "TUNSHIM-POST -o ppp0 -m length --length 1373:65535 -m u32 --u32 \"0x4&0x4000=0x4000\" "
     "-j NFQUEUE --queue-num 4770 --queue-bypass";
-const std::string kGuard6 = "TUNSHIM-POST -o ppp0 -m length --length 1373:65535 -j NFQUEUE --queue-num 4770 --queue-bypass";
+const std::string kGuard6 =
+    "TUNSHIM-POST -o ppp0 -m length --length 1373:65535 -j NFQUEUE --queue-num 4770 "
+    "--queue-bypass";
 
 tp::FirewallTunnel ppp0(bool v4, bool v6, std::uint16_t g4, std::uint16_t g6) {
   tp::FirewallTunnel t;
@@ -39,25 +41,29 @@ BOOST_AUTO_TEST_CASE(guard_rule_text) {
   const tp::Firewall fw(4770);
   BOOST_TEST(fw.guard_rule("ppp0", 1372, Family::v4) == kGuard4);
   BOOST_TEST(fw.guard_rule("ppp0", 1372, Family::v6) == kGuard6);
-  BOOST_TEST(fw.guard_rule("tun0", 576, Family::v4) ==
-             "TUNSHIM-POST -o tun0 -m length --length 577:65535 -m u32 --u32 \"0x4&0x4000=0x4000\" "
-             "-j NFQUEUE --queue-num 4770 --queue-bypass");
+  BOOST_TEST(
+      fw.guard_rule("tun0", 576, Family::v4) ==
+      "TUNSHIM-POST -o tun0 -m length --length 577:65535 -m u32 --u32 \"0x4&0x4000=0x4000\" "
+      "-j NFQUEUE --queue-num 4770 --queue-bypass");
   BOOST_TEST(fw.guard_rule("ppp0", 65534, Family::v6) ==
-             "TUNSHIM-POST -o ppp0 -m length --length 65535:65535 -j NFQUEUE --queue-num 4770 --queue-bypass");
+             "TUNSHIM-POST -o ppp0 -m length --length 65535:65535 -j NFQUEUE --queue-num 4770 "
+             "--queue-bypass");
   // No rule: the guard is off, or nothing can be longer.
   BOOST_TEST(fw.guard_rule("ppp0", 0, Family::v4).empty());
   BOOST_TEST(fw.guard_rule("ppp0", 65535, Family::v6).empty());
   // Another queue number reaches the target.
   BOOST_TEST(tp::Firewall(7).guard_rule("ppp0", 1400, Family::v6) ==
-             "TUNSHIM-POST -o ppp0 -m length --length 1401:65535 -j NFQUEUE --queue-num 7 --queue-bypass");
+             "TUNSHIM-POST -o ppp0 -m length --length 1401:65535 -j NFQUEUE --queue-num 7 "
+             "--queue-bypass");
 }
 
 BOOST_AUTO_TEST_CASE(tunnel_rules_and_describe) {
   const tp::Firewall fw(4770);
   // Clamped and guarded: the SYN rules first, then the guard rule.
-  BOOST_TEST(fw.tunnel_rules(ppp0(true, true, 1372, 1372), Family::v4) ==
-                 (Lines{"TUNSHIM-PRE -i ppp0 " + kSyn, "TUNSHIM-POST -o ppp0 " + kSyn, kGuard4}),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      fw.tunnel_rules(ppp0(true, true, 1372, 1372), Family::v4) ==
+          (Lines{"TUNSHIM-PRE -i ppp0 " + kSyn, "TUNSHIM-POST -o ppp0 " + kSyn, kGuard4}),
+      boost::test_tools::per_element());
   // Guard without SYN rules (mss off in that family).
   BOOST_TEST(fw.tunnel_rules(ppp0(true, false, 0, 1372), Family::v6) == Lines{kGuard6},
              boost::test_tools::per_element());
@@ -111,13 +117,22 @@ BOOST_AUTO_TEST_CASE(counts_keep_syn_and_guard_apart) {
       ":PREROUTING ACCEPT [0:0]\n"
       ":TUNSHIM-POST - [0:0]\n"
       "[9:540] -A PREROUTING -j TUNSHIM-PRE\n"
-      "[3:180] -A TUNSHIM-PRE -i ppp0 " + kSyn + "\n"
-      "[5:300] -A TUNSHIM-POST -o ppp0 " + kSyn + "\n"
-      "[7:10500] -A " + kGuard4 + "\n"
-      "[11:16500] -A TUNSHIM-POST -o tun0 -m length --length 1401:65535 -j NFQUEUE --queue-num 4770 --queue-bypass\n"
+      "[3:180] -A TUNSHIM-PRE -i ppp0 " +
+      kSyn +
+      "\n"
+      "[5:300] -A TUNSHIM-POST -o ppp0 " +
+      kSyn +
+      "\n"
+      "[7:10500] -A " +
+      kGuard4 +
+      "\n"
+      "[11:16500] -A TUNSHIM-POST -o tun0 -m length --length 1401:65535 -j NFQUEUE --queue-num "
+      "4770 --queue-bypass\n"
       // Another program's queue and a rule in another chain: not ours.
-      "[13:1] -A TUNSHIM-POST -o ppp0 -m length --length 1401:65535 -j NFQUEUE --queue-num 1 --queue-bypass\n"
-      "[17:1] -A POSTROUTING -o ppp0 -m length --length 1401:65535 -j NFQUEUE --queue-num 4770 --queue-bypass\n"
+      "[13:1] -A TUNSHIM-POST -o ppp0 -m length --length 1401:65535 -j NFQUEUE --queue-num 1 "
+      "--queue-bypass\n"
+      "[17:1] -A POSTROUTING -o ppp0 -m length --length 1401:65535 -j NFQUEUE --queue-num 4770 "
+      "--queue-bypass\n"
       "COMMIT\n";
   const tp::RuleCounts c = tp::Firewall::parse_counts(save, fw.rule_tail());
   BOOST_TEST_REQUIRE(c.count("ppp0") == 1U);

@@ -4,7 +4,6 @@
 // No sockets: the route lookup is a fake, and handle() is run unopened to check that a
 // failed send is counted.
 #include <boost/test/unit_test.hpp>
-
 #include <string>
 #include <vector>
 
@@ -42,7 +41,8 @@ struct Fixture {
   tp::GuardCounters c;
   tt::Buf out = tt::Buf(tp::OversizeGuard::kErrorMax, 0xa5);
   tt::Buf error;  // the last error built, trimmed
-  tp::OversizeGuard::Decision run(const tt::Buf& pkt, std::uint16_t pmtu, std::uint64_t now = 1000) {
+  tp::OversizeGuard::Decision run(const tt::Buf& pkt, std::uint16_t pmtu,
+                                  std::uint64_t now = 1000) {
     const auto d = guard.decide(pkt, pmtu, now, c, route, out);
     error.assign(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(d.error_len));
     return d;
@@ -68,7 +68,8 @@ tt::Buf udp4(std::size_t total, bool df = true, tt::Ip4Spec ip = from4(2)) {
   u.sport = 40000;
   u.dport = 9999;
   u.payload.assign(total - 28, 0);
-  for (std::size_t i = 0; i < u.payload.size(); ++i) u.payload[i] = static_cast<std::uint8_t>(i * 3 + 1);
+  for (std::size_t i = 0; i < u.payload.size(); ++i)
+    u.payload[i] = static_cast<std::uint8_t>(i * 3 + 1);
   const tt::Buf b = tt::ipv4(ip, 17, tt::udp_datagram(u)).bytes;
   BOOST_REQUIRE(b.size() == total);
   return b;
@@ -77,14 +78,16 @@ tt::Buf udp4(std::size_t total, bool df = true, tt::Ip4Spec ip = from4(2)) {
 tt::Buf udp6(std::size_t total, tt::Ip6Spec ip = {}) {
   tt::UdpSpec u;
   u.payload.assign(total - 48, 0);
-  for (std::size_t i = 0; i < u.payload.size(); ++i) u.payload[i] = static_cast<std::uint8_t>(i * 5 + 2);
+  for (std::size_t i = 0; i < u.payload.size(); ++i)
+    u.payload[i] = static_cast<std::uint8_t>(i * 5 + 2);
   const tt::Buf b = tt::ipv6(ip, 17, tt::udp_datagram(u)).bytes;
   BOOST_REQUIRE(b.size() == total);
   return b;
 }
 
 tt::Buf slice(const tt::Buf& b, std::size_t from, std::size_t to) {
-  return tt::Buf(b.begin() + static_cast<std::ptrdiff_t>(from), b.begin() + static_cast<std::ptrdiff_t>(to));
+  return tt::Buf(b.begin() + static_cast<std::ptrdiff_t>(from),
+                 b.begin() + static_cast<std::ptrdiff_t>(to));
 }
 
 }  // namespace
@@ -143,7 +146,8 @@ BOOST_AUTO_TEST_CASE(ipv4_df_oversize_error_every_field) {
   BOOST_TEST((d.verdict == Verdict::drop));
   BOOST_TEST(f.c.dropped == 1U);
   BOOST_TEST(d.family == 4);
-  BOOST_TEST(slice(tt::Buf(d.to.begin(), d.to.end()), 0, 4) == slice(pkt, 12, 16), boost::test_tools::per_element());
+  BOOST_TEST(slice(tt::Buf(d.to.begin(), d.to.end()), 0, 4) == slice(pkt, 12, 16),
+             boost::test_tools::per_element());
   BOOST_TEST(f.route.calls == 1);
   BOOST_TEST(f.route.last_to == slice(pkt, 12, 16), boost::test_tools::per_element());
 
@@ -154,8 +158,10 @@ BOOST_AUTO_TEST_CASE(ipv4_df_oversize_error_every_field) {
   BOOST_TEST((tt::rd16(e, 6) & 0x4000) == 0);
   BOOST_TEST(e[9] == 1);
   BOOST_TEST(tt::rd16(e, 10) == tt::ref_ip4_csum(e));
-  BOOST_TEST(slice(e, 12, 16) == f.route.addr4, boost::test_tools::per_element());  // from the route
-  BOOST_TEST(slice(e, 16, 20) == slice(pkt, 12, 16), boost::test_tools::per_element());  // to the sender
+  BOOST_TEST(slice(e, 12, 16) == f.route.addr4,
+             boost::test_tools::per_element());  // from the route
+  BOOST_TEST(slice(e, 16, 20) == slice(pkt, 12, 16),
+             boost::test_tools::per_element());  // to the sender
   BOOST_TEST(e[20] == 3);
   BOOST_TEST(e[21] == 4);
   BOOST_TEST(tt::rd16(e, 24) == 0);
@@ -164,7 +170,8 @@ BOOST_AUTO_TEST_CASE(ipv4_df_oversize_error_every_field) {
   const std::uint16_t stored = tt::rd16(icmp, 2);
   tt::wr16(icmp, 2, 0);
   BOOST_TEST(stored == static_cast<std::uint16_t>(~tt::ref_sum(icmp)));
-  BOOST_TEST(slice(e, 28, e.size()) == slice(pkt, 0, 576 - 28), boost::test_tools::per_element());
+  BOOST_TEST(slice(e, 28, e.size()) == slice(pkt, 0, 576 - 28),
+             boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_oversize_error_every_field) {
@@ -173,7 +180,8 @@ BOOST_AUTO_TEST_CASE(ipv6_oversize_error_every_field) {
   const auto d = f.run(pkt, 1372);
   BOOST_TEST((d.verdict == Verdict::drop));
   BOOST_TEST(d.family == 6);
-  BOOST_TEST(tt::Buf(d.to.begin(), d.to.end()) == slice(pkt, 8, 24), boost::test_tools::per_element());
+  BOOST_TEST(tt::Buf(d.to.begin(), d.to.end()) == slice(pkt, 8, 24),
+             boost::test_tools::per_element());
 
   const tt::Buf& e = f.error;
   BOOST_TEST_REQUIRE(e.size() == 1280U);  // RFC 4443 2.4(c): up to the minimum MTU
@@ -188,7 +196,8 @@ BOOST_AUTO_TEST_CASE(ipv6_oversize_error_every_field) {
   BOOST_TEST(tt::rd16(e, 44) == 0);
   BOOST_TEST(tt::rd16(e, 46) == 1372U);
   BOOST_TEST(tt::rd16(e, 42) == tt::ref_transport_csum(e, 6, 58, 40, e.size(), 2));
-  BOOST_TEST(slice(e, 48, e.size()) == slice(pkt, 0, 1280 - 48), boost::test_tools::per_element());
+  BOOST_TEST(slice(e, 48, e.size()) == slice(pkt, 0, 1280 - 48),
+             boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_never_below_1280) {
@@ -216,7 +225,8 @@ BOOST_AUTO_TEST_CASE(no_route_falls_back_to_offender_destination) {
   const tt::Buf p6 = udp6(1500);
   BOOST_TEST(f.answered(p6, 1400, 1));
   BOOST_TEST(slice(f.error, 8, 24) == slice(p6, 24, 40), boost::test_tools::per_element());
-  BOOST_TEST(tt::rd16(f.error, 42) == tt::ref_transport_csum(f.error, 6, 58, 40, f.error.size(), 2));
+  BOOST_TEST(tt::rd16(f.error, 42) ==
+             tt::ref_transport_csum(f.error, 6, 58, 40, f.error.size(), 2));
 }
 
 BOOST_AUTO_TEST_CASE(refused_errors_are_dropped_unanswered_without_spending_tokens) {
@@ -308,7 +318,8 @@ BOOST_AUTO_TEST_CASE(flooding_source_does_not_starve_the_others) {
   // Source 2 sends 50 oversize packets: one error, 49 refused by its own bucket, which
   // therefore take nothing from the global one...
   int answered = 0;
-  for (int i = 0; i < 50; ++i) answered += f.answered(udp4(1500, true, from4(2)), 1400, 10) ? 1 : 0;
+  for (int i = 0; i < 50; ++i)
+    answered += f.answered(udp4(1500, true, from4(2)), 1400, 10) ? 1 : 0;
   BOOST_TEST(answered == 1);
   // ...so source 3 still gets its error, and then the global budget (2) is spent.
   BOOST_TEST(f.answered(udp4(1500, true, from4(3)), 1400, 10));
@@ -331,9 +342,10 @@ BOOST_AUTO_TEST_CASE(table_evicts_least_recently_used) {
   BOOST_TEST(!f.answered(p(1), 1400, 4));  // A again: remembered, used recently
   BOOST_TEST(f.answered(p(4), 1400, 5));   // D: table full, evicts B (least recently used)
   BOOST_TEST(f.guard.tracked_sources() == 3U);
-  BOOST_TEST(!f.answered(p(1), 1400, 6));  // A survived the eviction (inserted first, used last)
-  BOOST_TEST(f.answered(p(2), 1400, 7));   // B was forgotten: a fresh bucket (evicts C)
-  BOOST_TEST(f.answered(p(3), 1400, 8));   // C was forgotten too (evicts D)
+  BOOST_TEST(
+      !f.answered(p(1), 1400, 6));        // A survived the eviction (inserted first, used last)
+  BOOST_TEST(f.answered(p(2), 1400, 7));  // B was forgotten: a fresh bucket (evicts C)
+  BOOST_TEST(f.answered(p(3), 1400, 8));  // C was forgotten too (evicts D)
   BOOST_TEST(!f.answered(p(1), 1400, 9));  // A still there
   BOOST_TEST(f.guard.tracked_sources() == 3U);
 }
