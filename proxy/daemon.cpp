@@ -43,25 +43,6 @@ std::string format_dir(const DirectionCounters& c) {
 
 std::int64_t g_log_malformed = -1;
 
-// True if `p` is an ICMP / ICMPv6 echo request carrying identifier `ident`: one of our own
-// path-MTU probes, which are larger than the path MTU by design while searching upward and
-// must not be answered by our own guard. IPv6 probes carry no extension headers.
-bool is_own_probe(clamp::ConstBytes p, std::uint16_t ident) noexcept {
-  if (ident == 0 || p.size() < 1) return false;
-  const unsigned version = p[0] >> 4;
-  std::size_t off = 0;
-  if (version == 4) {
-    off = static_cast<std::size_t>(p[0] & 0x0f) * 4;
-    if (p.size() < 20 || p[9] != 1 || (clamp::load16(p, 6) & 0x1fff) != 0) return false;
-    if (p.size() < off + 8 || p[off] != 8) return false;
-  } else if (version == 6) {
-    off = 40;
-    if (p.size() < off + 8 || p[6] != 58 || p[off] != 128) return false;
-  } else {
-    return false;
-  }
-  return clamp::load16(p, off + 4) == ident;
-}
 
 }  // namespace
 
@@ -137,9 +118,10 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
   }
   Tunnel& t = tunnels_[static_cast<std::size_t>(ti)];
   // Larger than the path MTU on the way out: queued by the guard's length rule (a SYN is
-  // never that large; if one were, the guard's answer is the right one for it too).
+  // never that large; if one were, the guard's answer is the right one for it too). Our
+  // own probes are larger on purpose while a search looks upward.
   if (out && t.guard_pmtu != 0 && pkt.len > t.guard_pmtu) {
-    if (is_own_probe(clamp::ConstBytes(pkt.buf.data(), pkt.len), t.probe_ident)) return 0;
+    if (is_echo_request(clamp::ConstBytes(pkt.buf.data(), pkt.len), t.probe_ident)) return 0;
     const auto v = guard_.handle(clamp::ConstBytes(pkt.buf.data(), pkt.len), t.guard_pmtu,
                                  uv_now(loop_), t.guard_counters);
     return v == OversizeGuard::Verdict::drop ? kDropPacket : 0;
@@ -172,7 +154,15 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
       }
       return 0;
     default:
-      ++c.other;
+      // Outbound non-SYNs come from the guard rule: the segments of a GSO/GRO packet that
+      // matched its length as a whole, each within the path MTU. Theirs, not the clamp's.
+      if (out && t.guard_pmtu != 0 &&
+          (r.outcome == clamp::Outcome::not_syn || r.outcome == clamp::Outcome::not_tcp ||
+           r.outcome == clamp::Outcome::fragment || r.outcome == clamp::Outcome::disabled)) {
+        ++t.guard_counters.passed;
+      } else {
+        ++c.other;
+      }
       return 0;
   }
 }

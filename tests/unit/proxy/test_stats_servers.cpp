@@ -80,4 +80,19 @@ BOOST_AUTO_TEST_CASE(reapply_for_an_unclamped_family_only_removes) {
   BOOST_TEST(reapply_lines(save({}), rules, false).empty());
 }
 
+BOOST_AUTO_TEST_CASE(reapply_restores_the_guard_rule_of_an_unclamped_family) {
+  // mss6 = "off" with the guard on: no SYN rules in that family, but the guard rule stays.
+  const Firewall fw(7);
+  const std::string guard = fw.guard_rule("ppp0", 1372, Family::v6);
+  BOOST_TEST_REQUIRE(!guard.empty());
+  const std::vector<std::string> rules = {kRulePre, kRulePost, guard};
+  const std::vector<bool> wants = {false, false, true};
+  // Deleted by hand: added back; a stale SYN rule goes.
+  BOOST_TEST(reapply_lines(save({kRulePre}), rules, wants) ==
+             (std::vector<std::string>{std::string("-D ") + kRulePre, "-A " + guard}));
+  // Doubled: one copy left.
+  BOOST_TEST(reapply_lines(save({guard, guard}), rules, wants) ==
+             (std::vector<std::string>{"-D " + guard, "-D " + guard, "-A " + guard}));
+}
+
 }  // namespace
