@@ -206,8 +206,10 @@ void PathMtu::begin() {
   }
   if (!target) {
     // Never a guess from silence: without a target the fallback stays in effect.
-    spdlog::warn("tunnel {}: no path-MTU probe target ({} has no point-to-point peer; set "
-                 "probe_target): the fallback MSS stays in effect",
+    // pppd brings the link up before it adds the addresses: the search starts when the
+    // peer address arrives (on_addr). Said once per appearance, not as a warning.
+    spdlog::info("tunnel {}: no path-MTU probe target yet ({} has no point-to-point peer address; "
+                 "waiting for one, or set probe_target): the fallback MSS is in effect",
                  cfg_.iface, cfg_.iface);
     arm();
     changed();

@@ -115,7 +115,6 @@ class PathMtu {
   std::uint32_t orig_mtu_ = 0;  // its MTU as someone other than tunshim set it
   std::uint32_t wrote_mtu_ = 0; // what tunshim last wrote (0: nothing yet)
   bool confirmed_ = false;
-  bool warned_no_target_ = false;
   std::uint64_t search_started_ms_ = 0;  // when the current search began, for its log line
   std::uint64_t rounds_mark_ = 0;
   std::uint64_t probes_mark_ = 0;

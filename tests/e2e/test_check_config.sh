@@ -50,18 +50,26 @@ check "$EXAMPLE"
 if [ "$rc" -eq 0 ] && [ -z "$err" ]; then pass "shipped example accepted"; else fail "shipped example: exit $rc: $err"; fi
 cp "$E2E_TMP/out" "$E2E_TMP/effective.conf"
 for line in 'log_level = "info"' 'queue_num = 4770' 'queue_maxlen = 8192' \
-            'interface = "ppp0"' 'mss = 1360'; do
+            'interface = "ppp0"' 'mss = "auto"' 'guard = "icmp"'; do
   if grep -qxF "$line" <(settings "$E2E_TMP/effective.conf"); then
     pass "effective config has: $line"
   else
     fail "effective config lacks: $line"
   fi
 done
-# mss6 is not set in the example: it must be printed, derived from mss, and marked a default.
-if grep -qE '^mss6 = 1340 +# default: mss - 20' "$E2E_TMP/effective.conf"; then
+# mss6 is not set in the example: it must be printed, following mss, and marked a default.
+if grep -qE '^mss6 = "auto" +# default: "auto", like mss; until the first search: 1220' "$E2E_TMP/effective.conf"; then
   pass "defaulted mss6 printed and marked"
 else
-  fail "defaulted mss6 not shown as 'mss6 = 1340  # default: mss - 20': $(grep mss6 "$E2E_TMP/effective.conf")"
+  fail "defaulted mss6 not shown as 'mss6 = \"auto\"  # default: \"auto\", like mss; …': $(grep mss6 "$E2E_TMP/effective.conf")"
+fi
+# With a number, mss6 is derived from it: mss - 20.
+printf '[[tunnel]]\ninterface = "ppp0"\nmss = 1360\n' >"$E2E_TMP/num.conf"
+check "$E2E_TMP/num.conf"
+if grep -qE '^mss6 = 1340 +# default: mss - 20' <<<"$out"; then
+  pass "defaulted mss6 with a numeric mss printed as mss - 20"
+else
+  fail "mss6 for mss = 1360: $(grep mss6 <<<"$out")"
 fi
 
 # 2. The printed config is itself a valid config with the same settings.
@@ -137,9 +145,9 @@ expect_fail "no tunnel" "$E2E_TMP/empty.conf" \
   "$E2E_TMP/empty.conf: no [[tunnel]] configured: tunshim would have nothing to do"
 
 # 7. The example with one value broken still names the example's line.
-sed 's/^mss = 1360$/mss = 400/' "$EXAMPLE" >"$E2E_TMP/low.conf"
+sed 's/^mss = "auto"$/mss = 400/' "$EXAMPLE" >"$E2E_TMP/low.conf"
 line=$(grep -n '^mss = 400$' "$E2E_TMP/low.conf" | cut -d: -f1)
-[ -n "$line" ] || die "example config has no 'mss = 1360' line to break"
+[ -n "$line" ] || die "example config has no 'mss = \"auto\"' line to break"
 expect_fail "out-of-range value in the example" "$E2E_TMP/low.conf" \
   "$E2E_TMP/low.conf:$line:7: mss must be between 536 and 65495 (or $mss_or), not 400"
 
