@@ -139,7 +139,7 @@ in_clamped=$(sed -n 's/^ *SYN in clamped\/inserted *\([0-9]*\) \/ \([0-9]*\).*/\
 pmtu=$(sed -n 's/.*Path MTU found: \([0-9]*\) bytes.*/\1/p' "$OUT")
 [ "$pmtu" = 1372 ] && pass "mss = \"auto\": path MTU found 1372 (1400 - 28, the lab's truth)" \
   || fail "mss = \"auto\": path MTU '$pmtu', the lab carries 1372"
-grep -Eq '^ *path MTU +1372$' "$OUT" && pass "stats table: path MTU 1372" || fail "stats table: $(grep 'path MTU ' "$OUT")"
+grep -Eq '^ *path MTU +1372 \(measured\)$' "$OUT" && pass "stats table: path MTU 1372 (measured)" || fail "stats table: $(grep 'path MTU ' "$OUT")"
 grep -Eq '^ *MSS target v4/v6 +1332 / ' "$OUT" && pass "stats table: MSS target 1332 (1372 - 40)" \
   || fail "stats table: $(grep 'MSS target' "$OUT")"
 ka=$(sed -n 's/.*ARRIVED: .*tunshim sent \([0-9]*\).*/\1/p' "$OUT")
