@@ -19,7 +19,9 @@
 # case alike. Per transfer: iperf3 -J receiver throughput and bytes; tunshim's utime+stime
 # delta (/proc/PID/stat); packets tunshim read from the queue (`tunshim stats --json`); the
 # guard's `passed` delta (the SIGUSR1 counters line, the only place it is exposed); both
-# socat processes' CPU (the userspace tunnel, the likely bottleneck). The summary table
+# socat processes' CPU (the userspace tunnel, the likely bottleneck); the iperf3 client's own
+# CPU % (kernel work of queueing and segmenting partly runs in the sender's context, which
+# tunshim's figure does not include). The summary table
 # (bench/guard_summary.py) gives medians per transfer and CPU seconds per GB.
 . "$(dirname "$0")/../tests/e2e/lib.sh"
 . "$(dirname "$0")/../tests/e2e/lab.sh"
@@ -120,13 +122,14 @@ transfer() {
   t1=$(ticks "$LAB_TUNSHIM_PID"); k1=$(ticks $SOCAT_PIDS); l1=$(load1)
   q1=$(queue_packets); g1=$(guard_passed)
   case "$g0$g1$q0$q1" in ''|*[!0-9]*) fail "$c $dir: counters unreadable (guard $g0/$g1, queue $q0/$q1)"; return ;; esac
-  read -r bytes bps retr <<<"$("$PY" -c '
+  read -r bytes bps retr icpu <<<"$("$PY" -c '
 import json, sys
 e = json.load(open(sys.argv[1]))["end"]
-print(e["sum_received"]["bytes"], e["sum_received"]["bits_per_second"], e["sum_sent"].get("retransmits", 0))' "$j")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$dir" "$s" "$bytes" "$bps" "$retr" \
-    "$((t1 - t0))" "$((q1 - q0))" "$((g1 - g0))" "$((k1 - k0))" "$l0" "$l1" >>"$RAW"
-  log "$c $dir: $(awk -v b="$bps" 'BEGIN{printf "%.1f", b/1e6}') Mbit/s, $bytes B, retr $retr," \
+print(e["sum_received"]["bytes"], e["sum_received"]["bits_per_second"], e["sum_sent"].get("retransmits", 0),
+      e["cpu_utilization_percent"]["host_total"])' "$j")"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$dir" "$s" "$bytes" "$bps" "$retr" \
+    "$((t1 - t0))" "$((q1 - q0))" "$((g1 - g0))" "$((k1 - k0))" "$l0" "$l1" "$icpu" >>"$RAW"
+  log "$c $dir: $(awk -v b="$bps" 'BEGIN{printf "%.1f", b/1e6}') Mbit/s, $bytes B, retr $retr, client CPU $icpu %," \
       "tunshim $((t1 - t0)) ticks, queue +$((q1 - q0)), guard passed +$((g1 - g0)), socat $((k1 - k0)) ticks, load $l0..$l1"
   [ "$bytes" -gt 0 ] && pass "$c $dir: transfer through the black hole moved $bytes bytes" ||
     fail "$c $dir: nothing crossed"

@@ -5,7 +5,8 @@ usage: guard_summary.py RAW.tsv CLK_TCK
 
 Raw columns: case, direction, seconds, bytes received, receiver bit/s, sender retransmits,
 tunshim CPU ticks, queue packets, guard passed, socat CPU ticks (both ends), load before,
-load after. Throughput, retransmits and per-transfer counts are medians over the runs; the
+load after, iperf3 client's own CPU % (iperf3 -J host_total: the kernel work of queueing,
+segmenting and reinjecting runs partly in the sender's context, not in tunshim's). Throughput, retransmits and per-transfer counts are medians over the runs; the
 "per GB" columns divide the sums over all runs by the sum of bytes (GB = 1e9 bytes), so a
 short or slow run weighs what it moved.
 """
@@ -21,7 +22,7 @@ def main() -> None:
             r = line.rstrip("\n").split("\t")
             rows.setdefault((r[0], r[1]), []).append(r)
     head = ("case", "dir", "n", "Mbit/s med", "min..max", "retr", "tunshim CPU s",
-            "tunshim s/GB", "queue pkts", "queue pkts/GB", "guard passed", "socat s/GB", "load")
+            "tunshim s/GB", "us/pkt", "queue pkts", "queue pkts/GB", "guard passed", "socat s/GB", "client CPU%", "load")
     out = [head]
     for (case, d), rs in rows.items():
         num = lambda i: [float(r[i]) for r in rs]  # noqa: E731
@@ -34,10 +35,12 @@ def main() -> None:
             f"{statistics.median(num(5)):.0f}",
             f"{statistics.median(num(6)) / hz:.2f}",
             f"{sum(num(6)) / hz / gb:.2f}" if gb else "-",
+            f"{sum(num(6)) / hz / sum(num(7)) * 1e6:.1f}" if sum(num(7)) >= 1000 else "-",
             f"{statistics.median(num(7)):.0f}",
             f"{sum(num(7)) / gb:.0f}" if gb else "-",
             f"{statistics.median(num(8)):.0f}",
             f"{sum(num(9)) / hz / gb:.2f}" if gb else "-",
+            f"{statistics.median(num(12)):.0f}",
             f"{min(loads):.2f}..{max(loads):.2f}",
         ))
     widths = [max(len(r[i]) for r in out) for i in range(len(head))]
