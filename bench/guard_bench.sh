@@ -21,7 +21,8 @@
 # guard's `passed` delta (the SIGUSR1 counters line, the only place it is exposed); both
 # socat processes' CPU (the userspace tunnel, the likely bottleneck); the iperf3 client's own
 # CPU % (kernel work of queueing and segmenting partly runs in the sender's context, which
-# tunshim's figure does not include). The summary table
+# tunshim's figure does not include); the whole host's busy CPU (catches that kernel work, and
+# also whatever else runs on the host). The summary table
 # (bench/guard_summary.py) gives medians per transfer and CPU seconds per GB.
 . "$(dirname "$0")/../tests/e2e/lib.sh"
 . "$(dirname "$0")/../tests/e2e/lab.sh"
@@ -77,6 +78,10 @@ ticks() {   # utime + stime of the given pids, in clock ticks (0 for a pid that 
   done
   echo "$t"
 }
+# host_busy: busy jiffies of the whole host (all CPUs, /proc/stat minus idle and iowait). It
+# catches the kernel's share of queueing (softirq, segmenting, reinjecting) that no process's
+# figure shows, but also anything else the shared host runs at the time.
+host_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 stats_json() { inns client "$TUNSHIM_BIN" stats --json --socket "$SOCK" 2>/dev/null; }
 stat() {   # pmtu_confirmed | pmtu | mss4 | queue_packets
   stats_json | "$PY" -c '
@@ -111,15 +116,15 @@ queue_packets() { if [ -n "$LAB_TUNSHIM_PID" ]; then stat queue_packets; else ec
 transfer() {
   local c=$1 dir=$2 s=$3 rflag="" j="$E2E_TMP/iperf3.$1.$2.$RANDOM.json"
   [ "$dir" = down ] && rflag=-R
-  local g0 q0 t0 k0 t1 k1 q1 g1 l0 l1
+  local g0 q0 t0 k0 t1 k1 q1 g1 l0 l1 h0 h1
   g0=$(guard_passed); q0=$(queue_packets)
-  l0=$(load1); t0=$(ticks "$LAB_TUNSHIM_PID"); k0=$(ticks $SOCAT_PIDS)
+  l0=$(load1); t0=$(ticks "$LAB_TUNSHIM_PID"); k0=$(ticks $SOCAT_PIDS); h0=$(host_busy)
   # shellcheck disable=SC2086
   if ! inns client timeout $((s + 20)) iperf3 -c "$LAB_S_TUN" -p "$PORT" -t "$s" -J $rflag >"$j" 2>&1; then
     fail "$c $dir: iperf3 failed: $(head -c 300 "$j")"
     return
   fi
-  t1=$(ticks "$LAB_TUNSHIM_PID"); k1=$(ticks $SOCAT_PIDS); l1=$(load1)
+  h1=$(host_busy); t1=$(ticks "$LAB_TUNSHIM_PID"); k1=$(ticks $SOCAT_PIDS); l1=$(load1)
   q1=$(queue_packets); g1=$(guard_passed)
   case "$g0$g1$q0$q1" in ''|*[!0-9]*) fail "$c $dir: counters unreadable (guard $g0/$g1, queue $q0/$q1)"; return ;; esac
   read -r bytes bps retr icpu <<<"$("$PY" -c '
@@ -127,10 +132,10 @@ import json, sys
 e = json.load(open(sys.argv[1]))["end"]
 print(e["sum_received"]["bytes"], e["sum_received"]["bits_per_second"], e["sum_sent"].get("retransmits", 0),
       e["cpu_utilization_percent"]["host_total"])' "$j")"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$dir" "$s" "$bytes" "$bps" "$retr" \
-    "$((t1 - t0))" "$((q1 - q0))" "$((g1 - g0))" "$((k1 - k0))" "$l0" "$l1" "$icpu" >>"$RAW"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "$dir" "$s" "$bytes" "$bps" "$retr" \
+    "$((t1 - t0))" "$((q1 - q0))" "$((g1 - g0))" "$((k1 - k0))" "$l0" "$l1" "$icpu" "$((h1 - h0))" >>"$RAW"
   log "$c $dir: $(awk -v b="$bps" 'BEGIN{printf "%.1f", b/1e6}') Mbit/s, $bytes B, retr $retr, client CPU $icpu %," \
-      "tunshim $((t1 - t0)) ticks, queue +$((q1 - q0)), guard passed +$((g1 - g0)), socat $((k1 - k0)) ticks, load $l0..$l1"
+      "tunshim $((t1 - t0)) ticks, queue +$((q1 - q0)), guard passed +$((g1 - g0)), socat $((k1 - k0)) ticks, host busy $((h1 - h0)) ticks, load $l0..$l1"
   [ "$bytes" -gt 0 ] && pass "$c $dir: transfer through the black hole moved $bytes bytes" ||
     fail "$c $dir: nothing crossed"
 }

@@ -6,7 +6,8 @@ usage: guard_summary.py RAW.tsv CLK_TCK
 Raw columns: case, direction, seconds, bytes received, receiver bit/s, sender retransmits,
 tunshim CPU ticks, queue packets, guard passed, socat CPU ticks (both ends), load before,
 load after, iperf3 client's own CPU % (iperf3 -J host_total: the kernel work of queueing,
-segmenting and reinjecting runs partly in the sender's context, not in tunshim's). Throughput, retransmits and per-transfer counts are medians over the runs; the
+segmenting and reinjecting runs partly in the sender's context, not in tunshim's), busy CPU
+ticks of the whole host (/proc/stat; includes anything else running on it). Throughput, retransmits and per-transfer counts are medians over the runs; the
 "per GB" columns divide the sums over all runs by the sum of bytes (GB = 1e9 bytes), so a
 short or slow run weighs what it moved.
 """
@@ -22,7 +23,7 @@ def main() -> None:
             r = line.rstrip("\n").split("\t")
             rows.setdefault((r[0], r[1]), []).append(r)
     head = ("case", "dir", "n", "Mbit/s med", "min..max", "retr", "tunshim CPU s",
-            "tunshim s/GB", "us/pkt", "queue pkts", "queue pkts/GB", "guard passed", "socat s/GB", "client CPU%", "load")
+            "tunshim s/GB", "us/pkt", "queue pkts", "queue pkts/GB", "guard passed", "socat s/GB", "client CPU%", "host s/GB", "load")
     out = [head]
     for (case, d), rs in rows.items():
         num = lambda i: [float(r[i]) for r in rs]  # noqa: E731
@@ -41,6 +42,7 @@ def main() -> None:
             f"{statistics.median(num(8)):.0f}",
             f"{sum(num(9)) / hz / gb:.2f}" if gb else "-",
             f"{statistics.median(num(12)):.0f}",
+            f"{sum(num(13)) / hz / gb:.2f}" if gb else "-",
             f"{min(loads):.2f}..{max(loads):.2f}",
         ))
     widths = [max(len(r[i]) for r in out) for i in range(len(head))]
