@@ -173,6 +173,12 @@ void PmtuSearch::round_answered(Actions& out, Timestamp now) noexcept {
       confirm_failures_ = 0;
       confirm_at_ = now + config_.confirm_interval;
       break;
+    case Round::check:
+      // The path carries base-size probes: the silent round was loss; repeat it (from
+      // the current bounds, which may have moved meanwhile).
+      if (resume_kind_ == Round::search) search_step(out, now);
+      if (resume_kind_ == Round::confirm) start_round(out, Round::confirm, pmtu_, now);
+      break;
   }
 }
 
@@ -183,6 +189,14 @@ void PmtuSearch::silent_round(Actions& out, Timestamp now) noexcept {
   }
   if (++silent_rounds_ >= kMaxSilentRounds) {
     enter_error(out, now);
+    return;
+  }
+  if (round_ == Round::search || round_ == Round::confirm) {
+    // Neither the size nor its control probes came back. Before concluding anything, ask
+    // with base-size probes alone whether the path carries anything (see
+    // kMaxSilentRounds), so random loss does not turn a lossy path into a silent one.
+    resume_kind_ = round_;
+    start_round(out, Round::check, base_eff_, now);
     return;
   }
   // Not yet conclusive: the same size again.
@@ -198,7 +212,7 @@ void PmtuSearch::round_unanswered(Actions& out, Timestamp now) noexcept {
   const std::uint16_t size = round_size_;
   // Every control probe of this round has had at least a full timeout.
   for (int i = 0; i < controls_sent_; ++i) loss_.record(i >= controls_answered_);
-  if (round_ == Round::base || controls_answered_ == 0) {
+  if (round_ == Round::base || round_ == Round::check || controls_answered_ == 0) {
     silent_round(out, now);
     if (state_ == State::error) {
       round_ = Round::none;
