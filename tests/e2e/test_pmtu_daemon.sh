@@ -13,6 +13,8 @@
 #     back (a VPN reconnect) it is searched again and written again.
 #  5. with the guard on (the default with "auto"), the periodic upward search still finds a
 #     path that grew: our own probes must not be stopped by our own guard rule.
+#  6. a target that answers no echo at all: state "error", said in the log, the fallback
+#     MSS kept (never a tiny MTU from silence); once it answers again the search completes.
 # Prints one figures line per MTU (docs/PERFORMANCE.md, "Path-MTU discovery").
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"
@@ -150,5 +152,31 @@ if wait_for 90 confirmed_at $N3; then
 else
   fail "the path grew to $N3 but the daemon still says $(stat pmtu) (state $(stat pmtu_state)) after 90 s"
 fi
+lab_tunshim_stop
+
+# ---- 6. a silent target ---------------------------------------------------------------------------
+inns server nft -f - <<'NFT'
+table inet silent {
+  chain input {
+    type filter hook input priority -10; policy accept;
+    iifname "tun0" icmp type echo-request drop
+  }
+}
+NFT
+on_exit "ip netns exec $(ns server) nft delete table inet silent 2>/dev/null"
+conf "probe_target = \"$LAB_S_TUN\""
+lab_tunshim_start
+is_error() { [ "$(stat pmtu_state)" = error ]; }
+if wait_for 20 is_error; then
+  pass "target silent: state error, path MTU kept at the fallback $(stat pmtu), clamp $(stat mss4)"
+  [ "$(stat mss4)" = 1160 ] && [ "$(stat pmtu_confirmed)" = false ] && pass "fallback MSS 1160 in effect, nothing concluded from silence" ||
+    fail "silent target: clamp $(stat mss4), confirmed $(stat pmtu_confirmed)"
+else
+  fail "target silent: state $(stat pmtu_state) after 20 s"
+fi
+lab_tunshim_logged 'answers no probes' && pass "the log says the target answers nothing" || fail "no log line for the silent target"
+inns server nft delete table inet silent
+if wait_for 20 searched; then pass "target answers again: search completed, path MTU $(stat pmtu)"
+else fail "after the target answered again: state $(stat pmtu_state)"; fi
 lab_tunshim_stop
 finish
