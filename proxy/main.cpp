@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   stats->add_option("--socket", stats_opt.socket, "Control socket of the daemon")->capture_default_str();
 
   proxy::ReapplyOptions reapply_opt;
-  auto* reapply = app.add_subcommand("reapply", "Re-apply a tunnel's rules in the running daemon (control socket, root only)");
+  auto* reapply = app.add_subcommand("reapply", "Re-apply a tunnel's rules and search its path MTU again in the running daemon (root only)");
   reapply->add_option("IFACE", reapply_opt.iface, "Tunnel interface, e.g. ppp0")->required();
   reapply->add_option("--socket", reapply_opt.socket, "Control socket of the daemon")->capture_default_str();
 
