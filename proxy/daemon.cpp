@@ -43,7 +43,6 @@ std::string format_dir(const DirectionCounters& c) {
 
 std::int64_t g_log_malformed = -1;
 
-
 }  // namespace
 
 Daemon::Daemon(Config config)
