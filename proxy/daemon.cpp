@@ -549,6 +549,9 @@ StatsSnapshot Daemon::stats_snapshot() const {
     if (t.guard) {
       ts.oversize_dropped = t.guard_counters.dropped;
       ts.icmp_ptb_sent = t.guard_counters.ptb_sent;
+      const GuardCounters& g = t.guard_counters;
+      ts.guard = {{"passed", g.passed}, {"malformed", g.malformed}, {"rate_limited", g.rate_limited},
+                  {"not_answered", g.not_answered}, {"send_error", g.send_errors}};
     }
     if (monitors_) {
       for (const auto& m : monitors_->monitors()) {

@@ -109,6 +109,11 @@ const MetricDef kMetrics[] = {
      {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.oversize_dropped); }},
     {"tunshim_icmp_ptb_sent_total", T::counter, "ICMP frag-needed / ICMPv6 packet-too-big sent to senders.",
      {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.icmp_ptb_sent); }},
+    {"tunshim_guard_packets_total", T::counter,
+     "Packets the guard rule queued, by what the guard did besides drop-and-answer: passed (not "
+     "oversize DF after all, e.g. segments of a GSO packet), malformed (passed), rate_limited, "
+     "not_answered (ICMP rules forbid an error), send_error (the last three dropped).",
+     {"result"}, nullptr, [](const TunnelStats& t, Samples& o) { by_key(o, t.guard); }},
     {"tunshim_keepalive_sent_total", T::counter, "Keepalive echoes sent.",
      {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.keepalive_sent); }},
     {"tunshim_keepalive_replies_total", T::counter, "Keepalive echoes answered.",

@@ -51,6 +51,7 @@ struct TunnelStats {
   bool pmtu_confirmed = false;                     // pmtu measured (not the fallback)
   std::optional<std::uint64_t> oversize_dropped;
   std::optional<std::uint64_t> icmp_ptb_sent;
+  std::map<std::string, std::uint64_t> guard;      // the guard's other outcomes, by result
   std::optional<std::uint64_t> keepalive_sent;
   std::optional<std::uint64_t> keepalive_replies;
   std::optional<double> rtt_smoothed;              // seconds

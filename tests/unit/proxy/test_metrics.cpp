@@ -57,6 +57,7 @@ StatsSnapshot full() {
   t.pmtu = 1400;
   t.oversize_dropped = 50;
   t.icmp_ptb_sent = 49;
+  t.guard = {{"passed", 1000}, {"rate_limited", 1}};
   t.keepalive_sent = 100;
   t.keepalive_replies = 98;
   t.rtt_smoothed = 0.0235;
