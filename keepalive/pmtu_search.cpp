@@ -370,6 +370,7 @@ PmtuSearch::Actions PmtuSearch::on_interface_mtu(std::uint16_t mtu, Timestamp no
       if (kind == Round::search) search_step(out, now);
       if (kind == Round::confirm) start_round(out, Round::confirm, pmtu_, now);
       if (kind == Round::base) start_round(out, Round::base, base_eff_, now);
+      if (kind == Round::check) start_round(out, Round::check, base_eff_, now);
     }
     return out;
   }

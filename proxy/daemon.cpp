@@ -317,9 +317,9 @@ void Daemon::finish_stop() {
   }
   if (monitors_) monitors_->stop();  // hooks still running are terminated and reaped
   if (pmtus_) pmtus_->stop();
-  guard_.close();
-  queue_.drain(*this);
+  queue_.drain(*this);  // queued oversize packets still get their ICMP error
   queue_.close();
+  guard_.close();
   log_counters();
   if (stats_) stats_->stop();
   if (handles_open_) {
@@ -401,6 +401,9 @@ void Daemon::reload() {
   tunnels_ = std::move(table);
   clear_cache();
   config_ = std::move(next);
+  // Busy from here: what reconfigure() and apply_path_mtu() report synchronously must wait
+  // for this apply (rules_pending_), not start a second one against the old installed_.
+  fw_busy_ = true;
   if (monitors_) monitors_->reconfigure(config_);
   bool want_guard = false;
   for (const auto& t : tunnels_) want_guard = want_guard || (t.guard && !t.retiring);
@@ -418,7 +421,6 @@ void Daemon::reload() {
     if (!t.retiring) active.push_back(t);
   }
   const std::vector<FirewallTunnel> to = fw_tunnels(active);
-  fw_busy_ = true;
   firewall_.apply_async(loop_, installed_, to, [this, to](bool ok, std::string err) {
     fw_busy_ = false;
     if (ok) {

@@ -150,11 +150,27 @@ void PathMtu::on_addr(unsigned ifindex) {
   }
 }
 
+void PathMtu::inherit(const PathMtu& old) {
+  if (started_ || !old.present_ || old.wrote_mtu_ == 0) return;
+  inherited_ = Inherited{old.ifindex_, old.cur_mtu_, old.orig_mtu_, old.wrote_mtu_, old.recent_writes_};
+}
+
 void PathMtu::appear(const LinkInfo& li) {
   present_ = true;
   ifindex_ = li.ifindex;
   cur_mtu_ = orig_mtu_ = li.mtu;
   recent_writes_.fill(0);
+  if (inherited_ && inherited_->ifindex == li.ifindex && inherited_->cur == li.mtu) {
+    // Still what the previous settings wrote: the original is the one they kept.
+    orig_mtu_ = inherited_->orig;
+    wrote_mtu_ = inherited_->wrote;
+    recent_writes_ = inherited_->recent;
+    if (!cfg_.set_interface_mtu && orig_mtu_ != cur_mtu_) {
+      spdlog::info("tunnel {}: set_interface_mtu is off now: interface MTU back to {}", cfg_.iface, orig_mtu_);
+      set_link_mtu(orig_mtu_);
+    }
+  }
+  inherited_.reset();
   begin();
 }
 
@@ -433,6 +449,9 @@ void PathMtus::reconfigure(const Config& config) {
                    [this]() { for (auto& p : items_) p->resync(); }, err);
       }
       kept = std::make_unique<PathMtu>(loop_, pc, on_change_);
+      for (std::size_t i = 0; i < items_.size(); ++i) {
+        if (items_[i] && configs_[i].iface == pc.iface) kept->inherit(*items_[i]);  // settings changed
+      }
     }
     next.push_back(std::move(kept));
     next_cfg.push_back(std::move(pc));

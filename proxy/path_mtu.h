@@ -57,6 +57,10 @@ class PathMtu {
   PathMtu(const PathMtu&) = delete;
   PathMtu& operator=(const PathMtu&) = delete;
 
+  // Before start(), on reload: takes over what `old` (the same interface under its
+  // previous settings) knows of the interface MTU, so that a value tunshim wrote is not
+  // mistaken for the operator's, and is put back if set_interface_mtu was turned off.
+  void inherit(const PathMtu& old);
   // Reads the interface and starts searching if it is there.
   void start();
   // Stops the timer and the socket. The interface MTU is left as it is.
@@ -120,6 +124,12 @@ class PathMtu {
   std::uint64_t probes_mark_ = 0;
   std::array<std::uint32_t, 4> recent_writes_{};  // our writes whose events may still come
   std::size_t recent_next_ = 0;
+  struct Inherited {
+    unsigned ifindex = 0;
+    std::uint32_t cur = 0, orig = 0, wrote = 0;
+    std::array<std::uint32_t, 4> recent{};
+  };
+  std::optional<Inherited> inherited_;  // from inherit(), used by the first appear()
   // Cumulative over every search of this tunnel (a search is replaced when the interface
   // comes back or on reapply).
   struct Totals {

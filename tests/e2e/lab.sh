@@ -261,8 +261,9 @@ lab_tunshim_start() {
 lab_tunshim_ready() {
   ! lab_gone "$LAB_TUNSHIM_PID" && lab_tunshim_logged 'tunshim .* running' && [ "$(lab_tunshim_rules)" -gt 0 ]
 }
-# lab_tunshim_logged REGEX: true if the current run logged a line matching REGEX.
-lab_tunshim_logged() { tail -n "+$((LAB_TUNSHIM_LOGPOS + 1))" "$LAB_TUNSHIM_LOG" | grep -Eq -- "$1"; }
+# lab_tunshim_logged REGEX: true if the current run logged a line matching REGEX. (Not grep -q:
+# stopping at the first match would cut tail's pipe, and pipefail would turn that into false.)
+lab_tunshim_logged() { tail -n "+$((LAB_TUNSHIM_LOGPOS + 1))" "$LAB_TUNSHIM_LOG" | grep -E -- "$1" >/dev/null; }
 # lab_tunshim_stop [SIGNAL]: stops it (TERM by default) and waits for the process to go.
 lab_tunshim_stop() {
   [ -n "$LAB_TUNSHIM_PID" ] || return 0

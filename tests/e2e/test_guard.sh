@@ -137,8 +137,11 @@ left() {
 received() { awk -v t="$1" -v k="$2" '$3 == t && $4 == k { print $1, $2 }' "$E2E_TMP/sink.log"; }
 
 metric() {  # metric NAME: the ppp0 sample of tunshim_NAME from /metrics ("" if absent)
-  inns client curl -sS --max-time 5 "http://$STATS/metrics" 2>/dev/null |
-    awk -v k="tunshim_$1{" 'index($1, k) == 1 && $1 ~ /tunnel="ppp0"/ { print $2; exit }'
+  # Fetched whole first: a reader that stops at the first match would cut curl's pipe, and
+  # under pipefail curl's write error would end the script.
+  local page
+  page=$(inns client curl -sS --max-time 5 "http://$STATS/metrics" 2>/dev/null) || true
+  awk -v k="tunshim_$1{" 'index($1, k) == 1 && $1 ~ /tunnel="ppp0"/ && !found { print $2; found = 1 }' <<<"$page"
 }
 # guard_rule FAMILY(4|6): the guard rule's N+1 ("1373" for --length 1373:65535), "" if none.
 guard_rule() {

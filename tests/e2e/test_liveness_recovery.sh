@@ -91,7 +91,7 @@ for p in $(ip netns pids "$(ns client)"); do
   [ "$(cat "/proc/$p/comm" 2>/dev/null)" = socat ] && kill -9 "$p"
 done
 log "client end of the VPN killed: ppp0 is deleted"
-since() { tail -n "+$((LAB_TUNSHIM_MARK + 1))" "$LAB_TUNSHIM_LOG" | grep -Eq -- "$1"; }
+since() { tail -n "+$((LAB_TUNSHIM_MARK + 1))" "$LAB_TUNSHIM_LOG" | grep -E -- "$1" >/dev/null; }
 wait_for 5 since 'tunnel ppp0: (up|suspect|down) -> absent \(interface gone' \
   && pass "state absent after $(( $(live_now_ms) - t0 )) ms (rtnetlink, no polling)" || fail "absent not logged"
 wait_for 10 test -s "$RESTART.log" && pass "on_down ran for the deleted interface" || fail "on_down did not run after deletion"

@@ -77,7 +77,7 @@ for page in "$MAN8" "$MAN5"; do
   if [ -z "$warnings" ]; then pass "groff -ww: $(basename "$page") renders without warnings"
   else fail "groff -ww $(basename "$page"): $warnings"; fi
   text=$(render "$page")
-  echo "$text" | grep -q '^NAME' && [ "$(echo "$text" | wc -l)" -gt 40 ] \
+  grep -q '^NAME' <<<"$text" && [ "$(echo "$text" | wc -l)" -gt 40 ] \
     && pass "man -l $(basename "$page"): $(echo "$text" | wc -l) lines" || fail "man -l $(basename "$page") rendered nothing useful"
 done
 text8=$(render "$MAN8")

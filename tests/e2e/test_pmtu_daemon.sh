@@ -134,6 +134,23 @@ wait_for 30 mtu_is $N && pass "ppp0 re-created: searched again and MTU $N writte
 lab_tunshim_logged 'path-MTU search stopped \(interface gone\)' && pass "the daemon saw ppp0 go" || fail "no 'interface gone' line"
 got=$(lab_download client "$LAB_S_TUN" 500000 30)
 [ "$got" = 500000 ] && pass "transfer after the interface came back" || fail "transfer after re-creation: $got bytes"
+# A reload that changes the tunnel's settings must not take the MTU tunshim wrote for the
+# operator's: with set_interface_mtu kept, ppp0 stays at $N; turned off, it goes back to 1500.
+conf "set_interface_mtu = true
+reprobe_interval = \"5m\"
+probe_target = \"$LAB_S_TUN\""
+kill -HUP "$LAB_TUNSHIM_PID"
+wait_for 10 lab_tunshim_logged 'reload applied' || fail "no 'reload applied' after the first SIGHUP"
+if wait_for 30 searched && mtu_is $N && ! lab_tunshim_logged "interface MTU $N -> [0-9]+ \(not by tunshim\)"; then
+  pass "reload with changed settings: searched again, ppp0 MTU still $N"
+else
+  fail "after reload: ppp0 $(ip -n "$(ns client)" -o link show ppp0 | grep -o 'mtu [0-9]*'), state $(stat pmtu_state)"
+fi
+conf "probe_target = \"$LAB_S_TUN\""
+kill -HUP "$LAB_TUNSHIM_PID"
+wait_for 10 mtu_is 1500 && pass "reload with set_interface_mtu off: ppp0 MTU back to 1500 (the value before tunshim)" ||
+  fail "set_interface_mtu turned off: ppp0 $(ip -n "$(ns client)" -o link show ppp0 | grep -o 'mtu [0-9]*'), want 1500"
+wait_for 30 confirmed_at $N && pass "and the search still finds $N" || fail "after set_interface_mtu off: path MTU $(stat pmtu)"
 lab_tunshim_stop
 
 # ---- 5. the guard does not stop our own probes -------------------------------------------------

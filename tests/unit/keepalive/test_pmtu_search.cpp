@@ -449,6 +449,39 @@ BOOST_AUTO_TEST_CASE(interface_changes) {
   BOOST_TEST(s.search.pmtu() == 1420);
 }
 
+// The interface shrinks below the fallback while a base-size check round (after a silent
+// search round) is out: the check goes on at the new, smaller base size, and the search
+// completes there instead of waiting forever for a round that was never sent.
+BOOST_AUTO_TEST_CASE(interface_shrinks_during_check_round) {
+  ka::PmtuSearch s(ka::PmtuConfig{});
+  auto t = ka::Timestamp::from_ms(5000);
+  BOOST_TEST(s.on_start(t).empty());
+  auto a = s.on_interface_mtu(1500, t);
+  const auto* p = find_action<ka::PmtuSearch::SendProbe>(a);
+  BOOST_REQUIRE(p != nullptr);
+  a = s.on_probe_reply(p->id, p->size, t + milliseconds(1));
+  BOOST_REQUIRE((s.state() == State::search));
+  // Nothing answers from here: the search round's tries, then its verdict opens a check round.
+  std::uint16_t last_size = 0;
+  for (int i = 0; i < 50 && s.next_deadline() != ka::kNever; ++i) {
+    t = s.next_deadline();
+    a = s.on_tick(t);
+    if (const auto* q = find_action<ka::PmtuSearch::SendProbe>(a)) last_size = q->size;
+    if (last_size == 1200) break;
+  }
+  BOOST_REQUIRE_EQUAL(last_size, 1200);  // the base-size check round
+  BOOST_REQUIRE((s.state() == State::search));
+
+  a = s.on_interface_mtu(1100, t + milliseconds(2));
+  p = find_action<ka::PmtuSearch::SendProbe>(a);
+  BOOST_REQUIRE(p != nullptr);
+  BOOST_TEST(p->size == 1100);
+  BOOST_TEST((s.next_deadline() != ka::kNever));
+  a = s.on_probe_reply(p->id, p->size, t + milliseconds(3));
+  BOOST_TEST((s.state() == State::complete));
+  BOOST_TEST(s.pmtu() == 1100);
+}
+
 BOOST_AUTO_TEST_CASE(interface_smaller_than_base) {
   const Outcome o = converge(ka::PmtuConfig{}, 1000, {.mtu = 1500});
   BOOST_TEST(o.completed);
