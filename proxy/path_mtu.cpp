@@ -1,9 +1,5 @@
 #include "proxy/path_mtu.h"
 
-#include <net/if.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -20,22 +16,6 @@ namespace {
 using keepalive::PmtuSearch;
 using keepalive::Timestamp;
 using State = PmtuSearch::State;
-
-// SIOCSIFMTU: one ioctl, the same call `ip link set mtu` ends in for a plain device.
-bool write_link_mtu(const std::string& iface, std::uint32_t mtu, std::string& err) {
-  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    err = std::string("socket: ") + std::strerror(errno);
-    return false;
-  }
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, iface.c_str(), IFNAMSIZ - 1);
-  ifr.ifr_mtu = static_cast<int>(mtu);
-  const bool ok = ::ioctl(fd, SIOCSIFMTU, &ifr) == 0;
-  if (!ok) err = std::strerror(errno);
-  ::close(fd);
-  return ok;
-}
 
 }  // namespace
 
@@ -358,7 +338,7 @@ void PathMtu::sync_interface_mtu() {
 
 void PathMtu::set_link_mtu(std::uint32_t mtu) {
   std::string err;
-  if (!write_link_mtu(cfg_.iface, mtu, err)) {
+  if (!proxy::set_link_mtu(ifindex_, mtu, err)) {
     ++totals_.mtu_write_errors;
     spdlog::warn("tunnel {}: setting the interface MTU to {}: {}", cfg_.iface, mtu, err);
     return;

@@ -88,12 +88,11 @@ bool parse_link_message(const std::uint8_t* msg, std::size_t len, LinkInfo& out)
   return !out.name.empty();
 }
 
-bool query_link(const std::string& name, LinkInfo& out, std::string& err) {
-  out = LinkInfo{};
-  if (name.empty() || name.size() >= IFNAMSIZ) {
-    err = "not a valid interface name";
-    return false;
-  }
+namespace {
+
+// One request on a short-lived socket and the first answer to it, in `rx`. False with
+// `err` set when the socket, the send or the receive fails.
+bool transact(nlmsghdr* req, std::array<std::uint8_t, kRxBuffer>& rx, std::size_t& len, std::string& err) {
   mnl_socket* nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
   if (nl == nullptr) {
     err = std::string("netlink socket: ") + std::strerror(errno);
@@ -101,49 +100,122 @@ bool query_link(const std::string& name, LinkInfo& out, std::string& err) {
   }
   timeval tv{0, kQueryTimeoutMs * 1000};
   setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // The kernel's reason in words with an error, where it has one ("mtu less than device
+  // minimum"); older kernels ignore the option.
+  int one = 1;
+  mnl_socket_setsockopt(nl, NETLINK_EXT_ACK, &one, sizeof one);
   bool ok = false;
   if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
     err = std::string("netlink bind: ") + std::strerror(errno);
+  } else if (mnl_socket_sendto(nl, req, req->nlmsg_len) < 0) {
+    err = std::string("netlink send: ") + std::strerror(errno);
   } else {
-    alignas(nlmsghdr) std::array<std::uint8_t, 256> tx{};
-    nlmsghdr* nlh = mnl_nlmsg_put_header(tx.data());
-    nlh->nlmsg_type = RTM_GETLINK;
-    nlh->nlmsg_flags = NLM_F_REQUEST;
-    nlh->nlmsg_seq = 1;
-    auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-    ifi->ifi_family = AF_UNSPEC;
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
-    // Only the fields we read: no VF or per-protocol blobs in the answer.
-    mnl_attr_put_u32(nlh, IFLA_EXT_MASK, 0);
-    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-      err = std::string("netlink send: ") + std::strerror(errno);
+    const ssize_t n = mnl_socket_recvfrom(nl, rx.data(), rx.size());
+    if (n < 0) {
+      err = std::string("netlink receive: ") + std::strerror(errno);
     } else {
-      alignas(nlmsghdr) static thread_local std::array<std::uint8_t, kRxBuffer> rx{};
-      const ssize_t n = mnl_socket_recvfrom(nl, rx.data(), rx.size());
-      if (n < 0) {
-        err = std::string("netlink receive: ") + std::strerror(errno);
-      } else {
-        auto len = static_cast<std::size_t>(n);
-        nlmsghdr hdr{};
-        if (len >= sizeof hdr) std::memcpy(&hdr, rx.data(), sizeof hdr);
-        if (hdr.nlmsg_type == NLMSG_ERROR && len >= NLMSG_LENGTH(sizeof(nlmsgerr))) {
-          nlmsgerr e{};
-          std::memcpy(&e, rx.data() + NLMSG_HDRLEN, sizeof e);
-          if (e.error == -ENODEV) {
-            err = "no such interface";
-          } else {
-            err = std::string("GETLINK: ") + std::strerror(-e.error);
-          }
-        } else if (parse_link_message(rx.data(), len, out)) {
-          ok = true;
-        } else {
-          err = "GETLINK: unexpected answer";
-        }
-      }
+      len = static_cast<std::size_t>(n);
+      ok = true;
     }
   }
   mnl_socket_close(nl);
   return ok;
+}
+
+// The answer as an error code: 0 for an ACK, -errno for a refusal, 1 when it is not an
+// NLMSG_ERROR at all (a data answer). `why` gets the extended-ACK text if there is one.
+int answer_error(const std::uint8_t* rx, std::size_t len, std::string& why) {
+  nlmsghdr hdr{};
+  if (len < sizeof hdr) return 1;
+  std::memcpy(&hdr, rx, sizeof hdr);
+  if (hdr.nlmsg_type != NLMSG_ERROR || hdr.nlmsg_len > len || hdr.nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) {
+    return 1;
+  }
+  nlmsgerr e{};
+  std::memcpy(&e, rx + NLMSG_HDRLEN, sizeof e);
+  if (e.error != 0 && (hdr.nlmsg_flags & NLM_F_ACK_TLVS) != 0) {
+    // The TLVs follow the echoed request: only its header when NLM_F_CAPPED is set.
+    std::size_t off = NLMSG_HDRLEN + sizeof e;
+    if ((hdr.nlmsg_flags & NLM_F_CAPPED) == 0) {
+      if (e.msg.nlmsg_len < sizeof(nlmsghdr)) return e.error;
+      off += NLMSG_ALIGN(e.msg.nlmsg_len) - sizeof(nlmsghdr);
+    }
+    while (off + sizeof(nlattr) <= hdr.nlmsg_len) {
+      nlattr a{};
+      std::memcpy(&a, rx + off, sizeof a);
+      if (a.nla_len < sizeof a || off + a.nla_len > hdr.nlmsg_len) break;
+      if ((a.nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG && a.nla_len > sizeof a) {
+        const auto* text = reinterpret_cast<const char*>(rx + off + sizeof a);
+        why.assign(text, strnlen(text, a.nla_len - sizeof a));
+      }
+      off += NLA_ALIGN(a.nla_len);
+    }
+  }
+  return e.error;
+}
+
+}  // namespace
+
+bool query_link(const std::string& name, LinkInfo& out, std::string& err) {
+  out = LinkInfo{};
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    err = "not a valid interface name";
+    return false;
+  }
+  alignas(nlmsghdr) std::array<std::uint8_t, 256> tx{};
+  nlmsghdr* nlh = mnl_nlmsg_put_header(tx.data());
+  nlh->nlmsg_type = RTM_GETLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  nlh->nlmsg_seq = 1;
+  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifi->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
+  // Only the fields we read: no VF or per-protocol blobs in the answer.
+  mnl_attr_put_u32(nlh, IFLA_EXT_MASK, 0);
+  alignas(nlmsghdr) static thread_local std::array<std::uint8_t, kRxBuffer> rx{};
+  std::size_t len = 0;
+  if (!transact(nlh, rx, len, err)) return false;
+  std::string why;
+  const int e = answer_error(rx.data(), len, why);
+  if (e == -ENODEV) {
+    err = "no such interface";
+    return false;
+  }
+  if (e != 1) {
+    err = std::string("GETLINK: ") + std::strerror(-e) + (why.empty() ? "" : " (" + why + ")");
+    return false;
+  }
+  if (!parse_link_message(rx.data(), len, out)) {
+    err = "GETLINK: unexpected answer";
+    return false;
+  }
+  return true;
+}
+
+bool set_link_mtu(unsigned ifindex, std::uint32_t mtu, std::string& err) {
+  alignas(nlmsghdr) std::array<std::uint8_t, 256> tx{};
+  nlmsghdr* nlh = mnl_nlmsg_put_header(tx.data());
+  nlh->nlmsg_type = RTM_NEWLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  nlh->nlmsg_seq = 1;
+  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifi->ifi_family = AF_UNSPEC;
+  // By index, not name: a link renamed or replaced meanwhile is left alone.
+  ifi->ifi_index = static_cast<int>(ifindex);
+  mnl_attr_put_u32(nlh, IFLA_MTU, mtu);
+  alignas(nlmsghdr) static thread_local std::array<std::uint8_t, kRxBuffer> rx{};
+  std::size_t len = 0;
+  if (!transact(nlh, rx, len, err)) return false;
+  std::string why;
+  const int e = answer_error(rx.data(), len, why);
+  if (e == 0) return true;
+  if (e == 1) {
+    err = "NEWLINK: unexpected answer";
+  } else {
+    err = std::strerror(-e);
+    if (!why.empty()) err += " (" + why + ")";
+  }
+  return false;
 }
 
 Rtnl::~Rtnl() { close(); }

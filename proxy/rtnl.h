@@ -33,6 +33,10 @@ struct LinkInfo {
 // device, and false with `err` set on any other failure.
 bool query_link(const std::string& name, LinkInfo& out, std::string& err);
 
+// Sets link `ifindex`'s MTU (RTM_NEWLINK with IFLA_MTU, acknowledged). False with `err`
+// set, the kernel's own words included when it gives them, if it refuses.
+bool set_link_mtu(unsigned ifindex, std::uint32_t mtu, std::string& err);
+
 class Rtnl {
  public:
   using LinkFn = std::function<void(const LinkInfo&)>;
