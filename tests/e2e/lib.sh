@@ -4,6 +4,9 @@
 # the EXIT trap on every exit path (pass, fail, error, signal). Traffic stays inside the
 # namespaces a test made, or on loopback.
 set -euo pipefail
+# A top-level command that ends the script through errexit says so (otherwise the output
+# just stops). Not inherited by functions or subshells (no -E): it fires only on the way out.
+trap 'printf "[%s] FATAL: line %s: exit status %s from: %s\n" "$E2E_NAME" "$LINENO" "$?" "$BASH_COMMAND"' ERR
 
 E2E_NAME=$(basename "$0" .sh)
 E2E_PREFIX="ts$$"
@@ -56,7 +59,8 @@ trap 'exit 130' INT TERM
 # Ends the test: the summary line ctest and CI read, and the exit code.
 finish() {
   printf '%s: %d passed, %d failed\n' "$E2E_NAME" "$E2E_PASSES" "$E2E_FAILS"
-  [ "$E2E_FAILS" -eq 0 ] && [ "$E2E_PASSES" -gt 0 ]
+  if [ "$E2E_FAILS" -eq 0 ] && [ "$E2E_PASSES" -gt 0 ]; then exit 0; fi
+  exit 1
 }
 
 # wait_for SECONDS CMD…: polls CMD every 0.1 s until it succeeds; fails after SECONDS.
