@@ -90,9 +90,11 @@ bool parse_link_message(const std::uint8_t* msg, std::size_t len, LinkInfo& out)
 
 namespace {
 
-// One request on a short-lived socket and the first answer to it, in `rx`. False with
-// `err` set when the socket, the send or the receive fails.
-bool transact(nlmsghdr* req, std::array<std::uint8_t, kRxBuffer>& rx, std::size_t& len, std::string& err) {
+// One request on a short-lived socket and the first answer to it: `rx` points at its `len`
+// bytes, valid until the next call. False with `err` set when the socket, the send or the
+// receive fails.
+bool transact(nlmsghdr* req, const std::uint8_t*& rx, std::size_t& len, std::string& err) {
+  alignas(nlmsghdr) static thread_local std::array<std::uint8_t, kRxBuffer> buf{};
   mnl_socket* nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
   if (nl == nullptr) {
     err = std::string("netlink socket: ") + std::strerror(errno);
@@ -110,10 +112,11 @@ bool transact(nlmsghdr* req, std::array<std::uint8_t, kRxBuffer>& rx, std::size_
   } else if (mnl_socket_sendto(nl, req, req->nlmsg_len) < 0) {
     err = std::string("netlink send: ") + std::strerror(errno);
   } else {
-    const ssize_t n = mnl_socket_recvfrom(nl, rx.data(), rx.size());
+    const ssize_t n = mnl_socket_recvfrom(nl, buf.data(), buf.size());
     if (n < 0) {
       err = std::string("netlink receive: ") + std::strerror(errno);
     } else {
+      rx = buf.data();
       len = static_cast<std::size_t>(n);
       ok = true;
     }
@@ -154,6 +157,26 @@ int answer_error(const std::uint8_t* rx, std::size_t len, std::string& why) {
   return e.error;
 }
 
+// An rtnetlink link request for `ifindex` (0: named by an attribute instead) in `tx`.
+nlmsghdr* link_request(std::array<std::uint8_t, 256>& tx, std::uint16_t type, std::uint16_t flags,
+                       unsigned ifindex) {
+  nlmsghdr* nlh = mnl_nlmsg_put_header(tx.data());
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = flags;
+  nlh->nlmsg_seq = 1;
+  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifi->ifi_family = AF_UNSPEC;
+  ifi->ifi_index = static_cast<int>(ifindex);
+  return nlh;
+}
+
+// A refusal from answer_error() in words: "Invalid argument (mtu less than device minimum)".
+std::string refusal(int e, const std::string& why) {
+  std::string s = std::strerror(-e);
+  if (!why.empty()) s += " (" + why + ")";
+  return s;
+}
+
 }  // namespace
 
 bool query_link(const std::string& name, LinkInfo& out, std::string& err) {
@@ -163,29 +186,24 @@ bool query_link(const std::string& name, LinkInfo& out, std::string& err) {
     return false;
   }
   alignas(nlmsghdr) std::array<std::uint8_t, 256> tx{};
-  nlmsghdr* nlh = mnl_nlmsg_put_header(tx.data());
-  nlh->nlmsg_type = RTM_GETLINK;
-  nlh->nlmsg_flags = NLM_F_REQUEST;
-  nlh->nlmsg_seq = 1;
-  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-  ifi->ifi_family = AF_UNSPEC;
+  nlmsghdr* nlh = link_request(tx, RTM_GETLINK, NLM_F_REQUEST, 0);
   mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
   // Only the fields we read: no VF or per-protocol blobs in the answer.
   mnl_attr_put_u32(nlh, IFLA_EXT_MASK, 0);
-  alignas(nlmsghdr) static thread_local std::array<std::uint8_t, kRxBuffer> rx{};
+  const std::uint8_t* rx = nullptr;
   std::size_t len = 0;
   if (!transact(nlh, rx, len, err)) return false;
   std::string why;
-  const int e = answer_error(rx.data(), len, why);
+  const int e = answer_error(rx, len, why);
   if (e == -ENODEV) {
     err = "no such interface";
     return false;
   }
   if (e != 1) {
-    err = std::string("GETLINK: ") + std::strerror(-e) + (why.empty() ? "" : " (" + why + ")");
+    err = "GETLINK: " + refusal(e, why);
     return false;
   }
-  if (!parse_link_message(rx.data(), len, out)) {
+  if (!parse_link_message(rx, len, out)) {
     err = "GETLINK: unexpected answer";
     return false;
   }
@@ -194,26 +212,19 @@ bool query_link(const std::string& name, LinkInfo& out, std::string& err) {
 
 bool set_link_mtu(unsigned ifindex, std::uint32_t mtu, std::string& err) {
   alignas(nlmsghdr) std::array<std::uint8_t, 256> tx{};
-  nlmsghdr* nlh = mnl_nlmsg_put_header(tx.data());
-  nlh->nlmsg_type = RTM_NEWLINK;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  nlh->nlmsg_seq = 1;
-  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-  ifi->ifi_family = AF_UNSPEC;
   // By index, not name: a link renamed or replaced meanwhile is left alone.
-  ifi->ifi_index = static_cast<int>(ifindex);
+  nlmsghdr* nlh = link_request(tx, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, ifindex);
   mnl_attr_put_u32(nlh, IFLA_MTU, mtu);
-  alignas(nlmsghdr) static thread_local std::array<std::uint8_t, kRxBuffer> rx{};
+  const std::uint8_t* rx = nullptr;
   std::size_t len = 0;
   if (!transact(nlh, rx, len, err)) return false;
   std::string why;
-  const int e = answer_error(rx.data(), len, why);
+  const int e = answer_error(rx, len, why);
   if (e == 0) return true;
   if (e == 1) {
     err = "NEWLINK: unexpected answer";
   } else {
-    err = std::strerror(-e);
-    if (!why.empty()) err += " (" + why + ")";
+    err = refusal(e, why);
   }
   return false;
 }
