@@ -395,13 +395,17 @@ void PathMtu::fill(TunnelStats& t) const {
 
 // ---- PathMtus ------------------------------------------------------------------------------
 
+bool PathMtus::subscribe(std::string& err) {
+  return rtnl_.open([this](const LinkInfo& li) { for (auto& p : items_) p->on_link(li); },
+                    [this](unsigned ifindex) { for (auto& p : items_) p->on_addr(ifindex); },
+                    [this]() { for (auto& p : items_) p->resync(); }, err);
+}
+
 void PathMtus::start(const Config& config) {
   std::string err;
   bool any = false;
   for (const auto& tc : config.tunnels) any = any || needs_path_mtu(tc);
-  if (any && !rtnl_.open([this](const LinkInfo& li) { for (auto& p : items_) p->on_link(li); },
-                         [this](unsigned ifindex) { for (auto& p : items_) p->on_addr(ifindex); },
-                         [this]() { for (auto& p : items_) p->resync(); }, err)) {
+  if (any && !subscribe(err)) {
     spdlog::error("rtnetlink subscription for path-MTU discovery failed ({}): a returning interface "
                   "is noticed only on `tunshim reapply`", err);
   }
@@ -424,9 +428,7 @@ void PathMtus::reconfigure(const Config& config) {
     if (!kept) {
       if (!rtnl_.is_open()) {
         std::string err;
-        rtnl_.open([this](const LinkInfo& li) { for (auto& p : items_) p->on_link(li); },
-                   [this](unsigned ifindex) { for (auto& p : items_) p->on_addr(ifindex); },
-                   [this]() { for (auto& p : items_) p->resync(); }, err);
+        subscribe(err);
       }
       kept = std::make_unique<PathMtu>(loop_, pc, on_change_);
       for (std::size_t i = 0; i < items_.size(); ++i) {

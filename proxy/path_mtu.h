@@ -161,6 +161,8 @@ class PathMtus {
   void log_stats() const;
 
  private:
+  // Opens the rtnetlink subscription that feeds every tunnel's link and address events.
+  bool subscribe(std::string& err);
   uv_loop_t* loop_;
   Rtnl rtnl_;
   ChangeFn on_change_;
