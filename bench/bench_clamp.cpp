@@ -26,8 +26,8 @@ tt::Buf v4_rewrite() {
 }
 tt::Buf v4_insert() {
   tt::TcpSpec t;
-  t.options = tt::opt::cat({tt::opt::sack_ok(), tt::opt::timestamps(), tt::opt::nop(),
-                            tt::opt::wscale(7)});
+  t.options = tt::opt::cat(
+      {tt::opt::sack_ok(), tt::opt::timestamps(), tt::opt::nop(), tt::opt::wscale(7)});
   return tt::tcp4(t).bytes;  // 56 bytes, grows to 60
 }
 tt::Buf v6_rewrite() {
@@ -73,7 +73,9 @@ void BM_Reset(benchmark::State& state) {
 }
 void BM_Ipv4Rewrite(benchmark::State& s) { run_clamp(s, v4_rewrite(), tc::Outcome::clamped); }
 void BM_Ipv4Insert(benchmark::State& s) { run_clamp(s, v4_insert(), tc::Outcome::inserted); }
-void BM_Ipv6ExtRewrite(benchmark::State& s) { run_clamp(s, v6_rewrite(), tc::Outcome::clamped); }
+void BM_Ipv6ExtRewrite(benchmark::State& s) {
+  run_clamp(s, v6_rewrite(), tc::Outcome::clamped);
+}
 void BM_Ipv4NotSyn(benchmark::State& s) { run_clamp(s, v4_ack(), tc::Outcome::not_syn); }
 
 }  // namespace

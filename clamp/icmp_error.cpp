@@ -26,8 +26,8 @@ bool is_icmp_error(ConstBytes pkt, const IpInfo& ip) noexcept {
   const std::uint8_t icmp = ip.family == 4 ? kProtoIcmp : kProtoIcmpv6;
   if (ip.status == ParseStatus::unsupported) {
     // An over-long extension chain may hide an ICMPv6 error; ESP, AH and friends cannot.
-    return ip.proto == kIp6HopByHop || ip.proto == kIp6Routing ||
-           ip.proto == kIp6DestOpts || ip.proto == kIp6Fragment;
+    return ip.proto == kIp6HopByHop || ip.proto == kIp6Routing || ip.proto == kIp6DestOpts ||
+           ip.proto == kIp6Fragment;
   }
   if (ip.proto != icmp) return false;
   if (ip.l4_off >= ip.ip_len) return true;

@@ -16,10 +16,10 @@ inline constexpr std::size_t kIcmp6ErrorMax = 1280;
 
 enum class IcmpErrorStatus : std::uint8_t {
   ok,
-  malformed,        // offender is not a parseable IP packet
-  not_allowed,      // RFC 1122 3.2.2 / RFC 4443 2.4(e): never answer this one (an ICMP
-                    // error, a non-first fragment, a multicast/broadcast/unspecified source…)
-  buffer_too_small, // out cannot hold even the headers plus the minimum quote
+  malformed,    // offender is not a parseable IP packet
+  not_allowed,  // RFC 1122 3.2.2 / RFC 4443 2.4(e): never answer this one (an ICMP
+                // error, a non-first fragment, a multicast/broadcast/unspecified source…)
+  buffer_too_small,  // out cannot hold even the headers plus the minimum quote
 };
 
 struct IcmpError {

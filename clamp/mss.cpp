@@ -109,15 +109,24 @@ void insert_mss(Bytes buf, std::size_t len, const IpInfo& ip, std::uint16_t mss)
 
 std::string_view to_string(Outcome o) noexcept {
   switch (o) {
-    case Outcome::clamped: return "clamped";
-    case Outcome::inserted: return "inserted";
-    case Outcome::unchanged: return "unchanged";
-    case Outcome::no_room: return "no_room";
-    case Outcome::not_syn: return "not_syn";
-    case Outcome::not_tcp: return "not_tcp";
-    case Outcome::fragment: return "fragment";
-    case Outcome::malformed: return "malformed";
-    case Outcome::disabled: return "disabled";
+    case Outcome::clamped:
+      return "clamped";
+    case Outcome::inserted:
+      return "inserted";
+    case Outcome::unchanged:
+      return "unchanged";
+    case Outcome::no_room:
+      return "no_room";
+    case Outcome::not_syn:
+      return "not_syn";
+    case Outcome::not_tcp:
+      return "not_tcp";
+    case Outcome::fragment:
+      return "fragment";
+    case Outcome::malformed:
+      return "malformed";
+    case Outcome::disabled:
+      return "disabled";
   }
   return "unknown";
 }

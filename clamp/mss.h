@@ -22,15 +22,15 @@
 namespace tunshim::clamp {
 
 enum class Outcome : std::uint8_t {
-  clamped,     // an MSS option above the target was lowered to it
-  inserted,    // a SYN without MSS got one (min(target, 536) IPv4 / min(target, 1220) IPv6)
-  unchanged,   // SYN looked at, nothing to do (MSS already <= target, data, header full)
-  no_room,     // insertion wanted but the caller's buffer has < 4 bytes of room
-  not_syn,     // TCP but not SYN (or SYN with RST): never touched
-  not_tcp,     // not TCP, or TCP behind an IPv6 header we do not walk (ESP, AH, …)
-  fragment,    // a non-first fragment: no TCP header to look at
-  malformed,   // the IP or TCP header or options are inconsistent: passed unchanged
-  disabled,    // the target for this family is 0 (clamping off)
+  clamped,    // an MSS option above the target was lowered to it
+  inserted,   // a SYN without MSS got one (min(target, 536) IPv4 / min(target, 1220) IPv6)
+  unchanged,  // SYN looked at, nothing to do (MSS already <= target, data, header full)
+  no_room,    // insertion wanted but the caller's buffer has < 4 bytes of room
+  not_syn,    // TCP but not SYN (or SYN with RST): never touched
+  not_tcp,    // not TCP, or TCP behind an IPv6 header we do not walk (ESP, AH, …)
+  fragment,   // a non-first fragment: no TCP header to look at
+  malformed,  // the IP or TCP header or options are inconsistent: passed unchanged
+  disabled,   // the target for this family is 0 (clamping off)
 };
 inline constexpr int kOutcomeCount = 9;
 

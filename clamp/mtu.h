@@ -17,11 +17,13 @@ inline constexpr std::uint16_t kMinMtu6 = 1280;  // RFC 8200 §5
 
 constexpr std::uint16_t mss_from_mtu4(std::uint16_t mtu) noexcept {
   return mtu > kIpv4HeaderMin + kTcpHeaderMin
-             ? static_cast<std::uint16_t>(mtu - kIpv4HeaderMin - kTcpHeaderMin) : 0;
+             ? static_cast<std::uint16_t>(mtu - kIpv4HeaderMin - kTcpHeaderMin)
+             : 0;
 }
 constexpr std::uint16_t mss_from_mtu6(std::uint16_t mtu) noexcept {
   return mtu > kIpv6HeaderLen + kTcpHeaderMin
-             ? static_cast<std::uint16_t>(mtu - kIpv6HeaderLen - kTcpHeaderMin) : 0;
+             ? static_cast<std::uint16_t>(mtu - kIpv6HeaderLen - kTcpHeaderMin)
+             : 0;
 }
 
 }  // namespace tunshim::clamp

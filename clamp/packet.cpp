@@ -11,8 +11,8 @@ constexpr std::uint8_t kIp6NoNext = 59;
 // Header Types").
 constexpr bool is_opaque_ip6_header(std::uint8_t nh) noexcept {
   switch (nh) {
-    case 50:   // ESP: everything after it is encrypted
-    case 51:   // AH
+    case 50:  // ESP: everything after it is encrypted
+    case 51:  // AH
     case kIp6NoNext:
     case 135:  // Mobility
     case 139:  // HIP
@@ -63,8 +63,8 @@ IpInfo parse_ipv6(ConstBytes pkt) noexcept {
 
   std::size_t off = 40;
   for (int walked = 0;; ++walked) {
-    const bool ext = nh == kIp6HopByHop || nh == kIp6Routing || nh == kIp6DestOpts ||
-                     nh == kIp6Fragment;
+    const bool ext =
+        nh == kIp6HopByHop || nh == kIp6Routing || nh == kIp6DestOpts || nh == kIp6Fragment;
     if (!ext) {
       info.proto = nh;
       info.l4_off = off;

@@ -22,20 +22,20 @@ inline constexpr int kMaxIp6ExtHeaders = 8;
 
 enum class ParseStatus : std::uint8_t {
   ok,
-  malformed,     // lengths or version inconsistent with the buffer
-  unsupported,   // well-formed, but not something we look into (ESP, AH, unknown ext hdr)
+  malformed,    // lengths or version inconsistent with the buffer
+  unsupported,  // well-formed, but not something we look into (ESP, AH, unknown ext hdr)
 };
 
 // Where the transport header of an IP packet is, and what surrounds it.
 struct IpInfo {
   ParseStatus status = ParseStatus::malformed;
-  std::uint8_t family = 0;       // 4 or 6
-  std::uint8_t proto = 0;        // transport protocol (after the extension headers)
-  std::size_t ip_len = 0;        // length the IP header says the packet has (<= buffer)
-  std::size_t l4_off = 0;        // offset of the transport header
-  bool first_fragment = false;   // fragment offset 0 with more fragments following
-  bool later_fragment = false;   // fragment offset != 0: no transport header here
-  bool dont_fragment = false;    // IPv4 DF (IPv6: always true, routers never fragment)
+  std::uint8_t family = 0;      // 4 or 6
+  std::uint8_t proto = 0;       // transport protocol (after the extension headers)
+  std::size_t ip_len = 0;       // length the IP header says the packet has (<= buffer)
+  std::size_t l4_off = 0;       // offset of the transport header
+  bool first_fragment = false;  // fragment offset 0 with more fragments following
+  bool later_fragment = false;  // fragment offset != 0: no transport header here
+  bool dont_fragment = false;   // IPv4 DF (IPv6: always true, routers never fragment)
 };
 
 // Parses the IP header(s) at the start of `pkt`. The packet's own length field must be

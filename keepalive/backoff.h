@@ -54,7 +54,9 @@ class HookBackoff {
   void on_hook_finished(Timestamp now, double u) noexcept;
 
   // When on_tick() must be called next; kNever unless a run is scheduled.
-  Timestamp next_deadline() const noexcept { return phase_ == Phase::waiting ? run_at_ : kNever; }
+  Timestamp next_deadline() const noexcept {
+    return phase_ == Phase::waiting ? run_at_ : kNever;
+  }
   Phase phase() const noexcept { return phase_; }
   // Runs started since the last reset.
   std::uint32_t attempts() const noexcept { return attempts_; }

@@ -23,7 +23,8 @@ void Liveness::transition(Actions& out, State to, Reason reason, Timestamp now) 
 void Liveness::life(Actions& out, Reason reason, Timestamp now) noexcept {
   last_life_ = now;
   misses_ = 0;
-  if (state_ == State::suspect || state_ == State::down) transition(out, State::up, reason, now);
+  if (state_ == State::suspect || state_ == State::down)
+    transition(out, State::up, reason, now);
 }
 
 Liveness::Actions Liveness::on_interface(bool present, Timestamp now) noexcept {
@@ -62,7 +63,8 @@ Liveness::Actions Liveness::on_rx_activity(std::uint64_t rx_packets, Timestamp n
 Liveness::Actions Liveness::on_echo_reply(std::uint32_t id, Timestamp now) noexcept {
   Actions out;
   if (state_ == State::absent || id == 0) return out;
-  auto it = std::find_if(ring_.begin(), ring_.end(), [id](const Sent& s) { return s.id == id; });
+  auto it =
+      std::find_if(ring_.begin(), ring_.end(), [id](const Sent& s) { return s.id == id; });
   if (it == ring_.end()) return out;
   rtt_.on_sample(now - it->at);
   it->id = 0;  // a duplicate reply is not a second sample
@@ -131,31 +133,44 @@ Liveness::Actions Liveness::on_tick(Timestamp now) noexcept {
 
 std::string_view to_string(Liveness::State s) noexcept {
   switch (s) {
-    case Liveness::State::absent: return "absent";
-    case Liveness::State::up: return "up";
-    case Liveness::State::suspect: return "suspect";
-    case Liveness::State::down: return "down";
+    case Liveness::State::absent:
+      return "absent";
+    case Liveness::State::up:
+      return "up";
+    case Liveness::State::suspect:
+      return "suspect";
+    case Liveness::State::down:
+      return "down";
   }
   return "?";
 }
 
 std::string_view to_string(Liveness::Reason r) noexcept {
   switch (r) {
-    case Liveness::Reason::interface_appeared: return "interface appeared";
-    case Liveness::Reason::interface_gone: return "interface gone";
-    case Liveness::Reason::echo_unanswered: return "echo unanswered";
-    case Liveness::Reason::misses_exceeded: return "echoes unanswered and nothing received";
-    case Liveness::Reason::echo_reply: return "echo reply";
-    case Liveness::Reason::rx_activity: return "traffic received";
+    case Liveness::Reason::interface_appeared:
+      return "interface appeared";
+    case Liveness::Reason::interface_gone:
+      return "interface gone";
+    case Liveness::Reason::echo_unanswered:
+      return "echo unanswered";
+    case Liveness::Reason::misses_exceeded:
+      return "echoes unanswered and nothing received";
+    case Liveness::Reason::echo_reply:
+      return "echo reply";
+    case Liveness::Reason::rx_activity:
+      return "traffic received";
   }
   return "?";
 }
 
 std::string_view to_string(KeepaliveMode m) noexcept {
   switch (m) {
-    case KeepaliveMode::idle: return "idle";
-    case KeepaliveMode::always: return "always";
-    case KeepaliveMode::off: return "off";
+    case KeepaliveMode::idle:
+      return "idle";
+    case KeepaliveMode::always:
+      return "always";
+    case KeepaliveMode::off:
+      return "off";
   }
   return "?";
 }

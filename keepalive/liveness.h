@@ -50,9 +50,9 @@ class Liveness {
     interface_appeared,  // absent -> up
     interface_gone,      // any -> absent
     echo_unanswered,     // up -> suspect
-    misses_exceeded,     // suspect -> down: down_after_misses echoes unanswered, nothing received
-    echo_reply,          // suspect/down -> up: an echo was answered
-    rx_activity,         // suspect/down -> up: the interface received packets
+    misses_exceeded,  // suspect -> down: down_after_misses echoes unanswered, nothing received
+    echo_reply,       // suspect/down -> up: an echo was answered
+    rx_activity,      // suspect/down -> up: the interface received packets
   };
 
   // Send one ICMP echo request to the target, with sequence/nonce derived from `id`.

@@ -58,7 +58,8 @@ std::uint32_t PmtuSearch::send(Actions& out, std::uint16_t size, Timestamp now) 
   return id;
 }
 
-void PmtuSearch::start_round(Actions& out, Round kind, std::uint16_t size, Timestamp now) noexcept {
+void PmtuSearch::start_round(Actions& out, Round kind, std::uint16_t size,
+                             Timestamp now) noexcept {
   round_ = kind;
   round_size_ = size;
   tries_ = 0;
@@ -396,11 +397,16 @@ Timestamp PmtuSearch::next_deadline() const noexcept {
 
 std::string_view to_string(PmtuSearch::State s) noexcept {
   switch (s) {
-    case PmtuSearch::State::disabled: return "disabled";
-    case PmtuSearch::State::base: return "base";
-    case PmtuSearch::State::search: return "search";
-    case PmtuSearch::State::complete: return "complete";
-    case PmtuSearch::State::error: return "error";
+    case PmtuSearch::State::disabled:
+      return "disabled";
+    case PmtuSearch::State::base:
+      return "base";
+    case PmtuSearch::State::search:
+      return "search";
+    case PmtuSearch::State::complete:
+      return "complete";
+    case PmtuSearch::State::error:
+      return "error";
   }
   return "?";
 }

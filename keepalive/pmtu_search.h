@@ -11,9 +11,9 @@
 // small (base-size) control probe sent alongside was answered. Without that control reply
 // the round says nothing about size ("path silent"): a round of base-size probes alone
 // follows, and only if that one is silent too is the path called silent (ERROR); if it
-// is answered, the interrupted round is repeated. The final boundary of a search, and a failed re-confirmation, must be judged too
-// big twice (three times on a lossy path) before they count, so random loss does not
-// shrink the result.
+// is answered, the interrupted round is repeated. The final boundary of a search, and a failed
+// re-confirmation, must be judged too big twice (three times on a lossy path) before they
+// count, so random loss does not shrink the result.
 //
 // Driving it: perform every SendProbe (id -> ICMP sequence and a nonce; size = total IP
 // length), pass matching replies to on_probe_reply(), ICMP too-big errors that quote a

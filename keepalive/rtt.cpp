@@ -24,9 +24,7 @@ void RttEstimator::on_sample(Duration rtt) noexcept {
   ++samples_;
 }
 
-Duration RttEstimator::srtt() const noexcept {
-  return milliseconds((srtt_us_ + 999) / 1000);
-}
+Duration RttEstimator::srtt() const noexcept { return milliseconds((srtt_us_ + 999) / 1000); }
 
 Duration RttEstimator::rto(Duration floor, Duration ceiling, Duration initial) const noexcept {
   Duration v = initial;
@@ -44,8 +42,8 @@ void LossWindow::record(bool lost) noexcept {
 }
 
 int LossWindow::lost() const noexcept {
-  const std::uint64_t mask = total_ >= kWindow ? ~std::uint64_t{0}
-                                               : (std::uint64_t{1} << total_) - 1;
+  const std::uint64_t mask =
+      total_ >= kWindow ? ~std::uint64_t{0} : (std::uint64_t{1} << total_) - 1;
   return std::popcount(bits_ & mask);
 }
 

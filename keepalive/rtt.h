@@ -58,7 +58,10 @@ class LossWindow {
   // lost() / total() in per mille (0 when empty), integer so callers need no floats.
   int loss_permille() const noexcept;
   // Forgets everything (e.g. when the interface is replaced by a new one).
-  void clear() noexcept { bits_ = 0; total_ = 0; }
+  void clear() noexcept {
+    bits_ = 0;
+    total_ = 0;
+  }
 
  private:
   std::uint64_t bits_ = 0;  // bit i set: the i-th most recent outcome was a loss

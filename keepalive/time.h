@@ -20,11 +20,21 @@ class Duration {
   constexpr std::int64_t ms() const noexcept { return ms_; }
 
   friend constexpr auto operator<=>(Duration, Duration) noexcept = default;
-  friend constexpr Duration operator+(Duration a, Duration b) noexcept { return Duration(a.ms_ + b.ms_); }
-  friend constexpr Duration operator-(Duration a, Duration b) noexcept { return Duration(a.ms_ - b.ms_); }
-  friend constexpr Duration operator*(Duration a, std::int64_t k) noexcept { return Duration(a.ms_ * k); }
-  friend constexpr Duration operator*(std::int64_t k, Duration a) noexcept { return Duration(a.ms_ * k); }
-  friend constexpr Duration operator/(Duration a, std::int64_t k) noexcept { return Duration(a.ms_ / k); }
+  friend constexpr Duration operator+(Duration a, Duration b) noexcept {
+    return Duration(a.ms_ + b.ms_);
+  }
+  friend constexpr Duration operator-(Duration a, Duration b) noexcept {
+    return Duration(a.ms_ - b.ms_);
+  }
+  friend constexpr Duration operator*(Duration a, std::int64_t k) noexcept {
+    return Duration(a.ms_ * k);
+  }
+  friend constexpr Duration operator*(std::int64_t k, Duration a) noexcept {
+    return Duration(a.ms_ * k);
+  }
+  friend constexpr Duration operator/(Duration a, std::int64_t k) noexcept {
+    return Duration(a.ms_ / k);
+  }
 
  private:
   constexpr explicit Duration(std::int64_t ms) noexcept : ms_(ms) {}
@@ -65,7 +75,8 @@ class Timestamp {
 };
 
 // "No deadline": what next_deadline() returns when a machine waits for nothing.
-inline constexpr Timestamp kNever = Timestamp::from_ms(std::numeric_limits<std::int64_t>::max());
+inline constexpr Timestamp kNever =
+    Timestamp::from_ms(std::numeric_limits<std::int64_t>::max());
 
 // The earlier of two deadlines (kNever loses to everything).
 constexpr Timestamp earliest(Timestamp a, Timestamp b) noexcept { return a < b ? a : b; }

@@ -37,7 +37,9 @@ class ProbeRun {
     c.probe_max = opt.max;
     return c;
   }
-  Timestamp now() const { return Timestamp::from_ms(static_cast<std::int64_t>(uv_now(&loop_))); }
+  Timestamp now() const {
+    return Timestamp::from_ms(static_cast<std::int64_t>(uv_now(&loop_)));
+  }
   double elapsed() const { return static_cast<double>(uv_hrtime() - start_ns_) * 1e-9; }
   void apply(const PmtuSearch::Actions& actions);
   void arm();
@@ -73,8 +75,9 @@ void ProbeRun::progress(std::uint16_t size) {
   }
   // For a person watching: one line rewritten in place; nothing when not on a terminal.
   if (isatty(STDERR_FILENO) == 0) return;
-  std::fprintf(stderr, "\r%s: probing %u bytes, round %llu, %llu probes, %.1f s ", opt_.iface.c_str(),
-               size, static_cast<unsigned long long>(search_.stats().rounds),
+  std::fprintf(stderr, "\r%s: probing %u bytes, round %llu, %llu probes, %.1f s ",
+               opt_.iface.c_str(), size,
+               static_cast<unsigned long long>(search_.stats().rounds),
                static_cast<unsigned long long>(search_.stats().probes_sent), elapsed());
   progress_shown_ = true;
 }
@@ -89,7 +92,8 @@ void ProbeRun::apply(const PmtuSearch::Actions& actions) {
       // probe: the search's loss handling already covers it.
       if (!io_.send(p->id, p->size, &err)) {
         last_send_error_ = err;
-        if (opt_.verbose) std::fprintf(stderr, "          send %u bytes: %s\n", p->size, err.c_str());
+        if (opt_.verbose)
+          std::fprintf(stderr, "          send %u bytes: %s\n", p->size, err.c_str());
       }
       if (!shown || opt_.verbose) progress(p->size);
       shown = true;
@@ -112,11 +116,14 @@ void ProbeRun::arm() {
     return;
   }
   const std::int64_t wait = (deadline - now()).ms();
-  uv_timer_start(&step_, [](uv_timer_t* t) {
-    auto* self = static_cast<ProbeRun*>(t->data);
-    self->apply(self->search_.on_tick(self->now()));
-    self->arm();
-  }, wait > 0 ? static_cast<std::uint64_t>(wait) : 0, 0);
+  uv_timer_start(
+      &step_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<ProbeRun*>(t->data);
+        self->apply(self->search_.on_tick(self->now()));
+        self->arm();
+      },
+      wait > 0 ? static_cast<std::uint64_t>(wait) : 0, 0);
 }
 
 void ProbeRun::finish(int code) {
@@ -144,7 +151,8 @@ int ProbeRun::run() {
         arm();
       },
       [this](std::uint32_t, std::uint16_t mtu) {
-        if (opt_.verbose) std::fprintf(stderr, "%8.3f s  too-big hint: MTU %u\n", elapsed(), mtu);
+        if (opt_.verbose)
+          std::fprintf(stderr, "%8.3f s  too-big hint: MTU %u\n", elapsed(), mtu);
         // An RFC 792 router leaves the MTU field 0: a quote without a number narrows nothing.
         if (mtu != 0) apply(search_.on_ptb_hint(mtu, now()));
         arm();
@@ -160,11 +168,14 @@ int ProbeRun::run() {
     return 1;
   }
   start_ns_ = uv_hrtime();
-  uv_timer_start(&overall_, [](uv_timer_t* t) {
-    auto* self = static_cast<ProbeRun*>(t->data);
-    self->timed_out_ = true;
-    self->finish(1);
-  }, static_cast<std::uint64_t>(opt_.timeout * 1000.0), 0);
+  uv_timer_start(
+      &overall_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<ProbeRun*>(t->data);
+        self->timed_out_ = true;
+        self->finish(1);
+      },
+      static_cast<std::uint64_t>(opt_.timeout * 1000.0), 0);
   apply(search_.on_interface_mtu(info_.mtu, now()));
   apply(search_.on_start(now()));
   arm();
@@ -182,10 +193,13 @@ int ProbeRun::run() {
 }
 
 std::uint16_t mss_for(const IpAddress& target, std::uint16_t pmtu) {
-  return target.family == IpFamily::ipv4 ? clamp::mss_from_mtu4(pmtu) : clamp::mss_from_mtu6(pmtu);
+  return target.family == IpFamily::ipv4 ? clamp::mss_from_mtu4(pmtu)
+                                         : clamp::mss_from_mtu6(pmtu);
 }
 
-const char* family_name(const IpAddress& a) { return a.family == IpFamily::ipv4 ? "IPv4" : "IPv6"; }
+const char* family_name(const IpAddress& a) {
+  return a.family == IpFamily::ipv4 ? "IPv4" : "IPv6";
+}
 
 void ProbeRun::report_text() const {
   const auto& st = search_.stats();
@@ -208,11 +222,14 @@ void ProbeRun::report_json() const {
       "\"pmtu\": %u, \"mss\": %u, \"interface_mtu\": %u, \"base\": %u, \"upper_bound\": %u, "
       "\"rounds\": %llu, \"probes\": %llu, \"replies\": %llu, \"ptb_hints\": %llu, "
       "\"send_errors\": %llu, \"ignored\": %llu, \"seconds\": %.3f, \"srtt_ms\": %.3f}\n",
-      opt_.iface.c_str(), target_.to_string().c_str(), target_.family == IpFamily::ipv4 ? "ipv4" : "ipv6",
-      ok ? "complete" : timed_out_ ? "timeout" : "error", ok ? search_.pmtu() : 0,
-      ok ? mss_for(target_, search_.pmtu()) : 0, info_.mtu, search_.base_size(),
-      search_.upper_bound(), u(st.rounds), u(st.probes_sent), u(io.replies), u(io.hints),
-      u(io.send_errors), u(io.ignored + io.wrong_length), seconds_,
+      opt_.iface.c_str(), target_.to_string().c_str(),
+      target_.family == IpFamily::ipv4 ? "ipv4" : "ipv6",
+      ok           ? "complete"
+      : timed_out_ ? "timeout"
+                   : "error",
+      ok ? search_.pmtu() : 0, ok ? mss_for(target_, search_.pmtu()) : 0, info_.mtu,
+      search_.base_size(), search_.upper_bound(), u(st.rounds), u(st.probes_sent),
+      u(io.replies), u(io.hints), u(io.send_errors), u(io.ignored + io.wrong_length), seconds_,
       search_.rtt().has_sample() ? static_cast<double>(search_.rtt().srtt().ms()) : -1.0);
 }
 
@@ -221,14 +238,17 @@ void ProbeRun::report_failure() const {
   const char* name = opt_.iface.c_str();
   const std::string target = target_.to_string();
   if (if_nametoindex(name) == 0) {
-    std::fprintf(stderr, "tunshim probe: %s: the interface went away during the search; "
-                 "run it again once the VPN is connected\n", name);
-  } else if (timed_out_) {
     std::fprintf(stderr,
-                 "tunshim probe: %s: no result within %.0f s (still in %s after %llu probes to %s); "
-                 "the path may be very lossy: retry with a larger --timeout\n",
-                 name, opt_.timeout, std::string(keepalive::to_string(search_.state())).c_str(),
-                 static_cast<unsigned long long>(st.probes_sent), target.c_str());
+                 "tunshim probe: %s: the interface went away during the search; "
+                 "run it again once the VPN is connected\n",
+                 name);
+  } else if (timed_out_) {
+    std::fprintf(
+        stderr,
+        "tunshim probe: %s: no result within %.0f s (still in %s after %llu probes to %s); "
+        "the path may be very lossy: retry with a larger --timeout\n",
+        name, opt_.timeout, std::string(keepalive::to_string(search_.state())).c_str(),
+        static_cast<unsigned long long>(st.probes_sent), target.c_str());
   } else if (io_.stats().sent == 0 && !last_send_error_.empty()) {
     std::fprintf(stderr, "tunshim probe: %s: the kernel refused every probe to %s (%s)\n", name,
                  target.c_str(), last_send_error_.c_str());

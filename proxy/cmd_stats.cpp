@@ -36,9 +36,9 @@ int ask(const std::string& socket_path, const std::string& request) {
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0) {
     const int e = errno;
     const char* hint = (e == EACCES || e == EPERM) ? "the control socket is for root only"
-                                                    : "is tunshim running?";
-    std::fprintf(stderr, "tunshim: cannot connect to %s: %s \xe2\x80\x94 %s\n", socket_path.c_str(),
-                 std::strerror(e), hint);
+                                                   : "is tunshim running?";
+    std::fprintf(stderr, "tunshim: cannot connect to %s: %s \xe2\x80\x94 %s\n",
+                 socket_path.c_str(), std::strerror(e), hint);
     ::close(fd);
     return 1;
   }
@@ -57,7 +57,8 @@ int ask(const std::string& socket_path, const std::string& request) {
     const int pr = ::poll(&p, 1, kAnswerTimeoutMs);
     if (pr < 0 && errno == EINTR) continue;
     if (pr == 0) {
-      std::fprintf(stderr, "tunshim: no answer from %s within %d s\n", socket_path.c_str(), kAnswerTimeoutMs / 1000);
+      std::fprintf(stderr, "tunshim: no answer from %s within %d s\n", socket_path.c_str(),
+                   kAnswerTimeoutMs / 1000);
       ::close(fd);
       return 1;
     }
@@ -76,13 +77,16 @@ int ask(const std::string& socket_path, const std::string& request) {
     if (answer.back() != '\n') std::fputc('\n', stderr);
     return 1;
   }
-  std::fprintf(stderr, "tunshim: unexpected answer from %s (%zu bytes)\n", socket_path.c_str(), answer.size());
+  std::fprintf(stderr, "tunshim: unexpected answer from %s (%zu bytes)\n", socket_path.c_str(),
+               answer.size());
   return 1;
 }
 
 }  // namespace
 
-int cmd_stats(const StatsOptions& opt) { return ask(opt.socket, opt.json ? "stats" : "stats table"); }
+int cmd_stats(const StatsOptions& opt) {
+  return ask(opt.socket, opt.json ? "stats" : "stats table");
+}
 
 int cmd_reapply(const ReapplyOptions& opt) { return ask(opt.socket, "reapply " + opt.iface); }
 

@@ -8,8 +8,9 @@
 namespace tunshim::proxy {
 
 struct ClampOptions {
-  std::uint16_t mss4 = 0;   // --mss N, or derived from --mtu N (N - 40)
-  std::uint16_t mss6 = 0;   // --mss6 N, else N - 20 from --mss (same link MTU), or N - 60 from --mtu
+  std::uint16_t mss4 = 0;  // --mss N, or derived from --mtu N (N - 40)
+  std::uint16_t mss6 =
+      0;  // --mss6 N, else N - 20 from --mss (same link MTU), or N - 60 from --mtu
   std::string input;
   std::string output;
   bool json = false;
@@ -24,12 +25,12 @@ int cmd_check_config(const RunOptions& opt);
 
 struct ProbeOptions {
   std::string iface;
-  std::string target;      // --target ADDR; empty: the interface's point-to-point peer
-  std::uint16_t max = 0;   // --max N: upper bound, may exceed the interface MTU; 0: the MTU
-  std::uint16_t min = 0;   // --min N: base (fallback) size; 0: 1200 IPv4 / 1280 IPv6
-  double timeout = 30.0;   // --timeout seconds for the whole search
+  std::string target;     // --target ADDR; empty: the interface's point-to-point peer
+  std::uint16_t max = 0;  // --max N: upper bound, may exceed the interface MTU; 0: the MTU
+  std::uint16_t min = 0;  // --min N: base (fallback) size; 0: 1200 IPv4 / 1280 IPv6
+  double timeout = 30.0;  // --timeout seconds for the whole search
   bool json = false;
-  bool verbose = false;    // every probe, reply and state change on stderr
+  bool verbose = false;  // every probe, reply and state change on stderr
 };
 // `tunshim probe`: one path-MTU search; 0 when it completed, 1 when it could not.
 int cmd_probe(const ProbeOptions& opt);

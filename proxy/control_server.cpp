@@ -47,7 +47,8 @@ struct ControlOps {
     }
     c->in.append(buf->base, static_cast<std::size_t>(nread));
     if (c->in.find('\n') != std::string::npos) return c->server->dispatch(c);
-    if (c->in.size() > ControlServer::kMaxLine) c->server->answer(c->id, false, "request line too long");
+    if (c->in.size() > ControlServer::kMaxLine)
+      c->server->answer(c->id, false, "request line too long");
   }
   static void on_timer(uv_timer_t* t) {
     auto* c = static_cast<Client*>(t->data);
@@ -107,7 +108,8 @@ bool ControlServer::start(const std::string& path, std::string& err) {
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(p), 16, on_connection);
   if (rc != 0) {
     err = path + ": " + uv_strerror(rc);
-    uv_close(reinterpret_cast<uv_handle_t*>(p), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(p),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
     return false;
   }
   if (::stat(path.c_str(), &st) == 0) {
@@ -121,11 +123,13 @@ bool ControlServer::start(const std::string& path, std::string& err) {
 
 void ControlServer::stop() {
   if (listener_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_pipe_t*>(h); });
     listener_ = nullptr;
     // Only our own file: another instance may have replaced it since (after a stale check).
     struct stat st {};
-    if (::stat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) ::unlink(path_.c_str());
+    if (::stat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
+      ::unlink(path_.c_str());
   }
   while (!clients_.empty()) close_client(clients_.begin()->second);
 }
@@ -141,7 +145,8 @@ void ControlServer::on_connection(uv_stream_t* server, int status) {
   c->pipe.data = c;
   c->timer.data = c;
   c->write_req.data = c;
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->pipe)) != 0 || self->clients_.size() >= kMaxClients) {
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->pipe)) != 0 ||
+      self->clients_.size() >= kMaxClients) {
     c->closing = true;
     uv_close(reinterpret_cast<uv_handle_t*>(&c->pipe), ControlOps::on_handle_closed);
     uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), ControlOps::on_handle_closed);
@@ -157,16 +162,20 @@ void ControlServer::on_connection(uv_stream_t* server, int status) {
                          ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
   if (!have_cred || cred.uid != 0) {
     const std::uint64_t now = uv_now(self->loop_);
-    if (now - self->last_refusal_log_ >= 10000 || self->last_refusal_log_ == 0) {  // no log flood
+    if (now - self->last_refusal_log_ >= 10000 ||
+        self->last_refusal_log_ == 0) {  // no log flood
       self->last_refusal_log_ = now;
-      spdlog::warn("control socket: refused pid {} uid {} (root only)", cred.pid, have_cred ? std::to_string(cred.uid) : "?");
+      spdlog::warn("control socket: refused pid {} uid {} (root only)", cred.pid,
+                   have_cred ? std::to_string(cred.uid) : "?");
     }
-    self->answer(c->id, false, have_cred ? "permission denied: the control socket is for root only (uid " +
-                                               std::to_string(cred.uid) + ")"
-                                         : "permission denied: cannot read peer credentials");
+    self->answer(c->id, false,
+                 have_cred ? "permission denied: the control socket is for root only (uid " +
+                                 std::to_string(cred.uid) + ")"
+                           : "permission denied: cannot read peer credentials");
     return;
   }
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->pipe), ControlOps::on_alloc, ControlOps::on_read);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->pipe), ControlOps::on_alloc,
+                ControlOps::on_read);
 }
 
 void ControlServer::dispatch(Client* c) {
@@ -192,7 +201,8 @@ void ControlServer::answer(std::uint64_t id, bool ok, const std::string& body) {
   c->out = ok ? "ok\n" + body : "error " + body + "\n";
   uv_buf_t b = uv_buf_init(c->out.data(), static_cast<unsigned>(c->out.size()));
   uv_timer_start(&c->timer, ControlOps::on_timer, kTimeoutMs, 0);
-  if (uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->pipe), &b, 1, ControlOps::on_written) != 0) {
+  if (uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->pipe), &b, 1,
+               ControlOps::on_written) != 0) {
     close_client(c);
   }
 }

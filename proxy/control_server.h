@@ -7,9 +7,8 @@
 // the answer is "ok\n" followed by the body, or "error MESSAGE\n"; then the server closes.
 #pragma once
 
-#include <uv.h>
-
 #include <sys/types.h>
+#include <uv.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +23,7 @@ namespace tunshim::proxy {
 class ControlServer {
  public:
   static constexpr std::size_t kMaxLine = 1024;
-  static constexpr std::uint64_t kTimeoutMs = 5000;    // to send the request line
+  static constexpr std::uint64_t kTimeoutMs = 5000;        // to send the request line
   static constexpr std::uint64_t kReplyTimeoutMs = 60000;  // for a slow command's answer
   static constexpr std::size_t kMaxClients = 16;
 

@@ -37,8 +37,9 @@ bool have_net_admin() {
 }
 
 std::string format_dir(const DirectionCounters& c) {
-  return fmt::format("clamped={} inserted={} unchanged={} malformed={} other={} truncated={} bypassed={}",
-                     c.clamped, c.inserted, c.unchanged, c.malformed, c.other, c.truncated, c.bypassed);
+  return fmt::format(
+      "clamped={} inserted={} unchanged={} malformed={} other={} truncated={} bypassed={}",
+      c.clamped, c.inserted, c.unchanged, c.malformed, c.other, c.truncated, c.bypassed);
 }
 
 std::int64_t g_log_malformed = -1;
@@ -170,15 +171,17 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
 
 bool Daemon::start(std::string& err) {
   if (!have_net_admin()) {
-    err = "tunshim run needs CAP_NET_ADMIN (run it as root): it binds an NFQUEUE and "
-          "installs netfilter rules";
+    err =
+        "tunshim run needs CAP_NET_ADMIN (run it as root): it binds an NFQUEUE and "
+        "installs netfilter rules";
     return false;
   }
   // A live process on our queue number is most likely another tunshim: its rules are not
   // stale, so refuse before touching anything. (A killed run's queue is unbound at once.)
   if (KernelQueueStats ks; NfQueue::read_kernel_stats(config_.global.queue_num, ks)) {
-    err = "NFQUEUE " + std::to_string(config_.global.queue_num) + " is already bound by netlink port " +
-          std::to_string(ks.peer_portid) + " (another tunshim running?); not touching its rules";
+    err = "NFQUEUE " + std::to_string(config_.global.queue_num) +
+          " is already bound by netlink port " + std::to_string(ks.peer_portid) +
+          " (another tunshim running?); not touching its rules";
     return false;
   }
   // Rules left by a run that died (kill -9, crash) go first, so nothing is duplicated and
@@ -205,23 +208,27 @@ bool Daemon::start(std::string& err) {
   for (auto [h, signum] : sigs) {
     uv_signal_init(loop_, h);
     h->data = this;
-    uv_signal_start(h, [](uv_signal_t* s, int sn) {
-      auto* self = static_cast<Daemon*>(s->data);
-      if (sn == SIGHUP) {
-        self->reload();
-      } else if (sn == SIGUSR1) {
-        self->refresh_counts(true);
-      } else {
-        spdlog::info("{}: stopping", sn == SIGTERM ? "SIGTERM" : "SIGINT");
-        self->stop();
-      }
-    }, signum);
+    uv_signal_start(
+        h,
+        [](uv_signal_t* s, int sn) {
+          auto* self = static_cast<Daemon*>(s->data);
+          if (sn == SIGHUP) {
+            self->reload();
+          } else if (sn == SIGUSR1) {
+            self->refresh_counts(true);
+          } else {
+            spdlog::info("{}: stopping", sn == SIGTERM ? "SIGTERM" : "SIGINT");
+            self->stop();
+          }
+        },
+        signum);
   }
   uv_timer_init(loop_, &counts_timer_);
   counts_timer_.data = this;
-  uv_timer_start(&counts_timer_, [](uv_timer_t* t) {
-    static_cast<Daemon*>(t->data)->refresh_counts(false);
-  }, kCountsIntervalMs, kCountsIntervalMs);
+  uv_timer_start(
+      &counts_timer_,
+      [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->refresh_counts(false); },
+      kCountsIntervalMs, kCountsIntervalMs);
   handles_open_ = true;
 
   installed_ = fw_tunnels(tunnels_);
@@ -232,16 +239,19 @@ bool Daemon::start(std::string& err) {
   }
   for (Family f : {Family::v4, Family::v6}) {
     for (const auto& line : firewall_.describe(installed_, f)) {
-      spdlog::info("installed ({}, mangle): {}", f == Family::v4 ? "iptables-nft" : "ip6tables-nft", line);
+      spdlog::info("installed ({}, mangle): {}",
+                   f == Family::v4 ? "iptables-nft" : "ip6tables-nft", line);
     }
   }
   for (const auto& t : tunnels_) {
     auto show = [](std::uint16_t v, bool is_auto) {
       if (v == 0) return std::string("off");
-      return is_auto ? fmt::format("auto (fallback {} until the path MTU is measured)", v) : std::to_string(v);
+      return is_auto ? fmt::format("auto (fallback {} until the path MTU is measured)", v)
+                     : std::to_string(v);
     };
-    spdlog::info("tunnel {}: clamp mss ipv4 {} ipv6 {}{}", t.iface, show(t.target.mss4, t.mss4_auto),
-                 show(t.target.mss6, t.mss6_auto), t.guard ? ", oversize guard on" : "");
+    spdlog::info("tunnel {}: clamp mss ipv4 {} ipv6 {}{}", t.iface,
+                 show(t.target.mss4, t.mss4_auto), show(t.target.mss6, t.mss6_auto),
+                 t.guard ? ", oversize guard on" : "");
   }
   monitors_ = std::make_unique<TunnelMonitors>(loop_);
   monitors_->start(config_);
@@ -255,14 +265,16 @@ bool Daemon::start(std::string& err) {
       spdlog::error("oversize guard: {}; guard = \"icmp\" has no effect", gerr);
     }
   }
-  pmtus_ = std::make_unique<PathMtus>(loop_, [this](const std::string& iface) { on_path_mtu(iface); });
+  pmtus_ = std::make_unique<PathMtus>(loop_,
+                                      [this](const std::string& iface) { on_path_mtu(iface); });
   pmtus_->start(config_);
   // Reporting starts once the rules are in place; its own failures are logged, not fatal.
   stats_ = std::make_unique<StatsService>(
-      loop_, StatsSources{[this] { return stats_snapshot(); },
-                          [this](const std::string& iface, std::function<void(bool, std::string)> done) {
-                            reapply(iface, std::move(done));
-                          }});
+      loop_, StatsSources{
+                 [this] { return stats_snapshot(); },
+                 [this](const std::string& iface, std::function<void(bool, std::string)> done) {
+                   reapply(iface, std::move(done));
+                 }});
   stats_->start(config_.global);
   return true;
 }
@@ -275,9 +287,12 @@ int Daemon::run() {
     if (handles_open_) {
       handles_open_ = false;
       stopped_ = true;
-      for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
-                             reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_hup_),
-                             reinterpret_cast<uv_handle_t*>(&sig_usr1_), reinterpret_cast<uv_handle_t*>(&counts_timer_)}) {
+      for (uv_handle_t* h :
+           {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
+            reinterpret_cast<uv_handle_t*>(&sig_int_),
+            reinterpret_cast<uv_handle_t*>(&sig_hup_),
+            reinterpret_cast<uv_handle_t*>(&sig_usr1_),
+            reinterpret_cast<uv_handle_t*>(&counts_timer_)}) {
         uv_close(h, nullptr);
       }
       uv_run(loop_, UV_RUN_DEFAULT);
@@ -285,7 +300,8 @@ int Daemon::run() {
     return 1;
   }
   sd_notify(0, "READY=1");
-  spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION, tunnels_.size(), queue_.num());
+  spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION, tunnels_.size(),
+               queue_.num());
   uv_run(loop_, UV_RUN_DEFAULT);
   monitors_.reset();
   pmtus_.reset();
@@ -324,9 +340,11 @@ void Daemon::finish_stop() {
   if (stats_) stats_->stop();
   if (handles_open_) {
     handles_open_ = false;
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
-                           reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_hup_),
-                           reinterpret_cast<uv_handle_t*>(&sig_usr1_), reinterpret_cast<uv_handle_t*>(&counts_timer_)}) {
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
+          reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_hup_),
+          reinterpret_cast<uv_handle_t*>(&sig_usr1_),
+          reinterpret_cast<uv_handle_t*>(&counts_timer_)}) {
       uv_close(h, nullptr);
     }
   }
@@ -346,7 +364,8 @@ void Daemon::reload() {
   if (auto* errors = std::get_if<std::vector<ConfigError>>(&res)) {
     ++reloads_failed_;
     for (const auto& e : *errors) spdlog::error("{}", e.to_string());
-    spdlog::error("reload refused: {} error(s); still running with the previous config", errors->size());
+    spdlog::error("reload refused: {} error(s); still running with the previous config",
+                  errors->size());
     sd_notify(0, "READY=1");
     if (stats_) stats_->send_status();
     return;
@@ -354,8 +373,8 @@ void Daemon::reload() {
   Config next = std::get<Config>(std::move(res));
   next.path = config_.path;  // keep reloading the file given on the command line
   if (next.global.queue_num != config_.global.queue_num) {
-    spdlog::warn("queue_num {} -> {} needs a restart; keeping queue {}", config_.global.queue_num,
-                 next.global.queue_num, config_.global.queue_num);
+    spdlog::warn("queue_num {} -> {} needs a restart; keeping queue {}",
+                 config_.global.queue_num, next.global.queue_num, config_.global.queue_num);
     next.global.queue_num = config_.global.queue_num;
   }
   if (next.global.queue_maxlen != config_.global.queue_maxlen) {
@@ -377,8 +396,8 @@ void Daemon::reload() {
         t.epoch_out = o.epoch_out;
         t.epoch_in = o.epoch_in;
         if (o.fallback.mss4 != t.fallback.mss4 || o.fallback.mss6 != t.fallback.mss6) {
-          spdlog::info("tunnel {}: configured mss ipv4 {} -> {}, ipv6 {} -> {}", t.iface, o.fallback.mss4,
-                       t.fallback.mss4, o.fallback.mss6, t.fallback.mss6);
+          spdlog::info("tunnel {}: configured mss ipv4 {} -> {}, ipv6 {} -> {}", t.iface,
+                       o.fallback.mss4, t.fallback.mss4, o.fallback.mss6, t.fallback.mss6);
         }
         if (!t.mss4_auto && !t.mss6_auto) t.target = t.fallback;
       }
@@ -396,7 +415,9 @@ void Daemon::reload() {
   for (const auto& t : table) {
     bool existed = false;
     for (const auto& o : tunnels_) existed = existed || o.iface == t.iface;
-    if (!existed) spdlog::info("tunnel {}: added (mss ipv4 {} ipv6 {})", t.iface, t.target.mss4, t.target.mss6);
+    if (!existed)
+      spdlog::info("tunnel {}: added (mss ipv4 {} ipv6 {})", t.iface, t.target.mss4,
+                   t.target.mss6);
   }
   tunnels_ = std::move(table);
   clear_cache();
@@ -409,7 +430,8 @@ void Daemon::reload() {
   for (const auto& t : tunnels_) want_guard = want_guard || (t.guard && !t.retiring);
   if (want_guard && !guard_.is_open()) {
     std::string gerr;
-    if (!guard_.open(gerr)) spdlog::error("oversize guard: {}; guard = \"icmp\" has no effect", gerr);
+    if (!guard_.open(gerr))
+      spdlog::error("oversize guard: {}; guard = \"icmp\" has no effect", gerr);
   }
   if (pmtus_) pmtus_->reconfigure(config_);
   for (auto& t : tunnels_) {
@@ -431,8 +453,10 @@ void Daemon::reload() {
       spdlog::info("reload applied: {} tunnel(s)", tunnels_.size());
     } else {
       ++reloads_failed_;
-      spdlog::error("reload: rules could not be updated ({}); removed tunnels keep their "
-                    "old rules and targets", err);
+      spdlog::error(
+          "reload: rules could not be updated ({}); removed tunnels keep their "
+          "old rules and targets",
+          err);
     }
     sd_notify(0, "READY=1");
     if (stats_) stats_->apply(config_.global);
@@ -488,8 +512,10 @@ void Daemon::refresh_counts(bool log_after) {
         update_bypassed(t, it != counts.end() ? it->second : RulePackets{}, unaccounted);
         const std::uint64_t after = t.counters.out.bypassed + t.counters.in.bypassed;
         if (after > before) {
-          spdlog::warn("tunnel {}: {} more SYN(s) passed unclamped (queue full or tunshim not "
-                       "reading; fail-open), {} in all", t.iface, after - before, after);
+          spdlog::warn(
+              "tunnel {}: {} more SYN(s) passed unclamped (queue full or tunshim not "
+              "reading; fail-open), {} in all",
+              t.iface, after - before, after);
         }
       }
     } else if (!ok) {
@@ -507,22 +533,27 @@ void Daemon::log_counters() const {
   if (monitors_) monitors_->log_stats();
   if (pmtus_) pmtus_->log_stats();
   for (const auto& t : tunnels_) {
-    spdlog::info("tunnel {}: out {} | in {}", t.iface, format_dir(t.counters.out), format_dir(t.counters.in));
+    spdlog::info("tunnel {}: out {} | in {}", t.iface, format_dir(t.counters.out),
+                 format_dir(t.counters.in));
     if (t.guard) {
       const GuardCounters& g = t.guard_counters;
-      spdlog::info("tunnel {}: guard above {} bytes: dropped={} icmp_sent={} rate_limited={} not_answered={} "
-                   "send_errors={} passed={} malformed={}",
-                   t.iface, t.guard_pmtu, g.dropped, g.ptb_sent, g.rate_limited, g.not_answered, g.send_errors,
-                   g.passed, g.malformed);
+      spdlog::info(
+          "tunnel {}: guard above {} bytes: dropped={} icmp_sent={} rate_limited={} "
+          "not_answered={} "
+          "send_errors={} passed={} malformed={}",
+          t.iface, t.guard_pmtu, g.dropped, g.ptb_sent, g.rate_limited, g.not_answered,
+          g.send_errors, g.passed, g.malformed);
     }
   }
   const QueueCounters& q = queue_.counters();
-  spdlog::info("queue {}: packets={} verdicts={} batches={} modified={} dropped={} id_gaps={} enobufs={} "
-               "send_errors={} bad_messages={} unknown_iface={} kernel_queue_dropped={} "
-               "kernel_user_dropped={} reloads_ok={} reloads_failed={}",
-               queue_.num(), q.packets, q.verdicts, q.batches, q.modified, q.dropped, q.id_gaps, q.enobufs,
-               q.send_errors, q.bad_messages, q.unknown_iface, q.kernel_queue_dropped,
-               q.kernel_user_dropped, reloads_ok_, reloads_failed_);
+  spdlog::info(
+      "queue {}: packets={} verdicts={} batches={} modified={} dropped={} id_gaps={} "
+      "enobufs={} "
+      "send_errors={} bad_messages={} unknown_iface={} kernel_queue_dropped={} "
+      "kernel_user_dropped={} reloads_ok={} reloads_failed={}",
+      queue_.num(), q.packets, q.verdicts, q.batches, q.modified, q.dropped, q.id_gaps,
+      q.enobufs, q.send_errors, q.bad_messages, q.unknown_iface, q.kernel_queue_dropped,
+      q.kernel_user_dropped, reloads_ok_, reloads_failed_);
 }
 
 }  // namespace tunshim::proxy
@@ -552,8 +583,11 @@ StatsSnapshot Daemon::stats_snapshot() const {
       ts.oversize_dropped = t.guard_counters.dropped;
       ts.icmp_ptb_sent = t.guard_counters.ptb_sent;
       const GuardCounters& g = t.guard_counters;
-      ts.guard = {{"passed", g.passed}, {"malformed", g.malformed}, {"rate_limited", g.rate_limited},
-                  {"not_answered", g.not_answered}, {"send_error", g.send_errors}};
+      ts.guard = {{"passed", g.passed},
+                  {"malformed", g.malformed},
+                  {"rate_limited", g.rate_limited},
+                  {"not_answered", g.not_answered},
+                  {"send_error", g.send_errors}};
     }
     if (monitors_) {
       for (const auto& m : monitors_->monitors()) {
@@ -572,7 +606,8 @@ void Daemon::reapply(const std::string& iface, std::function<void(bool, std::str
     if (t.iface == iface) ft = &t;
     names += (names.empty() ? "" : ", ") + t.iface;
   }
-  if (ft == nullptr) return done(false, iface + " is not a configured tunnel (configured: " + names + ")");
+  if (ft == nullptr)
+    return done(false, iface + " is not a configured tunnel (configured: " + names + ")");
   if (stopped_) return done(false, "tunshim is stopping");
   if (fw_busy_) return done(false, "a rule change is in progress; try again in a moment");
   fw_busy_ = true;
@@ -630,8 +665,10 @@ void Daemon::sync_rules() {
       for (const auto& n : to) {
         for (const auto& o : installed_) {
           if (o.iface == n.iface && (o.guard4 != n.guard4 || o.guard6 != n.guard6)) {
-            spdlog::info("tunnel {}: guard rule now for packets above {} bytes{}", n.iface, n.guard4,
-                         n.guard4 == 0 ? " (none: path MTU not measured or not below the interface MTU)" : "");
+            spdlog::info(
+                "tunnel {}: guard rule now for packets above {} bytes{}", n.iface, n.guard4,
+                n.guard4 == 0 ? " (none: path MTU not measured or not below the interface MTU)"
+                              : "");
           }
         }
       }
@@ -664,12 +701,14 @@ void Daemon::apply_path_mtu(Tunnel& t) {
     next.mss4 = std::max<std::uint16_t>(clamp::mss_from_mtu4(pmtu), clamp::kDefaultMss4);
   }
   if (t.mss6_auto && measured) {
-    next.mss6 = std::max<std::uint16_t>(clamp::mss_from_mtu6(std::max(pmtu, clamp::kMinMtu6)), clamp::kDefaultMss6);
+    next.mss6 = std::max<std::uint16_t>(clamp::mss_from_mtu6(std::max(pmtu, clamp::kMinMtu6)),
+                                        clamp::kDefaultMss6);
   }
   if (next.mss4 != t.target.mss4 || next.mss6 != t.target.mss6) {
-    spdlog::info("tunnel {}: clamp mss ipv4 {} -> {}, ipv6 {} -> {} ({})", t.iface, t.target.mss4, next.mss4,
-                 t.target.mss6, next.mss6,
-                 measured ? fmt::format("path MTU {}", pmtu) : std::string("path MTU not measured: fallback"));
+    spdlog::info("tunnel {}: clamp mss ipv4 {} -> {}, ipv6 {} -> {} ({})", t.iface,
+                 t.target.mss4, next.mss4, t.target.mss6, next.mss6,
+                 measured ? fmt::format("path MTU {}", pmtu)
+                          : std::string("path MTU not measured: fallback"));
     t.target = next;  // the next SYN uses it; no rule change
   }
   // The guard acts only on a measured value that is below what the interface lets out:

@@ -53,17 +53,18 @@ class Daemon final : public PacketHandler {
     clamp::ClampTarget fallback;  // from the config (with "auto": until a search completes)
     bool mss4_auto = false;
     bool mss6_auto = false;
-    bool guard = false;           // guard = "icmp" configured
-    std::uint16_t guard_pmtu = 0; // outbound packets above this are the guard's; 0: off
-    std::uint16_t probe_ident = 0;  // ICMP identifier of our path-MTU probes (guard lets them by)
+    bool guard = false;            // guard = "icmp" configured
+    std::uint16_t guard_pmtu = 0;  // outbound packets above this are the guard's; 0: off
+    std::uint16_t probe_ident =
+        0;  // ICMP identifier of our path-MTU probes (guard lets them by)
     TunnelCounters counters;
     GuardCounters guard_counters;
     bool retiring = false;  // removed by a reload; kept until its rules are gone
     // Bookkeeping for the "bypassed" estimate (see refresh_counts()).
     struct Epoch {
-      std::uint64_t last_rule = 0;     // rule packet count at the previous sample
-      std::uint64_t seen_base = 0;     // seen() when the current rule counters started
-      std::uint64_t bypassed_base = 0; // bypassed before the current rule counters started
+      std::uint64_t last_rule = 0;      // rule packet count at the previous sample
+      std::uint64_t seen_base = 0;      // seen() when the current rule counters started
+      std::uint64_t bypassed_base = 0;  // bypassed before the current rule counters started
     } epoch_out, epoch_in;
   };
   // ifindex -> tunnel, direct-mapped; entries expire so a reused ifindex is noticed.
@@ -111,18 +112,18 @@ class Daemon final : public PacketHandler {
   uv_timer_t counts_timer_{};
   bool handles_open_ = false;
 
-  bool fw_busy_ = false;          // a rule change is running
-  bool reload_pending_ = false;   // SIGHUP arrived while busy
-  bool rules_pending_ = false;    // sync_rules() was asked while busy
-  bool stop_pending_ = false;     // SIGTERM arrived while busy
+  bool fw_busy_ = false;         // a rule change is running
+  bool reload_pending_ = false;  // SIGHUP arrived while busy
+  bool rules_pending_ = false;   // sync_rules() was asked while busy
+  bool stop_pending_ = false;    // SIGTERM arrived while busy
   bool stopped_ = false;
   bool counts_busy_ = false;
   bool log_after_counts_ = false;
   int exit_code_ = 0;
   std::uint64_t reloads_ok_ = 0;
   std::uint64_t reloads_failed_ = 0;
-  double start_time_ = 0;                 // unix seconds
-  std::unique_ptr<StatsService> stats_;   // from start() to finish_stop()
+  double start_time_ = 0;                // unix seconds
+  std::unique_ptr<StatsService> stats_;  // from start() to finish_stop()
 };
 
 }  // namespace tunshim::proxy

@@ -68,7 +68,8 @@ void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   auto* h = reinterpret_cast<uv_handle_t*>(s);  // libuv's documented handle "inheritance"
   Child* c = Child::of(h);
   if (n > 0) {
-    std::string& dst = (s == reinterpret_cast<uv_stream_t*>(&c->out)) ? c->result.out : c->result.err;
+    std::string& dst =
+        (s == reinterpret_cast<uv_stream_t*>(&c->out)) ? c->result.out : c->result.err;
     dst.append(buf->base, static_cast<std::size_t>(n));
   } else if (n < 0) {
     c->close(h);  // EOF or error: this pipe is done
@@ -155,8 +156,12 @@ ProcessResult run_process(std::vector<std::string> argv, std::string input) {
 namespace {
 
 // Debian may default `iptables` to the legacy backend; tunshim always speaks nft.
-const char* restore_prog(Family f) { return f == Family::v4 ? "iptables-nft-restore" : "ip6tables-nft-restore"; }
-const char* save_prog(Family f) { return f == Family::v4 ? "iptables-nft-save" : "ip6tables-nft-save"; }
+const char* restore_prog(Family f) {
+  return f == Family::v4 ? "iptables-nft-restore" : "ip6tables-nft-restore";
+}
+const char* save_prog(Family f) {
+  return f == Family::v4 ? "iptables-nft-save" : "ip6tables-nft-save";
+}
 const char* family_name(Family f) { return f == Family::v4 ? "ipv4" : "ipv6"; }
 
 std::string transaction(const std::vector<std::string>& lines) {
@@ -209,7 +214,8 @@ std::vector<std::string> Firewall::tunnel_rules(const FirewallTunnel& t, Family 
   return r;
 }
 
-std::vector<std::string> Firewall::rules_for(const std::vector<FirewallTunnel>& tunnels, Family f) const {
+std::vector<std::string> Firewall::rules_for(const std::vector<FirewallTunnel>& tunnels,
+                                             Family f) const {
   std::vector<std::string> r;
   for (const auto& t : tunnels) {
     for (auto& rule : tunnel_rules(t, f)) r.push_back(std::move(rule));
@@ -217,7 +223,8 @@ std::vector<std::string> Firewall::rules_for(const std::vector<FirewallTunnel>& 
   return r;
 }
 
-std::vector<std::string> Firewall::describe(const std::vector<FirewallTunnel>& tunnels, Family f) const {
+std::vector<std::string> Firewall::describe(const std::vector<FirewallTunnel>& tunnels,
+                                            Family f) const {
   std::vector<std::string> r = {std::string("-A PREROUTING -j ") + kChainPre,
                                 std::string("-A POSTROUTING -j ") + kChainPost};
   for (const auto& rule : rules_for(tunnels, f)) r.push_back("-A " + rule);
@@ -235,7 +242,8 @@ bool Firewall::remove_all(std::string& err) {
     bool have_pre = false, have_post = false;
     std::istringstream is(saved.out);
     std::string line;
-    const std::string jpre = std::string(" -j ") + kChainPre, jpost = std::string(" -j ") + kChainPost;
+    const std::string jpre = std::string(" -j ") + kChainPre,
+                      jpost = std::string(" -j ") + kChainPost;
     while (std::getline(is, line)) {
       if (line.rfind(std::string(":") + kChainPre + " ", 0) == 0) have_pre = true;
       if (line.rfind(std::string(":") + kChainPost + " ", 0) == 0) have_post = true;
@@ -246,7 +254,8 @@ bool Firewall::remove_all(std::string& err) {
         if (chain != kChainPre && chain != kChainPost) lines.push_back("-D " + line.substr(3));
       }
     }
-    for (auto [have, chain] : {std::pair{have_pre, kChainPre}, std::pair{have_post, kChainPost}}) {
+    for (auto [have, chain] :
+         {std::pair{have_pre, kChainPre}, std::pair{have_post, kChainPost}}) {
       if (!have) continue;
       lines.push_back(std::string("-F ") + chain);
       lines.push_back(std::string("-X ") + chain);
@@ -254,7 +263,8 @@ bool Firewall::remove_all(std::string& err) {
     if (lines.empty()) continue;
     ProcessResult r = restore_sync(f, lines);
     if (!r.ok()) {
-      err = std::string(restore_prog(f)) + " (removing " + family_name(f) + " rules) failed: " + r.describe();
+      err = std::string(restore_prog(f)) + " (removing " + family_name(f) +
+            " rules) failed: " + r.describe();
       return false;
     }
     spdlog::debug("firewall: removed {} {} rule/chain entries", lines.size(), family_name(f));
@@ -273,7 +283,8 @@ bool Firewall::install(const std::vector<FirewallTunnel>& tunnels, std::string& 
     lines.push_back(std::string("-I POSTROUTING 1 -j ") + kChainPost);
     ProcessResult r = restore_sync(f, lines);
     if (!r.ok()) {
-      err = std::string(restore_prog(f)) + " (installing " + family_name(f) + " rules) failed: " + r.describe();
+      err = std::string(restore_prog(f)) + " (installing " + family_name(f) +
+            " rules) failed: " + r.describe();
       return false;
     }
   }
@@ -281,9 +292,11 @@ bool Firewall::install(const std::vector<FirewallTunnel>& tunnels, std::string& 
 }
 
 std::vector<std::string> Firewall::diff_lines(const std::vector<FirewallTunnel>& from,
-                                              const std::vector<FirewallTunnel>& to, Family f) const {
+                                              const std::vector<FirewallTunnel>& to,
+                                              Family f) const {
   const auto old_rules = rules_for(from, f), new_rules = rules_for(to, f);
-  const std::set<std::string> olds(old_rules.begin(), old_rules.end()), news(new_rules.begin(), new_rules.end());
+  const std::set<std::string> olds(old_rules.begin(), old_rules.end()),
+      news(new_rules.begin(), new_rules.end());
   std::vector<std::string> diff;
   for (const auto& r : old_rules) {
     if (news.count(r) == 0) diff.push_back("-D " + r);
@@ -323,29 +336,33 @@ void Firewall::apply_async(uv_loop_t* loop, const std::vector<FirewallTunnel>& f
       return;
     }
     const Step& s = (*steps)[i];
-    run_process_async(loop, {restore_prog(s.f), "--noflush"}, s.diff,
-                      [loop, steps, run, i, errors](ProcessResult r) mutable {
-      if (r.ok()) return (*run)(i + 1, errors);
-      const Step& st = (*steps)[i];
-      spdlog::warn("firewall: {} rule change failed ({}); rewriting the chains in full",
-                   family_name(st.f), r.describe());
-      run_process_async(loop, {restore_prog(st.f), "--noflush"}, st.full,
-                        [steps, run, i, errors](ProcessResult r2) mutable {
-        if (!r2.ok()) {
-          errors += std::string(errors.empty() ? "" : "; ") + restore_prog((*steps)[i].f) + ": " + r2.describe();
-        }
-        (*run)(i + 1, errors);
-      });
-    });
+    run_process_async(
+        loop, {restore_prog(s.f), "--noflush"}, s.diff,
+        [loop, steps, run, i, errors](ProcessResult r) mutable {
+          if (r.ok()) return (*run)(i + 1, errors);
+          const Step& st = (*steps)[i];
+          spdlog::warn("firewall: {} rule change failed ({}); rewriting the chains in full",
+                       family_name(st.f), r.describe());
+          run_process_async(loop, {restore_prog(st.f), "--noflush"}, st.full,
+                            [steps, run, i, errors](ProcessResult r2) mutable {
+                              if (!r2.ok()) {
+                                errors += std::string(errors.empty() ? "" : "; ") +
+                                          restore_prog((*steps)[i].f) + ": " + r2.describe();
+                              }
+                              (*run)(i + 1, errors);
+                            });
+        });
   };
   (*run)(0, {});
 }
 
-RuleCounts Firewall::parse_counts(const std::string& save_output, const std::string& rule_tail) {
+RuleCounts Firewall::parse_counts(const std::string& save_output,
+                                  const std::string& rule_tail) {
   RuleCounts counts;
   // The queue target shared by SYN and guard rules: " -j NFQUEUE --queue-num Q --queue-bypass".
   const std::size_t target_at = rule_tail.find("-j NFQUEUE");
-  const std::string target = target_at == std::string::npos ? rule_tail : " " + rule_tail.substr(target_at);
+  const std::string target =
+      target_at == std::string::npos ? rule_tail : " " + rule_tail.substr(target_at);
   std::istringstream is(save_output);
   std::string line;
   while (std::getline(is, line)) {
@@ -378,19 +395,20 @@ void Firewall::read_counts_async(uv_loop_t* loop, std::function<void(bool, RuleC
   const std::string tail = rule_tail();
   run_process_async(loop, {save_prog(Family::v4), "-c", "-t", "mangle"}, {},
                     [loop, tail, done](ProcessResult r4) {
-    if (!r4.ok()) return done(false, {});
-    run_process_async(loop, {save_prog(Family::v6), "-c", "-t", "mangle"}, {},
-                      [tail, done, out4 = std::move(r4.out)](ProcessResult r6) {
-      if (!r6.ok()) return done(false, {});
-      RuleCounts c = parse_counts(out4, tail);
-      for (const auto& [iface, p] : parse_counts(r6.out, tail)) {
-        c[iface].pre += p.pre;
-        c[iface].post += p.post;
-        c[iface].guard += p.guard;
-      }
-      done(true, std::move(c));
-    });
-  });
+                      if (!r4.ok()) return done(false, {});
+                      run_process_async(
+                          loop, {save_prog(Family::v6), "-c", "-t", "mangle"}, {},
+                          [tail, done, out4 = std::move(r4.out)](ProcessResult r6) {
+                            if (!r6.ok()) return done(false, {});
+                            RuleCounts c = parse_counts(out4, tail);
+                            for (const auto& [iface, p] : parse_counts(r6.out, tail)) {
+                              c[iface].pre += p.pre;
+                              c[iface].post += p.post;
+                              c[iface].guard += p.guard;
+                            }
+                            done(true, std::move(c));
+                          });
+                    });
 }
 
 }  // namespace tunshim::proxy

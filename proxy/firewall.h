@@ -2,15 +2,17 @@
 //
 //   -A PREROUTING  -j TUNSHIM-PRE     (one jump per hook, inserted first)
 //   -A POSTROUTING -j TUNSHIM-POST
-//   -A TUNSHIM-PRE  -i IF -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num Q --queue-bypass
-//   -A TUNSHIM-POST -o IF -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num Q --queue-bypass
+//   -A TUNSHIM-PRE  -i IF -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num Q
+//   --queue-bypass -A TUNSHIM-POST -o IF -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE
+//   --queue-num Q --queue-bypass
 //
 // and, for a tunnel with the oversize guard (guard4 / guard6 = N, see guard.h), packets
 // leaving IF longer than N bytes: IPv4 only with DF set (u32 reads the 4 bytes at offset 4,
 // ID and flags/fragment offset; 0x4000 is DF), IPv6 all (routers never fragment IPv6):
 //
-//   -A TUNSHIM-POST -o IF -m length --length N+1:65535 -m u32 --u32 "0x4&0x4000=0x4000" -j NFQUEUE --queue-num Q --queue-bypass
-//   -A TUNSHIM-POST -o IF -m length --length N+1:65535 -j NFQUEUE --queue-num Q --queue-bypass   (ip6tables)
+//   -A TUNSHIM-POST -o IF -m length --length N+1:65535 -m u32 --u32 "0x4&0x4000=0x4000" -j
+//   NFQUEUE --queue-num Q --queue-bypass -A TUNSHIM-POST -o IF -m length --length N+1:65535 -j
+//   NFQUEUE --queue-num Q --queue-bypass   (ip6tables)
 //
 // SYN rules come first, so a packet that matches both (a SYN with data) is queued as a SYN.
 // Every rule has --queue-bypass: with tunshim dead, SYNs pass unclamped and oversize
@@ -31,7 +33,7 @@ namespace tunshim::proxy {
 
 // What a program run printed and how it ended.
 struct ProcessResult {
-  bool started = false;   // false: could not be spawned (error in `err`)
+  bool started = false;  // false: could not be spawned (error in `err`)
   int exit_status = -1;
   int term_signal = 0;
   std::string out;
@@ -117,7 +119,8 @@ class Firewall {
   std::string rule_tail() const;
 
  private:
-  std::vector<std::string> rules_for(const std::vector<FirewallTunnel>& tunnels, Family f) const;
+  std::vector<std::string> rules_for(const std::vector<FirewallTunnel>& tunnels,
+                                     Family f) const;
 
   std::uint16_t queue_num_;
 };

@@ -15,15 +15,20 @@ namespace tunshim::proxy {
 
 const char* to_string(HookResult r) noexcept {
   switch (r) {
-    case HookResult::ok: return "ok";
-    case HookResult::failed: return "failed";
-    case HookResult::timeout: return "timeout";
-    case HookResult::spawn_error: return "spawn_error";
+    case HookResult::ok:
+      return "ok";
+    case HookResult::failed:
+      return "failed";
+    case HookResult::timeout:
+      return "timeout";
+    case HookResult::spawn_error:
+      return "spawn_error";
   }
   return "?";
 }
 
-HookResult classify_exit(std::int64_t exit_status, int term_signal, bool killed_by_us) noexcept {
+HookResult classify_exit(std::int64_t exit_status, int term_signal,
+                         bool killed_by_us) noexcept {
   if (killed_by_us) return HookResult::timeout;
   if (term_signal != 0 || exit_status != 0) return HookResult::failed;
   return HookResult::ok;
@@ -79,8 +84,9 @@ struct HookRun::Child {
       auto* c = static_cast<Child*>(h->data);
       if (--c->open_handles == 0) delete c;
     };
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&proc), reinterpret_cast<uv_handle_t*>(&out),
-                           reinterpret_cast<uv_handle_t*>(&timer)}) {
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&proc), reinterpret_cast<uv_handle_t*>(&out),
+          reinterpret_cast<uv_handle_t*>(&timer)}) {
       if (!uv_is_closing(h)) uv_close(h, closed);
     }
   }
@@ -92,7 +98,10 @@ struct HookRun::Child {
 };
 
 HookRun::HookRun(uv_loop_t* loop, Options options, CommandFn on_command, DoneFn on_done)
-    : loop_(loop), opt_(std::move(options)), on_command_(std::move(on_command)), on_done_(std::move(on_done)) {}
+    : loop_(loop),
+      opt_(std::move(options)),
+      on_command_(std::move(on_command)),
+      on_done_(std::move(on_done)) {}
 
 HookRun::~HookRun() {
   if (child_) {
@@ -104,7 +113,8 @@ HookRun::~HookRun() {
     child_ = nullptr;
   }
   if (defer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(defer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(defer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     defer_ = nullptr;
   }
 }
@@ -115,7 +125,8 @@ void HookRun::start() {
   defer_ = new uv_timer_t{};
   uv_timer_init(loop_, defer_);
   defer_->data = this;
-  uv_timer_start(defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
+  uv_timer_start(
+      defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
 }
 
 void HookRun::cancel() {
@@ -124,11 +135,14 @@ void HookRun::cancel() {
   if (child_ && !child_->killed_by_us) {
     child_->killed_by_us = true;
     child_->signal_group(SIGTERM);
-    uv_timer_start(&child_->timer, [](uv_timer_t* t) {
-      auto* c = static_cast<Child*>(t->data);
-      c->sent_kill = true;
-      c->signal_group(SIGKILL);
-    }, child_->grace_ms, 0);
+    uv_timer_start(
+        &child_->timer,
+        [](uv_timer_t* t) {
+          auto* c = static_cast<Child*>(t->data);
+          c->sent_kill = true;
+          c->signal_group(SIGKILL);
+        },
+        child_->grace_ms, 0);
   }
 }
 
@@ -149,7 +163,8 @@ void HookRun::next() {
     res.result = HookResult::spawn_error;
     res.exit_status = -1;
     if (on_command_) on_command_(res);
-    uv_timer_start(defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
+    uv_timer_start(
+        defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
   };
   if (argv.empty()) return fail_spawn("empty command");
 
@@ -159,7 +174,8 @@ void HookRun::next() {
     std::string_view kv(*e);
     bool replaced = false;
     for (const auto& [k, v] : opt_.env) {
-      replaced = replaced || (kv.size() > k.size() && kv.substr(0, k.size()) == k && kv[k.size()] == '=');
+      replaced = replaced ||
+                 (kv.size() > k.size() && kv.substr(0, k.size()) == k && kv[k.size()] == '=');
     }
     if (!replaced) env_store.emplace_back(kv);
   }
@@ -173,7 +189,8 @@ void HookRun::next() {
   args.push_back(nullptr);
 
   int fds[2] = {-1, -1};
-  if (int rc = uv_pipe(fds, 0, 0); rc != 0) return fail_spawn(std::string("pipe: ") + uv_strerror(rc));
+  if (int rc = uv_pipe(fds, 0, 0); rc != 0)
+    return fail_spawn(std::string("pipe: ") + uv_strerror(rc));
 
   // Freed by the close callback of its last handle (see Child::close_all).
   auto* raw = new Child();
@@ -218,7 +235,8 @@ void HookRun::next() {
         ch->log_lines(buf.data(), static_cast<std::size_t>(n));
       }
     }
-    if (auto rest = ch->split.flush(); !rest.empty()) spdlog::info("hook {}: {}", ch->label, rest);
+    if (auto rest = ch->split.flush(); !rest.empty())
+      spdlog::info("hook {}: {}", ch->label, rest);
     HookCommandResult r;
     r.argv0 = ch->argv0;
     r.exit_status = status;
@@ -243,43 +261,52 @@ void HookRun::next() {
   }
   raw->open_handles = 3;
   spdlog::info("hook {}: started {} (pid {})", opt_.label, argv[0], raw->proc.pid);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&raw->out),
-                [](uv_handle_t*, std::size_t, uv_buf_t* b) {
-                  static std::array<char, 4096> buf{};
-                  *b = uv_buf_init(buf.data(), static_cast<unsigned>(buf.size()));
-                },
-                [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-                  auto* ch = static_cast<Child*>(s->data);
-                  if (n > 0) {
-                    ch->log_lines(b->base, static_cast<std::size_t>(n));
-                  } else if (n < 0) {
-                    uv_read_stop(s);  // EOF (or an error): the exit callback finishes up
-                  }
-                });
-  uv_timer_start(&raw->timer, [](uv_timer_t* t) {
-    auto* ch = static_cast<Child*>(t->data);
-    if (!ch->killed_by_us) {
-      spdlog::warn("hook {}: {} still running at the timeout; terminating it", ch->label, ch->argv0);
-      ch->killed_by_us = true;
-      ch->signal_group(SIGTERM);
-      uv_timer_start(&ch->timer, [](uv_timer_t* t2) {
-        auto* c2 = static_cast<Child*>(t2->data);
-        spdlog::warn("hook {}: {} ignored SIGTERM; killing it", c2->label, c2->argv0);
-        c2->sent_kill = true;
-        c2->signal_group(SIGKILL);
-      }, ch->grace_ms, 0);
-    }
-  }, opt_.timeout_ms, 0);
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&raw->out),
+      [](uv_handle_t*, std::size_t, uv_buf_t* b) {
+        static std::array<char, 4096> buf{};
+        *b = uv_buf_init(buf.data(), static_cast<unsigned>(buf.size()));
+      },
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+        auto* ch = static_cast<Child*>(s->data);
+        if (n > 0) {
+          ch->log_lines(b->base, static_cast<std::size_t>(n));
+        } else if (n < 0) {
+          uv_read_stop(s);  // EOF (or an error): the exit callback finishes up
+        }
+      });
+  uv_timer_start(
+      &raw->timer,
+      [](uv_timer_t* t) {
+        auto* ch = static_cast<Child*>(t->data);
+        if (!ch->killed_by_us) {
+          spdlog::warn("hook {}: {} still running at the timeout; terminating it", ch->label,
+                       ch->argv0);
+          ch->killed_by_us = true;
+          ch->signal_group(SIGTERM);
+          uv_timer_start(
+              &ch->timer,
+              [](uv_timer_t* t2) {
+                auto* c2 = static_cast<Child*>(t2->data);
+                spdlog::warn("hook {}: {} ignored SIGTERM; killing it", c2->label, c2->argv0);
+                c2->sent_kill = true;
+                c2->signal_group(SIGKILL);
+              },
+              ch->grace_ms, 0);
+        }
+      },
+      opt_.timeout_ms, 0);
   child_ = raw;
 }
 
 void HookRun::finish_child(HookCommandResult r) {
   child_ = nullptr;  // it frees itself once its handles are closed
   spdlog::log(r.result == HookResult::ok ? spdlog::level::info : spdlog::level::warn,
-              "hook {}: {} finished: {} (exit status {}, signal {}, {} ms)", opt_.label, r.argv0,
-              to_string(r.result), r.exit_status, r.term_signal, r.duration_ms);
+              "hook {}: {} finished: {} (exit status {}, signal {}, {} ms)", opt_.label,
+              r.argv0, to_string(r.result), r.exit_status, r.term_signal, r.duration_ms);
   if (on_command_) on_command_(r);
-  uv_timer_start(defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
+  uv_timer_start(
+      defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
 }
 
 }  // namespace tunshim::proxy

@@ -60,7 +60,7 @@ class HookRun {
   using DoneFn = std::function<void()>;
 
   struct Options {
-    std::string label;             // for log lines: "ppp0 on_down"
+    std::string label;  // for log lines: "ppp0 on_down"
     std::vector<Argv> commands;
     std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) ours
     std::uint64_t timeout_ms = 30000;

@@ -14,7 +14,7 @@ struct HttpServer::Client {
   std::string in;
   std::string out;
   char rx[2048];
-  int open_handles = 2;   // tcp and timer; the client is freed when both have closed
+  int open_handles = 2;  // tcp and timer; the client is freed when both have closed
   bool responded = false;
   bool closing = false;
 };
@@ -73,7 +73,8 @@ struct ClientOps {
     // Half-close and wait for the client to close its end: closing with unread input
     // would send a RST that can destroy the response before the client reads it.
     c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, reinterpret_cast<uv_stream_t*>(&c->tcp), on_shutdown) != 0) {
+    if (uv_shutdown(&c->shutdown_req, reinterpret_cast<uv_stream_t*>(&c->tcp), on_shutdown) !=
+        0) {
       c->server->close_client(c);
       return;
     }
@@ -145,13 +146,20 @@ HttpRequest parse_http_request(std::string_view data) {
 
 std::string_view http_reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    default:
+      return "Unknown";
   }
 }
 
@@ -159,16 +167,21 @@ HttpServer::~HttpServer() { stop(); }
 
 bool HttpServer::start(const ListenAddress& addr, std::string& err) {
   sockaddr_storage sa{};
-  int rc = addr.ipv6 ? uv_ip6_addr(addr.host.c_str(), addr.port, reinterpret_cast<sockaddr_in6*>(&sa))
-                     : uv_ip4_addr(addr.host.c_str(), addr.port, reinterpret_cast<sockaddr_in*>(&sa));
+  int rc = addr.ipv6
+               ? uv_ip6_addr(addr.host.c_str(), addr.port, reinterpret_cast<sockaddr_in6*>(&sa))
+               : uv_ip4_addr(addr.host.c_str(), addr.port, reinterpret_cast<sockaddr_in*>(&sa));
   auto* l = new uv_tcp_t{};
   uv_tcp_init(loop_, l);
   l->data = this;
-  if (rc == 0) rc = uv_tcp_bind(l, reinterpret_cast<const sockaddr*>(&sa), addr.ipv6 ? static_cast<unsigned>(UV_TCP_IPV6ONLY) : 0U);
+  if (rc == 0)
+    rc = uv_tcp_bind(l, reinterpret_cast<const sockaddr*>(&sa),
+                     addr.ipv6 ? static_cast<unsigned>(UV_TCP_IPV6ONLY) : 0U);
   if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(l), 64, on_connection);
   if (rc != 0) {
-    err = fmt::format("{}:{}: {}", addr.ipv6 ? "[" + addr.host + "]" : addr.host, addr.port, uv_strerror(rc));
-    uv_close(reinterpret_cast<uv_handle_t*>(l), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    err = fmt::format("{}:{}: {}", addr.ipv6 ? "[" + addr.host + "]" : addr.host, addr.port,
+                      uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(l),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
     return false;
   }
   listener_ = l;
@@ -177,7 +190,8 @@ bool HttpServer::start(const ListenAddress& addr, std::string& err) {
 
 void HttpServer::stop() {
   if (listener_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(listener_), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(listener_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
     listener_ = nullptr;
   }
   while (!clients_.empty()) close_client(*clients_.begin());
@@ -196,7 +210,8 @@ void HttpServer::on_connection(uv_stream_t* server, int status) {
   c->tcp.data = c;
   c->timer.data = c;
   c->write_req.data = c;
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0 || self->clients_.size() >= kMaxClients) {
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0 ||
+      self->clients_.size() >= kMaxClients) {
     // Accepted only to be closed: a full house must not leave connections in the backlog.
     if (self->clients_.size() >= kMaxClients) ++self->refused_;
     c->closing = true;
@@ -206,7 +221,8 @@ void HttpServer::on_connection(uv_stream_t* server, int status) {
   }
   self->clients_.insert(c);
   uv_timer_start(&c->timer, ClientOps::on_timer, kHeaderTimeoutMs, 0);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), ClientOps::on_alloc, ClientOps::on_read);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), ClientOps::on_alloc,
+                ClientOps::on_read);
 }
 
 void HttpServer::respond(Client* c, const HttpRequest& req) {
@@ -224,13 +240,15 @@ void HttpServer::respond(Client* c, const HttpRequest& req) {
     res = handler_(req.path);
   }
   if (res.content_type.empty()) res.content_type = "text/plain; charset=utf-8";
-  c->out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
-                       res.status, http_reason(res.status), res.content_type, res.body.size(), extra);
+  c->out = fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+      res.status, http_reason(res.status), res.content_type, res.body.size(), extra);
   c->out += res.body;
   uv_buf_t b = uv_buf_init(c->out.data(), static_cast<unsigned>(c->out.size()));
   // The head timer now bounds the write: a client that does not read is dropped with it.
   uv_timer_start(&c->timer, ClientOps::on_timer, kHeaderTimeoutMs, 0);
-  if (uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1, ClientOps::on_written) != 0) {
+  if (uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1,
+               ClientOps::on_written) != 0) {
     close_client(c);
   }
 }

@@ -1,6 +1,5 @@
 // The `tunshim` command line: parsing and dispatch only, no logic.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <optional>
 
@@ -20,25 +19,34 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   proxy::RunOptions run_opt{kDefaultConfig};
-  auto* run = app.add_subcommand("run", "Run the daemon: clamp MSS inline on the configured tunnels");
+  auto* run =
+      app.add_subcommand("run", "Run the daemon: clamp MSS inline on the configured tunnels");
   run->add_option("-c,--config", run_opt.config_path, "Config file")->capture_default_str();
 
-  auto* check = app.add_subcommand("check-config", "Validate a config file and print the effective settings");
+  auto* check = app.add_subcommand("check-config",
+                                   "Validate a config file and print the effective settings");
   check->add_option("-c,--config", run_opt.config_path, "Config file")->capture_default_str();
 
   proxy::ClampOptions clamp_opt;
   std::optional<std::uint16_t> mss, mtu, mss6;
   auto* clamp = app.add_subcommand(
       "clamp", "Clamp TCP MSS in a pcap file, as the daemon would on the wire");
-  auto* o_mss = clamp->add_option("--mss", mss, "MSS target for IPv4 SYNs (IPv6 gets N-20, the same link MTU, unless --mss6)")
-                    ->check(CLI::Range(1, 65535));
-  auto* o_mtu = clamp->add_option("--mtu", mtu, "Path MTU: MSS targets become N-40 (IPv4) and N-60 (IPv6)")
-                    ->check(CLI::Range(68, 65535));
+  auto* o_mss =
+      clamp
+          ->add_option(
+              "--mss", mss,
+              "MSS target for IPv4 SYNs (IPv6 gets N-20, the same link MTU, unless --mss6)")
+          ->check(CLI::Range(1, 65535));
+  auto* o_mtu =
+      clamp
+          ->add_option("--mtu", mtu, "Path MTU: MSS targets become N-40 (IPv4) and N-60 (IPv6)")
+          ->check(CLI::Range(68, 65535));
   o_mss->excludes(o_mtu);
   clamp->add_option("--mss6", mss6, "MSS target for IPv6 SYNs")->check(CLI::Range(1, 65535));
   clamp->add_flag("--json", clamp_opt.json, "Print the summary as JSON");
   clamp->add_option("IN", clamp_opt.input, "Input pcap file")->required();
-  clamp->add_option("OUT", clamp_opt.output, "Output pcap file (written atomically)")->required();
+  clamp->add_option("OUT", clamp_opt.output, "Output pcap file (written atomically)")
+      ->required();
 
   proxy::ProbeOptions probe_opt;
   auto* probe = app.add_subcommand(
@@ -48,35 +56,47 @@ int main(int argc, char** argv) {
                     "Address to probe (default: the interface's point-to-point peer)");
   probe->add_option("--max", probe_opt.max, "Largest size to try (default: the interface MTU)")
       ->check(CLI::Range(68, 65535));
-  probe->add_option("--min", probe_opt.min, "Base size that must answer (default 1200 IPv4, 1280 IPv6)")
+  probe
+      ->add_option("--min", probe_opt.min,
+                   "Base size that must answer (default 1200 IPv4, 1280 IPv6)")
       ->check(CLI::Range(576, 65535));
   probe->add_option("--timeout", probe_opt.timeout, "Give up after this many seconds")
-      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   probe->add_flag("--json", probe_opt.json, "Print the result as JSON");
   probe->add_flag("-v,--verbose", probe_opt.verbose, "Log every probe and reply to stderr");
 
   proxy::StatsOptions stats_opt;
-  auto* stats = app.add_subcommand("stats", "Show the running daemon's numbers per tunnel (control socket, root only)");
+  auto* stats = app.add_subcommand(
+      "stats", "Show the running daemon's numbers per tunnel (control socket, root only)");
   stats->add_flag("--json", stats_opt.json, "Print them as JSON");
-  stats->add_option("--socket", stats_opt.socket, "Control socket of the daemon")->capture_default_str();
+  stats->add_option("--socket", stats_opt.socket, "Control socket of the daemon")
+      ->capture_default_str();
 
   proxy::ReapplyOptions reapply_opt;
-  auto* reapply = app.add_subcommand("reapply", "Re-apply a tunnel's rules and search its path MTU again in the running daemon (root only)");
+  auto* reapply = app.add_subcommand("reapply",
+                                     "Re-apply a tunnel's rules and search its path MTU again "
+                                     "in the running daemon (root only)");
   reapply->add_option("IFACE", reapply_opt.iface, "Tunnel interface, e.g. ppp0")->required();
-  reapply->add_option("--socket", reapply_opt.socket, "Control socket of the daemon")->capture_default_str();
+  reapply->add_option("--socket", reapply_opt.socket, "Control socket of the daemon")
+      ->capture_default_str();
 
   proxy::DemoOptions demo_opt;
   auto* demo = app.add_subcommand(
-      "demo", "Show tunshim fixing a broken VPN, on a throwaway namespace lab (root, about 30 s)");
+      "demo",
+      "Show tunshim fixing a broken VPN, on a throwaway namespace lab (root, about 30 s)");
   demo->footer(
-      "Builds three network namespaces (tsdemo-PID-client, tsdemo-PID-router, tsdemo-PID-server) "
+      "Builds three network namespaces (tsdemo-PID-client, tsdemo-PID-router, "
+      "tsdemo-PID-server) "
       "joined by a real VPN tunnel (socat TUN over UDP) whose path drops large packets without "
       "an ICMP error and whose NAT forgets idle flows after 5 s. Then: a download stalls; "
       "tunshim starts on the client (mss = \"auto\"); the same download completes; `tunshim "
-      "stats` shows what it did; an idle TCP connection outlives the NAT timeout. Everything is "
+      "stats` shows what it did; an idle TCP connection outlives the NAT timeout. Everything "
+      "is "
       "removed at the end, on an error and on Ctrl-C or SIGTERM. Needs ip (iproute2), iptables "
       "and socat. See /usr/share/doc/tunshim/DEMO.md.");
-  demo->add_flag("--keep", demo_opt.keep, "Leave the lab up afterwards, until Ctrl-C, and print how to look at it");
+  demo->add_flag("--keep", demo_opt.keep,
+                 "Leave the lab up afterwards, until Ctrl-C, and print how to look at it");
 
   try {
     app.parse(argc, argv);
@@ -92,7 +112,8 @@ int main(int argc, char** argv) {
   if (*demo) return proxy::cmd_demo(demo_opt);
   if (*clamp) {
     if (!mss && !mtu) {
-      std::fprintf(stderr, "tunshim clamp: give --mss N or --mtu N (see tunshim clamp --help)\n");
+      std::fprintf(stderr,
+                   "tunshim clamp: give --mss N or --mtu N (see tunshim clamp --help)\n");
       return 2;
     }
     if (mtu) {

@@ -32,109 +32,212 @@ void by_key(Samples& s, const std::map<std::string, std::uint64_t>& m) {
   for (const auto& [k, v] : m) s.add({k}, v);
 }
 
-// ---- THE TABLE -------------------------------------------------------------------------------
-// One row per metric, in exposition order. Prometheus conventions: counters end in _total,
-// base units (bytes, seconds) in the name. A row whose reader adds no sample is not exported.
-// Label values a reader passes must match the row's labels in number and order
-// (check_metric_defs() and the unit test catch a mismatch).
+// ---- THE TABLE
+// ------------------------------------------------------------------------------- One row per
+// metric, in exposition order. Prometheus conventions: counters end in _total, base units
+// (bytes, seconds) in the name. A row whose reader adds no sample is not exported. Label values
+// a reader passes must match the row's labels in number and order (check_metric_defs() and the
+// unit test catch a mismatch).
 const MetricDef kMetrics[] = {
     // Process-wide.
-    {"tunshim_build_info", T::gauge, "Always 1; the version label says which tunshim is running.",
-     {"version"}, [](const StatsSnapshot& s, Samples& o) { o.add({s.version}, std::uint64_t{1}); }},
-    {"tunshim_start_time_seconds", T::gauge, "When the daemon started, in seconds since the Unix epoch.",
-     {}, [](const StatsSnapshot& s, Samples& o) { o.add({}, s.start_time); }},
-    {"tunshim_config_reloads_total", T::counter, "Config reloads (SIGHUP) by result.",
-     {"result"}, [](const StatsSnapshot& s, Samples& o) {
+    {"tunshim_build_info",
+     T::gauge,
+     "Always 1; the version label says which tunshim is running.",
+     {"version"},
+     [](const StatsSnapshot& s, Samples& o) { o.add({s.version}, std::uint64_t{1}); }},
+    {"tunshim_start_time_seconds",
+     T::gauge,
+     "When the daemon started, in seconds since the Unix epoch.",
+     {},
+     [](const StatsSnapshot& s, Samples& o) { o.add({}, s.start_time); }},
+    {"tunshim_config_reloads_total",
+     T::counter,
+     "Config reloads (SIGHUP) by result.",
+     {"result"},
+     [](const StatsSnapshot& s, Samples& o) {
        o.add({"ok"}, s.reloads_ok);
        o.add({"failed"}, s.reloads_failed);
      }},
-    {"tunshim_queue_packets_total", T::counter, "Packets received from the NFQUEUE.",
-     {}, [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.packets); }},
-    {"tunshim_queue_verdict_messages_total", T::counter,
-     "Verdict messages sent to the kernel: single (one packet) or batch (a run of unchanged packets).",
-     {"kind"}, [](const StatsSnapshot& s, Samples& o) {
+    {"tunshim_queue_packets_total",
+     T::counter,
+     "Packets received from the NFQUEUE.",
+     {},
+     [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.packets); }},
+    {"tunshim_queue_verdict_messages_total",
+     T::counter,
+     "Verdict messages sent to the kernel: single (one packet) or batch (a run of unchanged "
+     "packets).",
+     {"kind"},
+     [](const StatsSnapshot& s, Samples& o) {
        o.add({"single"}, s.queue.verdicts);
        o.add({"batch"}, s.queue.batches);
      }},
-    {"tunshim_queue_modified_total", T::counter, "Packets returned to the kernel rewritten (MSS clamped or inserted).",
-     {}, [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.modified); }},
-    {"tunshim_queue_dropped_total", T::counter,
-     "Queued packets lost before tunshim saw them: id_gap (netlink socket overrun), kernel_queue "
+    {"tunshim_queue_modified_total",
+     T::counter,
+     "Packets returned to the kernel rewritten (MSS clamped or inserted).",
+     {},
+     [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.modified); }},
+    {"tunshim_queue_dropped_total",
+     T::counter,
+     "Queued packets lost before tunshim saw them: id_gap (netlink socket overrun), "
+     "kernel_queue "
      "and kernel_user (/proc/net/netfilter/nfnetlink_queue; 0 while fail-open is on).",
-     {"reason"}, [](const StatsSnapshot& s, Samples& o) {
+     {"reason"},
+     [](const StatsSnapshot& s, Samples& o) {
        o.add({"id_gap"}, s.queue.id_gaps);
        o.add({"kernel_queue"}, s.queue.kernel_queue_dropped);
        o.add({"kernel_user"}, s.queue.kernel_user_dropped);
      }},
-    {"tunshim_queue_overruns_total", T::counter, "recv() on the queue socket reported ENOBUFS.",
-     {}, [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.enobufs); }},
-    {"tunshim_queue_errors_total", T::counter,
+    {"tunshim_queue_overruns_total",
+     T::counter,
+     "recv() on the queue socket reported ENOBUFS.",
+     {},
+     [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.enobufs); }},
+    {"tunshim_queue_errors_total",
+     T::counter,
      "Queue errors: verdict sends that failed, netlink messages that could not be parsed.",
-     {"kind"}, [](const StatsSnapshot& s, Samples& o) {
+     {"kind"},
+     [](const StatsSnapshot& s, Samples& o) {
        o.add({"send"}, s.queue.send_errors);
        o.add({"bad_message"}, s.queue.bad_messages);
      }},
-    {"tunshim_queue_unknown_interface_total", T::counter,
+    {"tunshim_queue_unknown_interface_total",
+     T::counter,
      "Queued packets whose interface belongs to no configured tunnel (accepted unchanged).",
-     {}, [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.unknown_iface); }},
+     {},
+     [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.unknown_iface); }},
 
     // Per tunnel (label tunnel="IF" first).
-    {"tunshim_interface_present", T::gauge, "1 if the tunnel's interface exists now, else 0.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { o.add({}, std::uint64_t{t.present ? 1U : 0U}); }},
-    {"tunshim_tunnel_up", T::gauge, "1 while keepalives show the tunnel passing traffic, else 0.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) {
+    {"tunshim_interface_present",
+     T::gauge,
+     "1 if the tunnel's interface exists now, else 0.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { o.add({}, std::uint64_t{t.present ? 1U : 0U}); }},
+    {"tunshim_tunnel_up",
+     T::gauge,
+     "1 while keepalives show the tunnel passing traffic, else 0.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) {
        if (t.up) o.add({}, std::uint64_t{*t.up ? 1U : 0U});
      }},
-    {"tunshim_tunnel_state_transitions_total", T::counter, "Liveness state changes, by the state entered.",
-     {"to"}, nullptr, [](const TunnelStats& t, Samples& o) { by_key(o, t.transitions); }},
-    {"tunshim_pmtu_bytes", T::gauge, "Path MTU through the tunnel, as last discovered.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.pmtu); }},
-    {"tunshim_mss_clamp_bytes", T::gauge, "MSS target SYNs are clamped to, per IP family; 0 = clamping off.",
-     {"family"}, nullptr, [](const TunnelStats& t, Samples& o) {
+    {"tunshim_tunnel_state_transitions_total",
+     T::counter,
+     "Liveness state changes, by the state entered.",
+     {"to"},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { by_key(o, t.transitions); }},
+    {"tunshim_pmtu_bytes",
+     T::gauge,
+     "Path MTU through the tunnel, as last discovered.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.pmtu); }},
+    {"tunshim_mss_clamp_bytes",
+     T::gauge,
+     "MSS target SYNs are clamped to, per IP family; 0 = clamping off.",
+     {"family"},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) {
        o.add({"ipv4"}, t.mss4);
        o.add({"ipv6"}, t.mss6);
      }},
-    {"tunshim_syn_total", T::counter,
-     "SYN and SYN-ACK packets queued to tunshim, by direction (out: leaving by the interface) and "
-     "what the clamp did (other: not TCP SYN, fragment, no room, family off; truncated: partial copy).",
-     {"direction", "action"}, nullptr, syn_total},
-    {"tunshim_syn_bypassed_total", T::counter,
-     "SYNs that matched the tunnel's queue rules but passed unclamped (queue full or tunshim not "
+    {"tunshim_syn_total",
+     T::counter,
+     "SYN and SYN-ACK packets queued to tunshim, by direction (out: leaving by the interface) "
+     "and "
+     "what the clamp did (other: not TCP SYN, fragment, no room, family off; truncated: "
+     "partial copy).",
+     {"direction", "action"},
+     nullptr,
+     syn_total},
+    {"tunshim_syn_bypassed_total",
+     T::counter,
+     "SYNs that matched the tunnel's queue rules but passed unclamped (queue full or tunshim "
+     "not "
      "reading; fail-open). A lower bound, updated every 10 s.",
-     {"direction"}, nullptr, [](const TunnelStats& t, Samples& o) {
+     {"direction"},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) {
        o.add({"out"}, t.syn.out.bypassed);
        o.add({"in"}, t.syn.in.bypassed);
      }},
-    {"tunshim_oversize_dropped_total", T::counter, "Oversize DF packets dropped by the guard.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.oversize_dropped); }},
-    {"tunshim_icmp_ptb_sent_total", T::counter, "ICMP frag-needed / ICMPv6 packet-too-big sent to senders.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.icmp_ptb_sent); }},
-    {"tunshim_guard_packets_total", T::counter,
-     "Packets the guard rule queued, by what the guard did besides drop-and-answer: passed (not "
+    {"tunshim_oversize_dropped_total",
+     T::counter,
+     "Oversize DF packets dropped by the guard.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.oversize_dropped); }},
+    {"tunshim_icmp_ptb_sent_total",
+     T::counter,
+     "ICMP frag-needed / ICMPv6 packet-too-big sent to senders.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.icmp_ptb_sent); }},
+    {"tunshim_guard_packets_total",
+     T::counter,
+     "Packets the guard rule queued, by what the guard did besides drop-and-answer: passed "
+     "(not "
      "oversize DF after all, e.g. segments of a GSO packet), malformed (passed), rate_limited, "
      "not_answered (ICMP rules forbid an error), send_error (the last three dropped).",
-     {"result"}, nullptr, [](const TunnelStats& t, Samples& o) { by_key(o, t.guard); }},
-    {"tunshim_keepalive_sent_total", T::counter, "Keepalive echoes sent.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.keepalive_sent); }},
-    {"tunshim_keepalive_replies_total", T::counter, "Keepalive echoes answered.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.keepalive_replies); }},
-    {"tunshim_rtt_seconds", T::gauge, "Smoothed round-trip time of keepalive echoes.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.rtt_smoothed); }},
-    {"tunshim_rtt_min_seconds", T::gauge, "Smallest keepalive round-trip time seen.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.rtt_min); }},
-    {"tunshim_rtt_max_seconds", T::gauge, "Largest keepalive round-trip time seen.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.rtt_max); }},
-    {"tunshim_probes_total", T::counter, "Path-MTU probes, by result.",
-     {"result"}, nullptr, [](const TunnelStats& t, Samples& o) { by_key(o, t.probes); }},
-    {"tunshim_hook_runs_total", T::counter, "on_down / on_up commands run, by hook and result.",
-     {"hook", "result"}, nullptr, [](const TunnelStats& t, Samples& o) {
+     {"result"},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { by_key(o, t.guard); }},
+    {"tunshim_keepalive_sent_total",
+     T::counter,
+     "Keepalive echoes sent.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.keepalive_sent); }},
+    {"tunshim_keepalive_replies_total",
+     T::counter,
+     "Keepalive echoes answered.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.keepalive_replies); }},
+    {"tunshim_rtt_seconds",
+     T::gauge,
+     "Smoothed round-trip time of keepalive echoes.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.rtt_smoothed); }},
+    {"tunshim_rtt_min_seconds",
+     T::gauge,
+     "Smallest keepalive round-trip time seen.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.rtt_min); }},
+    {"tunshim_rtt_max_seconds",
+     T::gauge,
+     "Largest keepalive round-trip time seen.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.rtt_max); }},
+    {"tunshim_probes_total",
+     T::counter,
+     "Path-MTU probes, by result.",
+     {"result"},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { by_key(o, t.probes); }},
+    {"tunshim_hook_runs_total",
+     T::counter,
+     "on_down / on_up commands run, by hook and result.",
+     {"hook", "result"},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) {
        for (const auto& [k, v] : t.hook_runs) o.add({k.first, k.second}, v);
      }},
-    {"tunshim_reconnects_total", T::counter, "Times the tunnel came back up after being down or gone.",
-     {}, nullptr, [](const TunnelStats& t, Samples& o) { opt(o, t.reconnects); }},
+    {"tunshim_reconnects_total",
+     T::counter,
+     "Times the tunnel came back up after being down or gone.",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.reconnects); }},
 };
 
-// ---- rendering --------------------------------------------------------------------------------
+// ---- rendering
+// --------------------------------------------------------------------------------
 
 std::string format_value(const MetricValue& v) {
   if (v.integer) return fmt::format("{}", v.u);
@@ -152,9 +255,12 @@ std::string json_number(const MetricValue& v) {
 std::string prom_escape_help(std::string_view v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -166,7 +272,8 @@ void read_row(const MetricDef& d, const StatsSnapshot& s, const TunnelStats* t, 
   if (t == nullptr && d.global != nullptr) d.global(s, out);
 }
 
-void write_samples(std::string& out, const MetricDef& d, const Samples& samples, const TunnelStats* t) {
+void write_samples(std::string& out, const MetricDef& d, const Samples& samples,
+                   const TunnelStats* t) {
   const std::size_t n = d.label_count();
   for (const auto& smp : samples.items()) {
     out += d.name;
@@ -217,7 +324,8 @@ struct JsonNode {
 };
 
 // Writes `"name": value-or-tree` for every row of one scope that has samples.
-void write_json_metrics(std::string& out, const StatsSnapshot& s, const TunnelStats* t, const std::string& indent) {
+void write_json_metrics(std::string& out, const StatsSnapshot& s, const TunnelStats* t,
+                        const std::string& indent) {
   Samples samples;
   bool first = true;
   for (const MetricDef& d : kMetrics) {
@@ -228,7 +336,8 @@ void write_json_metrics(std::string& out, const StatsSnapshot& s, const TunnelSt
     const std::size_t n = d.label_count();
     for (const auto& smp : samples.items()) {
       JsonNode* node = &root;
-      for (std::size_t i = 0; i < n && i < smp.labels.size(); ++i) node = &node->child(smp.labels[i]);
+      for (std::size_t i = 0; i < n && i < smp.labels.size(); ++i)
+        node = &node->child(smp.labels[i]);
       node->value = smp.value;
     }
     out += first ? "\n" : ",\n";
@@ -245,7 +354,8 @@ bool valid_name(std::string_view n, bool label) {
   if (n.empty()) return false;
   for (std::size_t i = 0; i < n.size(); ++i) {
     const char c = n[i];
-    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!label && c == ':');
+    const bool alpha =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!label && c == ':');
     if (!alpha && !(i > 0 && c >= '0' && c <= '9')) return false;
   }
   return !(label && n.starts_with("__"));
@@ -254,11 +364,13 @@ bool valid_name(std::string_view n, bool label) {
 }  // namespace
 
 void Samples::add(std::initializer_list<std::string_view> labels, std::uint64_t v) {
-  items_.push_back({std::vector<std::string>(labels.begin(), labels.end()), MetricValue{true, v, 0}});
+  items_.push_back(
+      {std::vector<std::string>(labels.begin(), labels.end()), MetricValue{true, v, 0}});
 }
 
 void Samples::add(std::initializer_list<std::string_view> labels, double v) {
-  items_.push_back({std::vector<std::string>(labels.begin(), labels.end()), MetricValue{false, 0, v}});
+  items_.push_back(
+      {std::vector<std::string>(labels.begin(), labels.end()), MetricValue{false, 0, v}});
 }
 
 std::span<const MetricDef> metric_defs() { return kMetrics; }
@@ -266,10 +378,14 @@ std::span<const MetricDef> metric_defs() { return kMetrics; }
 std::string prom_escape_label(std::string_view v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -278,12 +394,18 @@ std::string json_string(std::string_view v) {
   std::string out = "\"";
   for (char c : v) {
     const auto u = static_cast<unsigned char>(c);
-    if (c == '"') out += "\\\"";
-    else if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (u < 0x20) out += fmt::format("\\u{:04x}", u);
-    else out += c;
+    if (c == '"')
+      out += "\\\"";
+    else if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (u < 0x20)
+      out += fmt::format("\\u{:04x}", u);
+    else
+      out += c;
   }
   return out + "\"";
 }
@@ -316,8 +438,9 @@ std::string render_json(const StatsSnapshot& s) {
   std::string out = "{\n";
   out += fmt::format("  \"version\": {},\n", json_string(s.version));
   out += fmt::format("  \"time\": {},\n", json_number(MetricValue{false, 0, s.now}));
-  out += fmt::format("  \"uptime_seconds\": {},\n",
-                     json_number(MetricValue{false, 0, s.now > s.start_time ? s.now - s.start_time : 0.0}));
+  out += fmt::format(
+      "  \"uptime_seconds\": {},\n",
+      json_number(MetricValue{false, 0, s.now > s.start_time ? s.now - s.start_time : 0.0}));
   out += fmt::format("  \"queue_num\": {},\n", s.queue_num);
   out += "  \"global\": {";
   write_json_metrics(out, s, nullptr, "    ");
@@ -329,10 +452,13 @@ std::string render_json(const StatsSnapshot& s) {
     out += "    {\n";
     out += fmt::format("      \"interface\": {},\n", json_string(t.iface));
     out += fmt::format("      \"state\": {},\n", json_string(t.state));
-    out += fmt::format("      \"state_since\": {},\n", json_number(MetricValue{false, 0, t.state_since}));
-    out += fmt::format("      \"last_hook\": {},\n", t.last_hook.empty() ? "null" : json_string(t.last_hook));
+    out += fmt::format("      \"state_since\": {},\n",
+                       json_number(MetricValue{false, 0, t.state_since}));
+    out += fmt::format("      \"last_hook\": {},\n",
+                       t.last_hook.empty() ? "null" : json_string(t.last_hook));
     // The path-MTU search: "complete" with pmtu_confirmed once measured; null without one.
-    out += fmt::format("      \"pmtu_state\": {},\n", t.pmtu_state.empty() ? "null" : json_string(t.pmtu_state));
+    out += fmt::format("      \"pmtu_state\": {},\n",
+                       t.pmtu_state.empty() ? "null" : json_string(t.pmtu_state));
     out += fmt::format("      \"pmtu_confirmed\": {},\n", t.pmtu_confirmed ? "true" : "false");
     out += "      \"metrics\": {";
     write_json_metrics(out, s, &t, "        ");
@@ -348,18 +474,24 @@ std::vector<std::string> check_metric_defs() {
   for (const MetricDef& d : kMetrics) {
     const std::string n(d.name);
     if (!valid_name(d.name, false)) problems.push_back(n + ": not a valid metric name");
-    if (!d.name.starts_with("tunshim_")) problems.push_back(n + ": does not start with tunshim_");
+    if (!d.name.starts_with("tunshim_"))
+      problems.push_back(n + ": does not start with tunshim_");
     if (!names.insert(d.name).second) problems.push_back(n + ": defined twice");
     const bool total = d.name.ends_with("_total");
-    if (d.type == MetricType::counter && !total) problems.push_back(n + ": a counter must end in _total");
-    if (d.type == MetricType::gauge && total) problems.push_back(n + ": a gauge must not end in _total");
-    if ((d.global == nullptr) == (d.tunnel == nullptr)) problems.push_back(n + ": needs exactly one reader");
+    if (d.type == MetricType::counter && !total)
+      problems.push_back(n + ": a counter must end in _total");
+    if (d.type == MetricType::gauge && total)
+      problems.push_back(n + ": a gauge must not end in _total");
+    if ((d.global == nullptr) == (d.tunnel == nullptr))
+      problems.push_back(n + ": needs exactly one reader");
     if (d.help.empty()) problems.push_back(n + ": no help text");
     std::set<std::string_view> labels;
     if (d.tunnel != nullptr) labels.insert("tunnel");
     for (std::size_t i = 0; i < d.label_count(); ++i) {
-      if (!valid_name(d.labels[i], true)) problems.push_back(n + ": bad label name " + std::string(d.labels[i]));
-      if (!labels.insert(d.labels[i]).second) problems.push_back(n + ": label " + std::string(d.labels[i]) + " twice");
+      if (!valid_name(d.labels[i], true))
+        problems.push_back(n + ": bad label name " + std::string(d.labels[i]));
+      if (!labels.insert(d.labels[i]).second)
+        problems.push_back(n + ": label " + std::string(d.labels[i]) + " twice");
     }
     for (std::size_t i = d.label_count(); i < d.labels.size(); ++i) {
       if (!d.labels[i].empty()) problems.push_back(n + ": a label after an empty one");

@@ -35,29 +35,29 @@ namespace tunshim::proxy {
 // missing series, not a misleading 0).
 struct TunnelStats {
   std::string iface;
-  bool present = false;            // the interface exists now
-  std::uint16_t mss4 = 0;          // clamp targets in effect; 0 = clamping off
+  bool present = false;    // the interface exists now
+  std::uint16_t mss4 = 0;  // clamp targets in effect; 0 = clamping off
   std::uint16_t mss6 = 0;
-  TunnelCounters syn;              // SYN / SYN-ACK outcomes per direction (data path)
+  TunnelCounters syn;  // SYN / SYN-ACK outcomes per direction (data path)
 
   // Liveness ("up" / "suspect" / "down") once keepalive runs; until then the stats service
   // sets "present" / "absent" from the interface. state_since: unix seconds.
   std::string state;
   double state_since = 0;
-  std::optional<bool> up;                          // tunshim_tunnel_up
+  std::optional<bool> up;                            // tunshim_tunnel_up
   std::map<std::string, std::uint64_t> transitions;  // by state entered
-  std::optional<std::uint32_t> pmtu;               // bytes, discovered path MTU
-  std::string pmtu_state;                          // search state; "" = no path-MTU discovery
-  bool pmtu_confirmed = false;                     // pmtu measured (not the fallback)
+  std::optional<std::uint32_t> pmtu;                 // bytes, discovered path MTU
+  std::string pmtu_state;                            // search state; "" = no path-MTU discovery
+  bool pmtu_confirmed = false;                       // pmtu measured (not the fallback)
   std::optional<std::uint64_t> oversize_dropped;
   std::optional<std::uint64_t> icmp_ptb_sent;
-  std::map<std::string, std::uint64_t> guard;      // the guard's other outcomes, by result
+  std::map<std::string, std::uint64_t> guard;  // the guard's other outcomes, by result
   std::optional<std::uint64_t> keepalive_sent;
   std::optional<std::uint64_t> keepalive_replies;
-  std::optional<double> rtt_smoothed;              // seconds
+  std::optional<double> rtt_smoothed;  // seconds
   std::optional<double> rtt_min;
   std::optional<double> rtt_max;
-  std::map<std::string, std::uint64_t> probes;     // by result
+  std::map<std::string, std::uint64_t> probes;                             // by result
   std::map<std::pair<std::string, std::string>, std::uint64_t> hook_runs;  // (hook, result)
   std::optional<std::uint64_t> reconnects;
   std::string last_hook;  // one line, e.g. "on_down #1 exit 0 at 12:03:11"; "" = none yet
@@ -66,8 +66,8 @@ struct TunnelStats {
 // Everything reported, copied out of the daemon at one instant.
 struct StatsSnapshot {
   std::string version;
-  double now = 0;           // unix seconds when the snapshot was taken
-  double start_time = 0;    // unix seconds when the daemon started
+  double now = 0;         // unix seconds when the snapshot was taken
+  double start_time = 0;  // unix seconds when the daemon started
   std::uint16_t queue_num = 0;
   QueueCounters queue;
   std::uint64_t reloads_ok = 0;
@@ -89,8 +89,12 @@ class Samples {
  public:
   void add(std::initializer_list<std::string_view> labels, std::uint64_t v);
   void add(std::initializer_list<std::string_view> labels, double v);
-  void add(std::initializer_list<std::string_view> labels, std::uint32_t v) { add(labels, std::uint64_t{v}); }
-  void add(std::initializer_list<std::string_view> labels, std::uint16_t v) { add(labels, std::uint64_t{v}); }
+  void add(std::initializer_list<std::string_view> labels, std::uint32_t v) {
+    add(labels, std::uint64_t{v});
+  }
+  void add(std::initializer_list<std::string_view> labels, std::uint16_t v) {
+    add(labels, std::uint64_t{v});
+  }
 
   struct Sample {
     std::vector<std::string> labels;
@@ -106,7 +110,7 @@ class Samples {
 // One metric family. Exactly one of `global` and `tunnel` is set; a per-tunnel metric gets
 // the label tunnel="IF" in front of `labels` and is read once per tunnel.
 struct MetricDef {
-  std::string_view name;   // full Prometheus name; counters end in _total
+  std::string_view name;  // full Prometheus name; counters end in _total
   MetricType type;
   std::string_view help;
   std::array<std::string_view, 3> labels;  // label names (not counting "tunnel"); "" = unused

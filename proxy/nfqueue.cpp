@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_queue.h>
@@ -9,8 +10,6 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <time.h>
-
-#include <libnetfilter_queue/libnetfilter_queue.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -97,8 +96,8 @@ bool NfQueue::send_config(nlmsghdr* nlh, bool want_ack, std::string& err) {
 }
 
 void NfQueue::size_rcvbuf(std::uint32_t maxlen) {
-  const std::uint64_t want =
-      std::clamp<std::uint64_t>(std::uint64_t{maxlen} * kRcvbufPerEntry, kRcvbufMin, kRcvbufMax);
+  const std::uint64_t want = std::clamp<std::uint64_t>(std::uint64_t{maxlen} * kRcvbufPerEntry,
+                                                       kRcvbufMin, kRcvbufMax);
   int v = static_cast<int>(want);
   // SO_RCVBUFFORCE ignores net.core.rmem_max (needs CAP_NET_ADMIN, which we have).
   if (::setsockopt(fd(), SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) != 0) {
@@ -159,8 +158,10 @@ bool NfQueue::open(std::uint16_t num, std::uint32_t maxlen, std::string& err) {
   std::string ferr;
   fail_open_ = send_config(nlh, true, ferr);
   if (!fail_open_) {
-    spdlog::warn("nfqueue: the kernel refused NFQA_CFG_F_FAIL_OPEN ({}): a full queue will "
-                 "drop SYNs instead of passing them unclamped", ferr);
+    spdlog::warn(
+        "nfqueue: the kernel refused NFQA_CFG_F_FAIL_OPEN ({}): a full queue will "
+        "drop SYNs instead of passing them unclamped",
+        ferr);
   }
 
   // A full socket must not turn into a recv error that a reader could mistake for a dead
@@ -181,7 +182,8 @@ void NfQueue::set_maxlen(std::uint32_t maxlen) {
   nlmsghdr* nlh = nfq_nlmsg_put(tx_.data(), NFQNL_MSG_CONFIG, num_);
   nfq_nlmsg_cfg_put_qmaxlen(nlh, maxlen);
   nlh->nlmsg_seq = ++seq_;
-  if (!send_msg(nlh)) spdlog::warn("nfqueue: cannot change queue length: {}", std::strerror(errno));
+  if (!send_msg(nlh))
+    spdlog::warn("nfqueue: cannot change queue length: {}", std::strerror(errno));
   size_rcvbuf(maxlen);
 }
 
@@ -207,8 +209,10 @@ bool NfQueue::send_msg(const nlmsghdr* nlh) noexcept {
   }
   ++counters_.send_errors;
   if (log_allowed(g_log_error)) {
-    spdlog::warn("nfqueue: verdict send failed: {} (the kernel will hold the packet until "
-                 "the queue is unbound)", std::strerror(errno));
+    spdlog::warn(
+        "nfqueue: verdict send failed: {} (the kernel will hold the packet until "
+        "the queue is unbound)",
+        std::strerror(errno));
   }
   return false;
 }
@@ -229,13 +233,15 @@ void NfQueue::flush_batch() noexcept {
   if (!batch_open_) return;
   batch_open_ = false;
   const bool single = batch_first_ == batch_last_;
-  nlmsghdr* nlh = out_put(single ? NFQNL_MSG_VERDICT : NFQNL_MSG_VERDICT_BATCH, kVerdictOverhead);
+  nlmsghdr* nlh =
+      out_put(single ? NFQNL_MSG_VERDICT : NFQNL_MSG_VERDICT_BATCH, kVerdictOverhead);
   nfq_nlmsg_verdict_put(nlh, static_cast<int>(batch_last_), NF_ACCEPT);
   out_commit(nlh);
   ++(single ? counters_.verdicts : counters_.batches);
 }
 
-void NfQueue::send_modified(std::uint32_t id, const std::uint8_t* data, std::size_t len) noexcept {
+void NfQueue::send_modified(std::uint32_t id, const std::uint8_t* data,
+                            std::size_t len) noexcept {
   flush_batch();  // keep verdicts in id order
   nlmsghdr* nlh = out_put(NFQNL_MSG_VERDICT, len + kVerdictOverhead);
   nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), NF_ACCEPT);
@@ -274,8 +280,10 @@ void NfQueue::flush_out() noexcept {
   if (!sent) {
     counters_.send_errors += out_msgs_;
     if (log_allowed(g_log_error)) {
-      spdlog::warn("nfqueue: sending {} verdict(s) failed: {} (the kernel holds those packets "
-                   "until the queue is unbound)", out_msgs_, std::strerror(errno));
+      spdlog::warn(
+          "nfqueue: sending {} verdict(s) failed: {} (the kernel holds those packets "
+          "until the queue is unbound)",
+          out_msgs_, std::strerror(errno));
     }
   }
   out_used_ = 0;
@@ -319,12 +327,15 @@ void NfQueue::handle_message(const nlmsghdr* nlh, PacketHandler& handler) noexce
   pkt.hook = ph.hook == NF_INET_PRE_ROUTING    ? Hook::prerouting
              : ph.hook == NF_INET_POST_ROUTING ? Hook::postrouting
                                                : Hook::other;
-  if (attr[NFQA_IFINDEX_INDEV] != nullptr) pkt.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
-  if (attr[NFQA_IFINDEX_OUTDEV] != nullptr) pkt.outdev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV]));
+  if (attr[NFQA_IFINDEX_INDEV] != nullptr)
+    pkt.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
+  if (attr[NFQA_IFINDEX_OUTDEV] != nullptr)
+    pkt.outdev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV]));
 
   std::size_t plen = 0;
   if (attr[NFQA_PAYLOAD] != nullptr) {
-    plen = std::min<std::size_t>(mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]), kScratchSize - kInsertRoom);
+    plen = std::min<std::size_t>(mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]),
+                                 kScratchSize - kInsertRoom);
     std::memcpy(scratch_.data(), mnl_attr_get_payload(attr[NFQA_PAYLOAD]), plen);
   }
   // NFQA_CAP_LEN carries the full length and is present only when the copy is shorter.

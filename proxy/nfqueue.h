@@ -30,7 +30,7 @@ struct QueuedPacket {
   std::uint32_t outdev = 0;  // ifindex it leaves by (0 if none)
   clamp::Bytes buf;
   std::size_t len = 0;
-  bool truncated = false;    // the kernel copied less than the whole packet
+  bool truncated = false;  // the kernel copied less than the whole packet
 };
 
 // PacketHandler::on_packet's answer for "drop this packet" (the oversize guard).
@@ -46,8 +46,8 @@ class PacketHandler {
 
 // The kernel's view of the queue, from /proc/net/netfilter/nfnetlink_queue.
 struct KernelQueueStats {
-  std::uint64_t peer_portid = 0;   // netlink port of the process bound to the queue
-  std::uint64_t queue_total = 0;   // packets waiting for a verdict right now
+  std::uint64_t peer_portid = 0;  // netlink port of the process bound to the queue
+  std::uint64_t queue_total = 0;  // packets waiting for a verdict right now
   std::uint64_t queue_dropped = 0;
   std::uint64_t user_dropped = 0;
   std::uint64_t id_sequence = 0;

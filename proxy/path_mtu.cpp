@@ -58,12 +58,13 @@ PmtuSearch::State PathMtu::state() const noexcept {
 void PathMtu::start() {
   if (started_) return;
   started_ = true;
-  spdlog::info("tunnel {}: path-MTU discovery: target {}, base {} bytes, upper bound {}, re-search "
-               "every {} s{}",
-               cfg_.iface, cfg_.target.empty() ? "peer" : cfg_.target, cfg_.probe_min,
-               cfg_.probe_max != 0 ? std::to_string(cfg_.probe_max) : std::string("interface MTU"),
-               cfg_.reprobe_interval.ms() / 1000,
-               cfg_.set_interface_mtu ? ", writes the interface MTU" : "");
+  spdlog::info(
+      "tunnel {}: path-MTU discovery: target {}, base {} bytes, upper bound {}, re-search "
+      "every {} s{}",
+      cfg_.iface, cfg_.target.empty() ? "peer" : cfg_.target, cfg_.probe_min,
+      cfg_.probe_max != 0 ? std::to_string(cfg_.probe_max) : std::string("interface MTU"),
+      cfg_.reprobe_interval.ms() / 1000,
+      cfg_.set_interface_mtu ? ", writes the interface MTU" : "");
   resync();
 }
 
@@ -71,7 +72,8 @@ void PathMtu::stop() {
   if (stopped_) return;
   stopped_ = true;
   if (timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     timer_ = nullptr;
   }
   if (io_) io_->close();
@@ -105,11 +107,13 @@ void PathMtu::on_link(const LinkInfo& li) {
     return;  // the event of one of our own writes (cur_mtu_ already has the latest)
   }
   // Someone else set it (pppd renegotiating, the operator): that is the new original.
-  spdlog::info("tunnel {}: interface MTU {} -> {} (not by tunshim)", cfg_.iface, cur_mtu_, li.mtu);
+  spdlog::info("tunnel {}: interface MTU {} -> {} (not by tunshim)", cfg_.iface, cur_mtu_,
+               li.mtu);
   cur_mtu_ = orig_mtu_ = li.mtu;
   recent_writes_.fill(0);
   if (search_) {
-    apply(search_->on_interface_mtu(static_cast<std::uint16_t>(std::min<std::uint32_t>(orig_mtu_, 65535)), now()));
+    apply(search_->on_interface_mtu(
+        static_cast<std::uint16_t>(std::min<std::uint32_t>(orig_mtu_, 65535)), now()));
     arm();
   }
   changed();
@@ -124,15 +128,16 @@ void PathMtu::on_addr(unsigned ifindex) {
   const auto peer = info.peer4 ? info.peer4 : info.peer6;
   const std::string text = peer ? peer->to_string() : std::string();
   if (text != target_text_) {
-    spdlog::info("tunnel {}: probe target {} -> {}", cfg_.iface, target_text_.empty() ? "none" : target_text_,
-                 text.empty() ? "none" : text);
+    spdlog::info("tunnel {}: probe target {} -> {}", cfg_.iface,
+                 target_text_.empty() ? "none" : target_text_, text.empty() ? "none" : text);
     begin();
   }
 }
 
 void PathMtu::inherit(const PathMtu& old) {
   if (started_ || !old.present_ || old.wrote_mtu_ == 0) return;
-  inherited_ = Inherited{old.ifindex_, old.cur_mtu_, old.orig_mtu_, old.wrote_mtu_, old.recent_writes_};
+  inherited_ =
+      Inherited{old.ifindex_, old.cur_mtu_, old.orig_mtu_, old.wrote_mtu_, old.recent_writes_};
 }
 
 void PathMtu::appear(const LinkInfo& li) {
@@ -146,7 +151,8 @@ void PathMtu::appear(const LinkInfo& li) {
     wrote_mtu_ = inherited_->wrote;
     recent_writes_ = inherited_->recent;
     if (!cfg_.set_interface_mtu && orig_mtu_ != cur_mtu_) {
-      spdlog::info("tunnel {}: set_interface_mtu is off now: interface MTU back to {}", cfg_.iface, orig_mtu_);
+      spdlog::info("tunnel {}: set_interface_mtu is off now: interface MTU back to {}",
+                   cfg_.iface, orig_mtu_);
       set_link_mtu(orig_mtu_);
     }
   }
@@ -204,9 +210,10 @@ void PathMtu::begin() {
     // Never a guess from silence: without a target the fallback stays in effect.
     // pppd brings the link up before it adds the addresses: the search starts when the
     // peer address arrives (on_addr). Said once per appearance, not as a warning.
-    spdlog::info("tunnel {}: no path-MTU probe target yet ({} has no point-to-point peer address; "
-                 "waiting for one, or set probe_target): the fallback MSS is in effect",
-                 cfg_.iface, cfg_.iface);
+    spdlog::info(
+        "tunnel {}: no path-MTU probe target yet ({} has no point-to-point peer address; "
+        "waiting for one, or set probe_target): the fallback MSS is in effect",
+        cfg_.iface, cfg_.iface);
     arm();
     changed();
     return;
@@ -234,7 +241,8 @@ void PathMtu::begin() {
       },
       err);
   if (!opened) {
-    spdlog::warn("tunnel {}: path-MTU probe socket: {}; the fallback MSS stays in effect", cfg_.iface, err);
+    spdlog::warn("tunnel {}: path-MTU probe socket: {}; the fallback MSS stays in effect",
+                 cfg_.iface, err);
     io_.reset();
     search_.reset();
     arm();
@@ -245,7 +253,8 @@ void PathMtu::begin() {
   logged_pmtu_ = 0;  // the first result of a fresh search is always news
   mark();
   const Timestamp t = now();
-  apply(search_->on_interface_mtu(static_cast<std::uint16_t>(std::min<std::uint32_t>(orig_mtu_, 65535)), t));
+  apply(search_->on_interface_mtu(
+      static_cast<std::uint16_t>(std::min<std::uint32_t>(orig_mtu_, 65535)), t));
   apply(search_->on_start(t));
   arm();
   changed();
@@ -263,8 +272,8 @@ void PathMtu::apply(const PmtuSearch::Actions& actions) {
       notify = true;
       if (search_ && search_->state() == State::complete && confirmed_) {
         // Lowered while complete: a re-confirmation failed (black hole) — say so loudly.
-        spdlog::warn("tunnel {}: path MTU now {} (larger probes to {} stopped passing)", cfg_.iface, c->pmtu,
-                     target_text_);
+        spdlog::warn("tunnel {}: path MTU now {} (larger probes to {} stopped passing)",
+                     cfg_.iface, c->pmtu, target_text_);
       } else {
         spdlog::debug("tunnel {}: path MTU in effect {}", cfg_.iface, c->pmtu);
       }
@@ -276,9 +285,12 @@ void PathMtu::apply(const PmtuSearch::Actions& actions) {
           // Every periodic re-search ends here too; only a new value is news then.
           const std::uint16_t v = search_->pmtu();
           const auto level = v != logged_pmtu_ ? spdlog::level::info : spdlog::level::debug;
-          spdlog::log(level, "tunnel {}: path MTU {} to {} (MSS {} IPv4, {} IPv6): {} probe rounds, {} probes, {:.2f} s",
-                      cfg_.iface, v, target_text_, clamp::mss_from_mtu4(v), clamp::mss_from_mtu6(v),
-                      search_->stats().rounds - rounds_mark_, search_->stats().probes_sent - probes_mark_, secs);
+          spdlog::log(level,
+                      "tunnel {}: path MTU {} to {} (MSS {} IPv4, {} IPv6): {} probe rounds, "
+                      "{} probes, {:.2f} s",
+                      cfg_.iface, v, target_text_, clamp::mss_from_mtu4(v),
+                      clamp::mss_from_mtu6(v), search_->stats().rounds - rounds_mark_,
+                      search_->stats().probes_sent - probes_mark_, secs);
           logged_pmtu_ = v;
           ++totals_.searches_completed;
           confirmed_ = true;
@@ -286,23 +298,26 @@ void PathMtu::apply(const PmtuSearch::Actions& actions) {
         }
         case State::search:
           if (confirmed_) mark();  // an upward re-search: count it on its own
-          spdlog::debug("tunnel {}: searching the path MTU ({} .. {})", cfg_.iface, search_->pmtu(),
-                        search_->upper_bound());
+          spdlog::debug("tunnel {}: searching the path MTU ({} .. {})", cfg_.iface,
+                        search_->pmtu(), search_->upper_bound());
           break;
         case State::base:
           if (confirmed_) {
             mark();
             ++totals_.black_holes;
-            spdlog::warn("tunnel {}: black hole: probes of {} bytes no longer pass while small ones do; "
-                         "clamping to the base size {} and searching again",
-                         cfg_.iface, search_->pmtu(), search_->base_size());
+            spdlog::warn(
+                "tunnel {}: black hole: probes of {} bytes no longer pass while small ones do; "
+                "clamping to the base size {} and searching again",
+                cfg_.iface, search_->pmtu(), search_->base_size());
           }
           break;
         case State::error:
           ++totals_.silent;
-          spdlog::warn("tunnel {}: probe target {} answers no probes, not even {} bytes: keeping path MTU "
-                       "{} (is the tunnel up? does the target answer ping? set probe_target)",
-                       cfg_.iface, target_text_, search_->base_size(), search_->pmtu());
+          spdlog::warn(
+              "tunnel {}: probe target {} answers no probes, not even {} bytes: keeping path "
+              "MTU "
+              "{} (is the tunnel up? does the target answer ping? set probe_target)",
+              cfg_.iface, target_text_, search_->base_size(), search_->pmtu());
           break;
         case State::disabled:
           break;
@@ -361,8 +376,9 @@ void PathMtu::arm() {
     return;
   }
   const std::int64_t delay = std::max<std::int64_t>(0, (next - now()).ms());
-  uv_timer_start(timer_, [](uv_timer_t* tm) { static_cast<PathMtu*>(tm->data)->tick(); },
-                 static_cast<std::uint64_t>(delay), 0);
+  uv_timer_start(
+      timer_, [](uv_timer_t* tm) { static_cast<PathMtu*>(tm->data)->tick(); },
+      static_cast<std::uint64_t>(delay), 0);
 }
 
 void PathMtu::tick() {
@@ -372,12 +388,14 @@ void PathMtu::tick() {
 
 std::string PathMtu::describe() const {
   return fmt::format(
-      "tunnel {}: path MTU {} ({}{}), target {}, interface MTU {} (original {}), probes sent={} "
-      "answered={} send_errors={} ptb_hints={} searches={} black_holes={} silent={} mtu_writes={}",
+      "tunnel {}: path MTU {} ({}{}), target {}, interface MTU {} (original {}), probes "
+      "sent={} "
+      "answered={} send_errors={} ptb_hints={} searches={} black_holes={} silent={} "
+      "mtu_writes={}",
       cfg_.iface, pmtu(), keepalive::to_string(state()), confirmed_ ? ", confirmed" : "",
       target_text_.empty() ? "none" : target_text_, cur_mtu_, orig_mtu_, totals_.probes_sent,
-      totals_.probe_replies, totals_.probe_send_errors, totals_.ptb_hints, totals_.searches_completed,
-      totals_.black_holes, totals_.silent, totals_.mtu_writes);
+      totals_.probe_replies, totals_.probe_send_errors, totals_.ptb_hints,
+      totals_.searches_completed, totals_.black_holes, totals_.silent, totals_.mtu_writes);
 }
 
 void PathMtu::fill(TunnelStats& t) const {
@@ -396,9 +414,17 @@ void PathMtu::fill(TunnelStats& t) const {
 // ---- PathMtus ------------------------------------------------------------------------------
 
 bool PathMtus::subscribe(std::string& err) {
-  return rtnl_.open([this](const LinkInfo& li) { for (auto& p : items_) p->on_link(li); },
-                    [this](unsigned ifindex) { for (auto& p : items_) p->on_addr(ifindex); },
-                    [this]() { for (auto& p : items_) p->resync(); }, err);
+  return rtnl_.open(
+      [this](const LinkInfo& li) {
+        for (auto& p : items_) p->on_link(li);
+      },
+      [this](unsigned ifindex) {
+        for (auto& p : items_) p->on_addr(ifindex);
+      },
+      [this]() {
+        for (auto& p : items_) p->resync();
+      },
+      err);
 }
 
 void PathMtus::start(const Config& config) {
@@ -406,8 +432,10 @@ void PathMtus::start(const Config& config) {
   bool any = false;
   for (const auto& tc : config.tunnels) any = any || needs_path_mtu(tc);
   if (any && !subscribe(err)) {
-    spdlog::error("rtnetlink subscription for path-MTU discovery failed ({}): a returning interface "
-                  "is noticed only on `tunshim reapply`", err);
+    spdlog::error(
+        "rtnetlink subscription for path-MTU discovery failed ({}): a returning interface "
+        "is noticed only on `tunshim reapply`",
+        err);
   }
   reconfigure(config);
 }
@@ -432,7 +460,8 @@ void PathMtus::reconfigure(const Config& config) {
       }
       kept = std::make_unique<PathMtu>(loop_, pc, on_change_);
       for (std::size_t i = 0; i < items_.size(); ++i) {
-        if (items_[i] && configs_[i].iface == pc.iface) kept->inherit(*items_[i]);  // settings changed
+        if (items_[i] && configs_[i].iface == pc.iface)
+          kept->inherit(*items_[i]);  // settings changed
       }
     }
     next.push_back(std::move(kept));

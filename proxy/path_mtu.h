@@ -35,7 +35,7 @@ struct TunnelConfig;
 
 struct PathMtuConfig {
   std::string iface;
-  std::string target;  // probe_target; "" = the interface's point-to-point peer
+  std::string target;           // probe_target; "" = the interface's point-to-point peer
   std::uint16_t probe_min = 0;  // IPv4 base size (IPv6 uses 1280)
   std::uint16_t probe_max = 0;  // 0 = the interface MTU
   keepalive::Duration reprobe_interval = keepalive::minutes(10);
@@ -84,7 +84,9 @@ class PathMtu {
   keepalive::PmtuSearch::State state() const noexcept;
   // The ICMP identifier of the probe socket (0: none open), so the guard can tell our
   // probes, larger than the path MTU while searching upward, from traffic.
-  std::uint16_t probe_identifier() const noexcept { return io_ && io_->is_open() ? io_->identifier() : 0; }
+  std::uint16_t probe_identifier() const noexcept {
+    return io_ && io_->is_open() ? io_->identifier() : 0;
+  }
   // One line for the log (SIGUSR1).
   std::string describe() const;
   // Fills the path-MTU fields of the tunnel's stats.
@@ -101,7 +103,9 @@ class PathMtu {
   void mark();
   void sync_interface_mtu();
   void set_link_mtu(std::uint32_t mtu);
-  void changed() { if (on_change_) on_change_(cfg_.iface); }
+  void changed() {
+    if (on_change_) on_change_(cfg_.iface);
+  }
 
   uv_loop_t* loop_;
   PathMtuConfig cfg_;
@@ -115,9 +119,9 @@ class PathMtu {
   std::uint16_t logged_pmtu_ = 0;
   bool present_ = false;
   unsigned ifindex_ = 0;
-  std::uint32_t cur_mtu_ = 0;   // the interface's MTU now
-  std::uint32_t orig_mtu_ = 0;  // its MTU as someone other than tunshim set it
-  std::uint32_t wrote_mtu_ = 0; // what tunshim last wrote (0: nothing yet)
+  std::uint32_t cur_mtu_ = 0;    // the interface's MTU now
+  std::uint32_t orig_mtu_ = 0;   // its MTU as someone other than tunshim set it
+  std::uint32_t wrote_mtu_ = 0;  // what tunshim last wrote (0: nothing yet)
   bool confirmed_ = false;
   std::uint64_t search_started_ms_ = 0;  // when the current search began, for its log line
   std::uint64_t rounds_mark_ = 0;

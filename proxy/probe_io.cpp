@@ -67,20 +67,20 @@ bool attach_filter(int fd, sock_filter* prog, std::size_t len) {
 // requests, other errors) never wakes us.
 bool attach_filter4(int fd, std::uint16_t ident) {
   sock_filter prog[] = {
-      bpf_stmt(op(BPF_LD | BPF_B | BPF_ABS), 9),                      // 0: IP protocol
-      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kProtoIcmp, 0, 11),     // 1: not ICMP -> drop
-      bpf_stmt(op(BPF_LD | BPF_H | BPF_ABS), 6),                      // 2: flags + offset
-      bpf_jump(op(BPF_JMP | BPF_JSET | BPF_K), 0x1fff, 9, 0),         // 3: later fragment -> drop
-      bpf_stmt(op(BPF_LDX | BPF_B | BPF_MSH), 0),                     // 4: X = IP header length
-      bpf_stmt(op(BPF_LD | BPF_B | BPF_IND), 0),                      // 5: ICMP type
-      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpEchoReply, 0, 2),  // 6
-      bpf_stmt(op(BPF_LD | BPF_H | BPF_IND), 4),                      // 7: identifier
-      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), ident, 3, 4),           // 8: ours -> accept
-      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpUnreach, 0, 3),    // 9
-      bpf_stmt(op(BPF_LD | BPF_B | BPF_IND), 1),                      // 10: ICMP code
-      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpFragNeeded, 0, 1), // 11
-      bpf_stmt(op(BPF_RET | BPF_K), 0xffff),                          // 12: accept
-      bpf_stmt(op(BPF_RET | BPF_K), 0),                               // 13: drop
+      bpf_stmt(op(BPF_LD | BPF_B | BPF_ABS), 9),                   // 0: IP protocol
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kProtoIcmp, 0, 11),  // 1: not ICMP -> drop
+      bpf_stmt(op(BPF_LD | BPF_H | BPF_ABS), 6),                   // 2: flags + offset
+      bpf_jump(op(BPF_JMP | BPF_JSET | BPF_K), 0x1fff, 9, 0),      // 3: later fragment -> drop
+      bpf_stmt(op(BPF_LDX | BPF_B | BPF_MSH), 0),                  // 4: X = IP header length
+      bpf_stmt(op(BPF_LD | BPF_B | BPF_IND), 0),                   // 5: ICMP type
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpEchoReply, 0, 2),   // 6
+      bpf_stmt(op(BPF_LD | BPF_H | BPF_IND), 4),                       // 7: identifier
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), ident, 3, 4),            // 8: ours -> accept
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpUnreach, 0, 3),     // 9
+      bpf_stmt(op(BPF_LD | BPF_B | BPF_IND), 1),                       // 10: ICMP code
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmpFragNeeded, 0, 1),  // 11
+      bpf_stmt(op(BPF_RET | BPF_K), 0xffff),                           // 12: accept
+      bpf_stmt(op(BPF_RET | BPF_K), 0),                                // 13: drop
   };
   return attach_filter(fd, prog, sizeof prog / sizeof prog[0]);
 }
@@ -89,13 +89,13 @@ bool attach_filter4(int fd, std::uint16_t ident) {
 // the types; this adds the identifier check so other pings on the host stay out.
 bool attach_filter6(int fd, std::uint16_t ident) {
   sock_filter prog[] = {
-      bpf_stmt(op(BPF_LD | BPF_B | BPF_ABS), 0),                         // 0: ICMPv6 type
-      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmp6PacketTooBig, 3, 0), // 1: -> accept
-      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmp6EchoReply, 0, 3),    // 2
-      bpf_stmt(op(BPF_LD | BPF_H | BPF_ABS), 4),                         // 3: identifier
-      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), ident, 0, 1),              // 4
-      bpf_stmt(op(BPF_RET | BPF_K), 0xffff),                             // 5: accept
-      bpf_stmt(op(BPF_RET | BPF_K), 0),                                  // 6: drop
+      bpf_stmt(op(BPF_LD | BPF_B | BPF_ABS), 0),                          // 0: ICMPv6 type
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmp6PacketTooBig, 3, 0),  // 1: -> accept
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), kIcmp6EchoReply, 0, 3),     // 2
+      bpf_stmt(op(BPF_LD | BPF_H | BPF_ABS), 4),                          // 3: identifier
+      bpf_jump(op(BPF_JMP | BPF_JEQ | BPF_K), ident, 0, 1),               // 4
+      bpf_stmt(op(BPF_RET | BPF_K), 0xffff),                              // 5: accept
+      bpf_stmt(op(BPF_RET | BPF_K), 0),                                   // 6: drop
   };
   return attach_filter(fd, prog, sizeof prog / sizeof prog[0]);
 }
@@ -109,7 +109,9 @@ bool set_icmp6_types(int fd) {
   return setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &f, sizeof f) == 0;
 }
 
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+std::string errno_text(const char* what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
 
 IpAddress from_sockaddr(const sockaddr_storage& ss) {
   IpAddress a;
@@ -412,7 +414,8 @@ void ProbeIo::handle_v6(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
   }
   if (pkt[0] == kIcmp6PacketTooBig && pkt[1] == 0) {
     const std::uint32_t mtu = clamp::load32(pkt, 4);
-    quoted_probe(pkt.subspan(kIcmpHeader), mtu > 65535 ? 65535 : static_cast<std::uint16_t>(mtu));
+    quoted_probe(pkt.subspan(kIcmpHeader),
+                 mtu > 65535 ? 65535 : static_cast<std::uint16_t>(mtu));
     return;
   }
   Outstanding* s = pkt[0] == kIcmp6EchoReply && pkt[1] == 0 && src == target_ &&
@@ -449,7 +452,8 @@ void ProbeIo::quoted_probe(clamp::ConstBytes quote, std::uint16_t mtu) noexcept 
            same_addr(quote, 24, target_);
     hl = kIp6Header;
   }
-  const std::uint8_t echo = target_.family == IpFamily::ipv4 ? kIcmpEchoRequest : kIcmp6EchoRequest;
+  const std::uint8_t echo =
+      target_.family == IpFamily::ipv4 ? kIcmpEchoRequest : kIcmp6EchoRequest;
   ours = ours && hl >= 20 && quote.size() >= hl + kIcmpHeader && quote[hl] == echo &&
          clamp::load16(quote, hl + 4) == ident_;
   Outstanding* s = ours ? find(clamp::load16(quote, hl + 6)) : nullptr;

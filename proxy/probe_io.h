@@ -63,7 +63,9 @@ struct InterfaceInfo {
 bool read_interface(const std::string& iface, InterfaceInfo& out, std::string& err);
 
 // Total IP header + ICMP echo header bytes ahead of the probe payload.
-constexpr std::uint16_t probe_overhead(IpFamily f) noexcept { return f == IpFamily::ipv4 ? 28 : 48; }
+constexpr std::uint16_t probe_overhead(IpFamily f) noexcept {
+  return f == IpFamily::ipv4 ? 28 : 48;
+}
 // Payload starts with the nonce; a probe can be no smaller than headers + nonce.
 inline constexpr std::uint16_t kNonceLen = 8;
 constexpr std::uint16_t min_probe_size(IpFamily f) noexcept {
@@ -80,10 +82,11 @@ class ProbeIo {
 
   struct Stats {
     std::uint64_t sent = 0;
-    std::uint64_t send_errors = 0;   // sendto failed (EMSGSIZE above the interface MTU, ENOBUFS…)
-    std::uint64_t replies = 0;       // matched, delivered to on_reply
-    std::uint64_t hints = 0;         // matched too-big errors, delivered to on_hint
-    std::uint64_t ignored = 0;       // read but not ours: other source, unknown seq, bad nonce…
+    std::uint64_t send_errors =
+        0;                      // sendto failed (EMSGSIZE above the interface MTU, ENOBUFS…)
+    std::uint64_t replies = 0;  // matched, delivered to on_reply
+    std::uint64_t hints = 0;    // matched too-big errors, delivered to on_hint
+    std::uint64_t ignored = 0;  // read but not ours: other source, unknown seq, bad nonce…
     std::uint64_t wrong_length = 0;  // id/seq/nonce matched but the length did not
   };
 
@@ -96,8 +99,8 @@ class ProbeIo {
   // (IP_PMTUDISC_PROBE / IPV6_PMTUDISC_PROBE + IPV6_DONTFRAG), kernel filter for our echo
   // replies and too-big errors only, non-blocking, and starts polling it on the loop.
   // Needs CAP_NET_RAW. False with `err` one line saying what failed.
-  bool open(const std::string& iface, const IpAddress& target, ReplyFn on_reply,
-            HintFn on_hint, std::string& err);
+  bool open(const std::string& iface, const IpAddress& target, ReplyFn on_reply, HintFn on_hint,
+            std::string& err);
   // Stops polling and closes the socket; no callback runs afterwards. Safe to repeat.
   void close() noexcept;
   bool is_open() const noexcept { return fd_ >= 0; }

@@ -131,7 +131,8 @@ int answer_error(const std::uint8_t* rx, std::size_t len, std::string& why) {
   nlmsghdr hdr{};
   if (len < sizeof hdr) return 1;
   std::memcpy(&hdr, rx, sizeof hdr);
-  if (hdr.nlmsg_type != NLMSG_ERROR || hdr.nlmsg_len > len || hdr.nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) {
+  if (hdr.nlmsg_type != NLMSG_ERROR || hdr.nlmsg_len > len ||
+      hdr.nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) {
     return 1;
   }
   nlmsgerr e{};
@@ -158,8 +159,8 @@ int answer_error(const std::uint8_t* rx, std::size_t len, std::string& why) {
 }
 
 // An rtnetlink link request for `ifindex` (0: named by an attribute instead) in `tx`.
-nlmsghdr* link_request(std::array<std::uint8_t, 256>& tx, std::uint16_t type, std::uint16_t flags,
-                       unsigned ifindex) {
+nlmsghdr* link_request(std::array<std::uint8_t, 256>& tx, std::uint16_t type,
+                       std::uint16_t flags, unsigned ifindex) {
   nlmsghdr* nlh = mnl_nlmsg_put_header(tx.data());
   nlh->nlmsg_type = type;
   nlh->nlmsg_flags = flags;
@@ -270,7 +271,8 @@ bool Rtnl::open(LinkFn on_link, AddrFn on_addr, ResyncFn on_resync, std::string&
 void Rtnl::close() noexcept {
   if (poll_ != nullptr) {
     poll_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     poll_ = nullptr;
   }
   if (fd_ >= 0) {

@@ -20,11 +20,12 @@ namespace tunshim::proxy {
 // `*-save -t mangle` output. `rules` are the tunnel's rules as Firewall::queue_rule()
 // prints them (without "-A "); `want` says whether they should exist in this family.
 // Empty when nothing needs to change.
-std::vector<std::string> reapply_lines(const std::string& save_output, const std::vector<std::string>& rules,
-                                       bool want);
+std::vector<std::string> reapply_lines(const std::string& save_output,
+                                       const std::vector<std::string>& rules, bool want);
 // The same with one `want` per rule (the SYN rules follow the family's clamp, the guard
 // rule its own setting).
-std::vector<std::string> reapply_lines(const std::string& save_output, const std::vector<std::string>& rules,
+std::vector<std::string> reapply_lines(const std::string& save_output,
+                                       const std::vector<std::string>& rules,
                                        const std::vector<bool>& want);
 
 // Runs the save / restore pair for both families on `loop`; `done(ok, summary or error)`.

@@ -46,46 +46,65 @@ struct Row {
 
 // One row per quantity the operator asks about first; column per tunnel.
 const Row kRows[] = {
-    {"state", [](const TunnelStats& t, double) { return t.state.empty() ? std::string(kNone) : t.state; }},
-    {"since", [](const TunnelStats& t, double now) {
-       return t.state_since > 0 ? local_time(t.state_since) + " (" + duration(now - t.state_since) + ")"
-                                : std::string(kNone);
+    {"state", [](const TunnelStats& t,
+                 double) { return t.state.empty() ? std::string(kNone) : t.state; }},
+    {"since",
+     [](const TunnelStats& t, double now) {
+       return t.state_since > 0
+                  ? local_time(t.state_since) + " (" + duration(now - t.state_since) + ")"
+                  : std::string(kNone);
      }},
     // "1372 (measured)"; "1200 (fallback, search)" until a search completes; "-" without one.
-    {"path MTU", [](const TunnelStats& t, double) {
+    {"path MTU",
+     [](const TunnelStats& t, double) {
        if (t.pmtu_state.empty()) return or_none(t.pmtu);
        if (!t.pmtu) return fmt::format("- ({})", t.pmtu_state);
-       return t.pmtu_confirmed ? fmt::format("{} (measured{})", *t.pmtu, t.pmtu_state == "complete" ? "" : ", " + t.pmtu_state)
-                               : fmt::format("{} (fallback, {})", *t.pmtu, t.pmtu_state);
+       return t.pmtu_confirmed
+                  ? fmt::format("{} (measured{})", *t.pmtu,
+                                t.pmtu_state == "complete" ? "" : ", " + t.pmtu_state)
+                  : fmt::format("{} (fallback, {})", *t.pmtu, t.pmtu_state);
      }},
-    {"MSS target v4/v6", [](const TunnelStats& t, double) { return mss(t.mss4) + " / " + mss(t.mss6); }},
-    {"SYN out clamped/inserted", [](const TunnelStats& t, double) {
+    {"MSS target v4/v6",
+     [](const TunnelStats& t, double) { return mss(t.mss4) + " / " + mss(t.mss6); }},
+    {"SYN out clamped/inserted",
+     [](const TunnelStats& t, double) {
        return fmt::format("{} / {}", t.syn.out.clamped, t.syn.out.inserted);
      }},
-    {"SYN in clamped/inserted", [](const TunnelStats& t, double) {
+    {"SYN in clamped/inserted",
+     [](const TunnelStats& t, double) {
        return fmt::format("{} / {}", t.syn.in.clamped, t.syn.in.inserted);
      }},
-    {"SYN unchanged out/in", [](const TunnelStats& t, double) {
+    {"SYN unchanged out/in",
+     [](const TunnelStats& t, double) {
        return fmt::format("{} / {}", t.syn.out.unchanged, t.syn.in.unchanged);
      }},
-    {"SYN malformed+truncated", [](const TunnelStats& t, double) {
-       return fmt::format("{}", t.syn.out.malformed + t.syn.in.malformed + t.syn.out.truncated + t.syn.in.truncated);
+    {"SYN malformed+truncated",
+     [](const TunnelStats& t, double) {
+       return fmt::format("{}", t.syn.out.malformed + t.syn.in.malformed + t.syn.out.truncated +
+                                    t.syn.in.truncated);
      }},
-    {"SYN bypassed out/in", [](const TunnelStats& t, double) {
+    {"SYN bypassed out/in",
+     [](const TunnelStats& t, double) {
        return fmt::format("{} / {}", t.syn.out.bypassed, t.syn.in.bypassed);
      }},
-    {"oversize dropped/ICMP", [](const TunnelStats& t, double) {
+    {"oversize dropped/ICMP",
+     [](const TunnelStats& t, double) {
        return or_none(t.oversize_dropped) + " / " + or_none(t.icmp_ptb_sent);
      }},
-    {"keepalives sent/answered", [](const TunnelStats& t, double) {
+    {"keepalives sent/answered",
+     [](const TunnelStats& t, double) {
        return or_none(t.keepalive_sent) + " / " + or_none(t.keepalive_replies);
      }},
-    {"RTT (min-max)", [](const TunnelStats& t, double) {
+    {"RTT (min-max)",
+     [](const TunnelStats& t, double) {
        if (!t.rtt_smoothed) return std::string(kNone);
        return ms(t.rtt_smoothed) + " (" + ms(t.rtt_min) + " - " + ms(t.rtt_max) + ")";
      }},
     {"reconnects", [](const TunnelStats& t, double) { return or_none(t.reconnects); }},
-    {"last hook", [](const TunnelStats& t, double) { return t.last_hook.empty() ? std::string(kNone) : t.last_hook; }},
+    {"last hook",
+     [](const TunnelStats& t, double) {
+       return t.last_hook.empty() ? std::string(kNone) : t.last_hook;
+     }},
 };
 
 }  // namespace
@@ -97,7 +116,8 @@ std::string render_table(const StatsSnapshot& s) {
       "{} unknown interface; reloads {} ok, {} failed\n",
       s.version, duration(s.now - s.start_time), s.queue_num, q.packets, q.modified,
       q.id_gaps + q.kernel_queue_dropped + q.kernel_user_dropped, q.id_gaps,
-      q.kernel_queue_dropped + q.kernel_user_dropped, q.unknown_iface, s.reloads_ok, s.reloads_failed);
+      q.kernel_queue_dropped + q.kernel_user_dropped, q.unknown_iface, s.reloads_ok,
+      s.reloads_failed);
   if (s.tunnels.empty()) return out + "no tunnels configured\n";
 
   std::vector<std::vector<std::string>> cols;  // [tunnel][row]
@@ -116,7 +136,8 @@ std::string render_table(const StatsSnapshot& s) {
   }
   auto line = [&](const std::string& label, auto cell) {
     std::string l = fmt::format("{:<{}}", label, label_w);
-    for (std::size_t i = 0; i < cols.size(); ++i) l += fmt::format("  {:<{}}", cell(i), widths[i]);
+    for (std::size_t i = 0; i < cols.size(); ++i)
+      l += fmt::format("  {:<{}}", cell(i), widths[i]);
     while (!l.empty() && l.back() == ' ') l.pop_back();
     out += l + "\n";
   };
@@ -132,7 +153,8 @@ std::string status_line(const StatsSnapshot& s) {
   std::string out;
   for (const TunnelStats& t : s.tunnels) {
     if (!out.empty()) out += "; ";
-    const std::uint64_t clamped = t.syn.out.clamped + t.syn.out.inserted + t.syn.in.clamped + t.syn.in.inserted;
+    const std::uint64_t clamped =
+        t.syn.out.clamped + t.syn.out.inserted + t.syn.in.clamped + t.syn.in.inserted;
     const std::uint64_t bypassed = t.syn.out.bypassed + t.syn.in.bypassed;
     out += t.iface + ": ";
     // Liveness, once it runs, says more than presence; "present" is implied by a count.

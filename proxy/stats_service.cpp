@@ -12,7 +12,8 @@ namespace {
 
 void close_timer(uv_timer_t*& t) {
   if (t == nullptr) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(t),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   t = nullptr;
 }
 
@@ -31,7 +32,9 @@ StatsService::StatsService(uv_loop_t* loop, StatsSources sources)
     : loop_(loop),
       sources_(std::move(sources)),
       http_(loop, [this](std::string_view path) { return http(path); }),
-      control_(loop, [this](std::string_view line, ControlServer::Reply reply) { control(line, std::move(reply)); }) {}
+      control_(loop, [this](std::string_view line, ControlServer::Reply reply) {
+        control(line, std::move(reply));
+      }) {}
 
 StatsService::~StatsService() { stop(); }
 
@@ -42,8 +45,9 @@ void StatsService::start(const GlobalConfig& global) {
   status_timer_ = new uv_timer_t{};
   uv_timer_init(loop_, status_timer_);
   status_timer_->data = this;
-  uv_timer_start(status_timer_, [](uv_timer_t* t) { static_cast<StatsService*>(t->data)->send_status(); },
-                 kStatusIntervalMs, kStatusIntervalMs);
+  uv_timer_start(
+      status_timer_, [](uv_timer_t* t) { static_cast<StatsService*>(t->data)->send_status(); },
+      kStatusIntervalMs, kStatusIntervalMs);
 
   // systemd's watchdog: feed it from the loop, so a stuck loop is what it catches.
   std::uint64_t usec = 0;
@@ -51,7 +55,8 @@ void StatsService::start(const GlobalConfig& global) {
     const std::uint64_t every_ms = std::max<std::uint64_t>(usec / 2000, 1);
     watchdog_timer_ = new uv_timer_t{};
     uv_timer_init(loop_, watchdog_timer_);
-    uv_timer_start(watchdog_timer_, [](uv_timer_t*) { sd_notify(0, "WATCHDOG=1"); }, 0, every_ms);
+    uv_timer_start(
+        watchdog_timer_, [](uv_timer_t*) { sd_notify(0, "WATCHDOG=1"); }, 0, every_ms);
     spdlog::info("systemd watchdog: {} ms, WATCHDOG=1 every {} ms", usec / 1000, every_ms);
   }
   send_status();
@@ -65,8 +70,9 @@ void StatsService::start_http(const std::optional<ListenAddress>& addr) {
   }
   std::string err;
   if (http_.start(*addr, err)) {
-    spdlog::info("stats: http://{}/metrics and /stats.json{}", describe(*addr),
-                 addr->loopback ? "" : " (not loopback: reachable from the network, no authentication)");
+    spdlog::info(
+        "stats: http://{}/metrics and /stats.json{}", describe(*addr),
+        addr->loopback ? "" : " (not loopback: reachable from the network, no authentication)");
   } else {
     spdlog::error("stats server: cannot listen on {}; running without it", err);
   }
@@ -82,7 +88,10 @@ void StatsService::start_control(const std::string& path) {
   if (control_.start(path, err)) {
     spdlog::info("control socket: {} (root only)", path);
   } else {
-    spdlog::error("control socket: {}; `tunshim stats` and `tunshim reapply` will not reach this instance", err);
+    spdlog::error(
+        "control socket: {}; `tunshim stats` and `tunshim reapply` will not reach this "
+        "instance",
+        err);
   }
 }
 
@@ -138,7 +147,8 @@ void StatsService::log_summary() {
 }
 
 HttpResponse StatsService::http(std::string_view path) {
-  if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(snapshot())};
+  if (path == "/metrics")
+    return {200, "text/plain; version=0.0.4; charset=utf-8", render_prometheus(snapshot())};
   if (path == "/stats.json") return {200, "application/json", render_json(snapshot())};
   return {404, "text/plain; charset=utf-8", "not found; try /metrics or /stats.json\n"};
 }
@@ -148,11 +158,14 @@ void StatsService::control(std::string_view line, ControlServer::Reply reply) {
   if (line == "stats table") return reply(true, render_table(snapshot()));
   if (line.starts_with("reapply ")) {
     const std::string iface(line.substr(8));
-    if (iface.empty() || iface.find(' ') != std::string::npos) return reply(false, "usage: reapply IFACE");
+    if (iface.empty() || iface.find(' ') != std::string::npos)
+      return reply(false, "usage: reapply IFACE");
     spdlog::info("control socket: reapply {}", iface);
     sources_.reapply(iface, [reply, iface](bool ok, std::string msg) {
-      if (ok) spdlog::info("reapply {}: {}", iface, msg);
-      else spdlog::error("reapply {}: {}", iface, msg);
+      if (ok)
+        spdlog::info("reapply {}: {}", iface, msg);
+      else
+        spdlog::error("reapply {}: {}", iface, msg);
       reply(ok, ok ? iface + ": " + msg + "\n" : msg);
     });
     return;

@@ -27,7 +27,8 @@ struct StatsSources {
   // The daemon's numbers now (counters, targets, whatever features measure).
   std::function<StatsSnapshot()> snapshot;
   // Re-applies an interface's settings; `done(ok, message)` when finished.
-  std::function<void(const std::string& iface, std::function<void(bool, std::string)> done)> reapply;
+  std::function<void(const std::string& iface, std::function<void(bool, std::string)> done)>
+      reapply;
 };
 
 class StatsService {
@@ -70,7 +71,7 @@ class StatsService {
   ControlServer control_;
   std::optional<ListenAddress> http_addr_;
   std::string control_path_;
-  uv_timer_t* status_timer_ = nullptr;    // heap: freed by the close callback
+  uv_timer_t* status_timer_ = nullptr;  // heap: freed by the close callback
   uv_timer_t* watchdog_timer_ = nullptr;
   std::map<std::string, Seen> seen_;  // by interface
   std::string last_status_;

@@ -31,14 +31,19 @@ std::string local_hms(double unix_seconds) {
 std::string describe_last_hook(const LastHookRun& h, std::string_view when) {
   std::string what;
   switch (h.result) {
-    case HookResult::ok: what = "exit 0"; break;
+    case HookResult::ok:
+      what = "exit 0";
+      break;
     case HookResult::failed:
-      what = h.term_signal != 0 ? "killed by " + signal_name(h.term_signal) : fmt::format("exit {}", h.exit_status);
+      what = h.term_signal != 0 ? "killed by " + signal_name(h.term_signal)
+                                : fmt::format("exit {}", h.exit_status);
       break;
     case HookResult::timeout:
       what = h.term_signal != 0 ? "timeout (" + signal_name(h.term_signal) + ")" : "timeout";
       break;
-    case HookResult::spawn_error: what = "could not start"; break;
+    case HookResult::spawn_error:
+      what = "could not start";
+      break;
   }
   return fmt::format("{} #{} {}, {} ({:.1f} s)", h.hook, h.index, what, when,
                      static_cast<double>(h.duration_ms) / 1000.0);
@@ -50,7 +55,8 @@ void add_monitor_stats(const TunnelMonitor& m, TunnelStats& t) {
   t.state = std::string(keepalive::to_string(m.state()));
   t.up = m.state() == State::up;
   for (std::size_t i = 0; i < s.transitions_to.size(); ++i) {
-    t.transitions[std::string(keepalive::to_string(static_cast<State>(i)))] = s.transitions_to[i];
+    t.transitions[std::string(keepalive::to_string(static_cast<State>(i)))] =
+        s.transitions_to[i];
   }
   t.keepalive_sent = s.keepalive_sent;
   t.keepalive_replies = s.keepalive_replies;
@@ -66,7 +72,8 @@ void add_monitor_stats(const TunnelMonitor& m, TunnelStats& t) {
     t.hook_runs[{"on_up", result}] = s.on_up_runs[i];
   }
   t.reconnects = s.reconnects;
-  if (s.last_hook) t.last_hook = describe_last_hook(*s.last_hook, local_hms(s.last_hook->finished_at));
+  if (s.last_hook)
+    t.last_hook = describe_last_hook(*s.last_hook, local_hms(s.last_hook->finished_at));
 }
 
 }  // namespace tunshim::proxy

@@ -26,9 +26,15 @@ MonitorConfig monitor_config(const TunnelConfig& tc) {
   MonitorConfig m;
   m.iface = tc.interface;
   switch (tc.keepalive) {
-    case KeepaliveMode::idle: m.liveness.mode = keepalive::KeepaliveMode::idle; break;
-    case KeepaliveMode::always: m.liveness.mode = keepalive::KeepaliveMode::always; break;
-    case KeepaliveMode::off: m.liveness.mode = keepalive::KeepaliveMode::off; break;
+    case KeepaliveMode::idle:
+      m.liveness.mode = keepalive::KeepaliveMode::idle;
+      break;
+    case KeepaliveMode::always:
+      m.liveness.mode = keepalive::KeepaliveMode::always;
+      break;
+    case KeepaliveMode::off:
+      m.liveness.mode = keepalive::KeepaliveMode::off;
+      break;
   }
   m.liveness.interval = keepalive::milliseconds(tc.keepalive_interval.count());
   // Probing faster while suspect, but never slower than the configured interval.
@@ -46,27 +52,29 @@ MonitorConfig monitor_config(const TunnelConfig& tc) {
 }
 
 TunnelMonitor::TunnelMonitor(uv_loop_t* loop, MonitorConfig config)
-    : loop_(loop), cfg_(std::move(config)), live_(cfg_.liveness), backoff_(cfg_.backoff),
+    : loop_(loop),
+      cfg_(std::move(config)),
+      live_(cfg_.liveness),
+      backoff_(cfg_.backoff),
       rng_(std::random_device{}()) {
   timer_ = new uv_timer_t{};
   uv_timer_init(loop_, timer_);
   timer_->data = this;
 }
 
-TunnelMonitor::~TunnelMonitor() {
-  stop();
-}
+TunnelMonitor::~TunnelMonitor() { stop(); }
 
 Timestamp TunnelMonitor::now() const noexcept {
   return Timestamp::from_ms(static_cast<std::int64_t>(uv_now(loop_)));
 }
 
 void TunnelMonitor::start() {
-  spdlog::info("tunnel {}: keepalive {} every {} ms, target {}, down after {} misses, on_down {} "
-               "command(s), on_up {} command(s)",
-               cfg_.iface, keepalive::to_string(cfg_.liveness.mode), cfg_.liveness.interval.ms(),
-               cfg_.target.empty() ? "peer" : cfg_.target, cfg_.liveness.down_after_misses,
-               cfg_.on_down.size(), cfg_.on_up.size());
+  spdlog::info(
+      "tunnel {}: keepalive {} every {} ms, target {}, down after {} misses, on_down {} "
+      "command(s), on_up {} command(s)",
+      cfg_.iface, keepalive::to_string(cfg_.liveness.mode), cfg_.liveness.interval.ms(),
+      cfg_.target.empty() ? "peer" : cfg_.target, cfg_.liveness.down_after_misses,
+      cfg_.on_down.size(), cfg_.on_up.size());
   resync();
   if (!present_) spdlog::info("tunnel {}: absent (no such interface yet)", cfg_.iface);
 }
@@ -75,7 +83,8 @@ void TunnelMonitor::stop() {
   if (stopped_) return;
   stopped_ = true;
   if (timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     timer_ = nullptr;
   }
   if (probe_) probe_->close();
@@ -91,7 +100,8 @@ void TunnelMonitor::resync() {
   if (query_link(cfg_.iface, li, err)) {
     on_link(li);
   } else if (present_) {
-    if (err != "no such interface") spdlog::warn("tunnel {}: reading the interface: {}", cfg_.iface, err);
+    if (err != "no such interface")
+      spdlog::warn("tunnel {}: reading the interface: {}", cfg_.iface, err);
     gone();
   }
 }
@@ -123,7 +133,8 @@ void TunnelMonitor::on_addr(unsigned ifindex) {
   const std::string before = target_text_;
   open_probe();
   if (target_text_ != before) {
-    spdlog::info("tunnel {}: keepalive target {} -> {}", cfg_.iface, before.empty() ? "none" : before,
+    spdlog::info("tunnel {}: keepalive target {} -> {}", cfg_.iface,
+                 before.empty() ? "none" : before,
                  target_text_.empty() ? "none" : target_text_);
   }
 }
@@ -134,8 +145,8 @@ void TunnelMonitor::appear(const LinkInfo& li) {
   mtu_ = li.mtu;
   const bool returned = ever_present_;
   ever_present_ = true;
-  spdlog::info("tunnel {}: interface {} (index {}, MTU {})", cfg_.iface, returned ? "is back" : "present",
-               ifindex_, mtu_);
+  spdlog::info("tunnel {}: interface {} (index {}, MTU {})", cfg_.iface,
+               returned ? "is back" : "present", ifindex_, mtu_);
   open_probe();
   const Timestamp t = now();
   handle(live_.on_interface(true, t));
@@ -167,9 +178,10 @@ void TunnelMonitor::open_probe() {
     if (read_interface(cfg_.iface, info, err)) target = info.peer4 ? info.peer4 : info.peer6;
   }
   if (!target) {
-    spdlog::warn("tunnel {}: no keepalive target (no point-to-point peer; set keepalive_target): "
-                 "echoes are not sent, liveness follows traffic and the interface only",
-                 cfg_.iface);
+    spdlog::warn(
+        "tunnel {}: no keepalive target (no point-to-point peer; set keepalive_target): "
+        "echoes are not sent, liveness follows traffic and the interface only",
+        cfg_.iface);
     return;
   }
   probe_ = std::make_unique<ProbeIo>(loop_);
@@ -188,7 +200,8 @@ void TunnelMonitor::open_probe() {
     }
     arm();
   };
-  if (!probe_->open(cfg_.iface, *target, on_reply, [](std::uint32_t, std::uint16_t) {}, err)) {
+  if (!probe_->open(
+          cfg_.iface, *target, on_reply, [](std::uint32_t, std::uint16_t) {}, err)) {
     spdlog::warn("tunnel {}: keepalive socket: {}", cfg_.iface, err);
     probe_.reset();
     return;
@@ -221,8 +234,9 @@ void TunnelMonitor::arm() {
     return;
   }
   const std::int64_t delay = std::max<std::int64_t>(0, (next - now()).ms());
-  uv_timer_start(timer_, [](uv_timer_t* tm) { static_cast<TunnelMonitor*>(tm->data)->tick(); },
-                 static_cast<std::uint64_t>(delay), 0);
+  uv_timer_start(
+      timer_, [](uv_timer_t* tm) { static_cast<TunnelMonitor*>(tm->data)->tick(); },
+      static_cast<std::uint64_t>(delay), 0);
 }
 
 void TunnelMonitor::handle(const Liveness::Actions& actions) {
@@ -243,8 +257,9 @@ void TunnelMonitor::handle(const Liveness::Actions& actions) {
     ++stats_.transitions_to[idx(sc.to)];
     const auto level = sc.to == Liveness::State::up ? spdlog::level::info : spdlog::level::warn;
     spdlog::log(level, "tunnel {}: {} -> {} ({}; misses {}, silent {:.1f} s)", cfg_.iface,
-                keepalive::to_string(sc.from), keepalive::to_string(sc.to), keepalive::to_string(sc.reason),
-                sc.misses, static_cast<double>(sc.silent_for.ms()) / 1000.0);
+                keepalive::to_string(sc.from), keepalive::to_string(sc.to),
+                keepalive::to_string(sc.reason), sc.misses,
+                static_cast<double>(sc.silent_for.ms()) / 1000.0);
     const Timestamp t = now();
     const bool lost = sc.to == Liveness::State::down ||
                       (sc.to == Liveness::State::absent && sc.from != Liveness::State::absent);
@@ -268,7 +283,8 @@ void TunnelMonitor::handle(const Liveness::Actions& actions) {
   }
 }
 
-std::vector<std::pair<std::string, std::string>> TunnelMonitor::hook_env(const char* event) const {
+std::vector<std::pair<std::string, std::string>> TunnelMonitor::hook_env(
+    const char* event) const {
   const bool down = std::string_view(event) == "down";
   const std::int64_t down_ms = down ? (now() - down_since_).ms() : last_down_for_.ms();
   return {{"TUNSHIM_INTERFACE", cfg_.iface},
@@ -285,8 +301,8 @@ void TunnelMonitor::start_down_hook() {
   o.commands = cfg_.on_down;
   o.env = hook_env("down");
   o.timeout_ms = cfg_.hook_timeout_ms;
-  spdlog::warn("tunnel {}: running on_down (attempt {}, down {} s)", cfg_.iface, backoff_.attempts(),
-               o.env.back().second);
+  spdlog::warn("tunnel {}: running on_down (attempt {}, down {} s)", cfg_.iface,
+               backoff_.attempts(), o.env.back().second);
   down_done_ = 0;
   down_run_ = std::make_unique<HookRun>(
       loop_, std::move(o),
@@ -338,7 +354,8 @@ void TunnelMonitor::start_up_hook() {
 }
 
 // HookRun reports commands in list order, so counting them gives each one's place.
-void TunnelMonitor::record_hook(const char* hook, std::size_t index, const HookCommandResult& r) {
+void TunnelMonitor::record_hook(const char* hook, std::size_t index,
+                                const HookCommandResult& r) {
   LastHookRun h;
   h.hook = hook;
   h.index = index;
@@ -346,24 +363,29 @@ void TunnelMonitor::record_hook(const char* hook, std::size_t index, const HookC
   h.exit_status = r.exit_status;
   h.term_signal = r.term_signal;
   h.duration_ms = r.duration_ms;
-  h.finished_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  h.finished_at =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   stats_.last_hook = h;
 }
 
 std::string TunnelMonitor::describe() const {
   const auto& rtt = live_.rtt();
   return fmt::format(
-      "tunnel {}: state {} target {} keepalive sent={} replies={} send_errors={} loss_permille={} "
+      "tunnel {}: state {} target {} keepalive sent={} replies={} send_errors={} "
+      "loss_permille={} "
       "rtt srtt={:.3f}ms min={}ms max={}ms transitions up={} suspect={} down={} absent={} "
       "reconnects={} on_down ok={} failed={} timeout={} spawn_error={} on_up ok={} failed={} "
       "timeout={} spawn_error={} ticks={}",
-      cfg_.iface, keepalive::to_string(live_.state()), target_text_.empty() ? "none" : target_text_,
-      stats_.keepalive_sent, stats_.keepalive_replies, stats_.keepalive_send_errors,
-      live_.loss().loss_permille(), static_cast<double>(rtt.srtt_us()) / 1000.0, rtt.min().ms(),
-      rtt.max().ms(), stats_.transitions_to[1], stats_.transitions_to[2], stats_.transitions_to[3],
-      stats_.transitions_to[0], stats_.reconnects, stats_.on_down_runs[0], stats_.on_down_runs[1],
-      stats_.on_down_runs[2], stats_.on_down_runs[3], stats_.on_up_runs[0], stats_.on_up_runs[1],
-      stats_.on_up_runs[2], stats_.on_up_runs[3], stats_.ticks);
+      cfg_.iface, keepalive::to_string(live_.state()),
+      target_text_.empty() ? "none" : target_text_, stats_.keepalive_sent,
+      stats_.keepalive_replies, stats_.keepalive_send_errors, live_.loss().loss_permille(),
+      static_cast<double>(rtt.srtt_us()) / 1000.0, rtt.min().ms(), rtt.max().ms(),
+      stats_.transitions_to[1], stats_.transitions_to[2], stats_.transitions_to[3],
+      stats_.transitions_to[0], stats_.reconnects, stats_.on_down_runs[0],
+      stats_.on_down_runs[1], stats_.on_down_runs[2], stats_.on_down_runs[3],
+      stats_.on_up_runs[0], stats_.on_up_runs[1], stats_.on_up_runs[2], stats_.on_up_runs[3],
+      stats_.ticks);
 }
 
 }  // namespace tunshim::proxy
@@ -376,9 +398,10 @@ bool same_monitor_config(const MonitorConfig& a, const MonitorConfig& b) {
          a.liveness.suspect_interval == b.liveness.suspect_interval &&
          a.liveness.reply_timeout == b.liveness.reply_timeout &&
          a.liveness.down_after_misses == b.liveness.down_after_misses && a.target == b.target &&
-         a.on_down == b.on_down && a.on_up == b.on_up && a.hook_timeout_ms == b.hook_timeout_ms &&
-         a.backoff.initial == b.backoff.initial && a.backoff.max == b.backoff.max &&
-         a.backoff.jitter == b.backoff.jitter && a.backoff.reset_after == b.backoff.reset_after;
+         a.on_down == b.on_down && a.on_up == b.on_up &&
+         a.hook_timeout_ms == b.hook_timeout_ms && a.backoff.initial == b.backoff.initial &&
+         a.backoff.max == b.backoff.max && a.backoff.jitter == b.backoff.jitter &&
+         a.backoff.reset_after == b.backoff.reset_after;
 }
 
 void TunnelMonitors::start(const Config& config) {
@@ -393,8 +416,10 @@ void TunnelMonitors::start(const Config& config) {
     for (auto& m : monitors_) m->resync();
   };
   if (!rtnl_.open(on_link, on_addr, on_resync, err)) {
-    spdlog::error("rtnetlink subscription failed ({}): interface changes are seen only at the "
-                  "next keepalive tick", err);
+    spdlog::error(
+        "rtnetlink subscription failed ({}): interface changes are seen only at the "
+        "next keepalive tick",
+        err);
   }
   reconfigure(config);
 }

@@ -43,13 +43,13 @@ MonitorConfig monitor_config(const TunnelConfig& tc);
 
 // The last hook command that finished, for the "last hook" of `tunshim stats`.
 struct LastHookRun {
-  const char* hook = "";        // "on_down" or "on_up"
-  std::size_t index = 0;        // its place in that list, from 1
+  const char* hook = "";  // "on_down" or "on_up"
+  std::size_t index = 0;  // its place in that list, from 1
   HookResult result = HookResult::ok;
   std::int64_t exit_status = 0;
   int term_signal = 0;
   std::int64_t duration_ms = 0;
-  double finished_at = 0;       // unix seconds (wall clock)
+  double finished_at = 0;  // unix seconds (wall clock)
 };
 
 // Counters for stats and the SIGUSR1 line. Indexes follow Liveness::State / HookResult.
@@ -60,8 +60,8 @@ struct MonitorStats {
   std::uint64_t keepalive_replies = 0;
   std::array<std::uint64_t, 4> on_down_runs{};  // ok, failed, timeout, spawn_error
   std::array<std::uint64_t, 4> on_up_runs{};
-  std::uint64_t reconnects = 0;  // up again after having been down or gone
-  std::uint64_t ticks = 0;       // timer callbacks (the idle cost)
+  std::uint64_t reconnects = 0;          // up again after having been down or gone
+  std::uint64_t ticks = 0;               // timer callbacks (the idle cost)
   std::optional<LastHookRun> last_hook;  // none until a hook command has finished
 };
 
@@ -70,7 +70,8 @@ class TunnelMonitor {
   // Interface present (with its MTU) or gone; for the path-MTU wiring and the interface
   // MTU re-apply, which belong to others. Called on every appearance, including a new
   // ifindex under the same name, and on MTU changes.
-  using InterfaceFn = std::function<void(const std::string& iface, bool present, std::uint32_t mtu)>;
+  using InterfaceFn =
+      std::function<void(const std::string& iface, bool present, std::uint32_t mtu)>;
 
   TunnelMonitor(uv_loop_t* loop, MonitorConfig config);
   ~TunnelMonitor();
@@ -159,7 +160,9 @@ class TunnelMonitors {
   // Stops everything; running hooks are terminated and reaped by the loop.
   void stop();
   void log_stats() const;
-  const std::vector<std::unique_ptr<TunnelMonitor>>& monitors() const noexcept { return monitors_; }
+  const std::vector<std::unique_ptr<TunnelMonitor>>& monitors() const noexcept {
+    return monitors_;
+  }
 
  private:
   uv_loop_t* loop_;

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   # build
-  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+  build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format clang-tidy
   # libraries
   libuv1-dev libpcap-dev libnetfilter-queue-dev libmnl-dev libtomlplusplus-dev
   libcli11-dev libspdlog-dev libfmt-dev libsystemd-dev libboost-test-dev libbenchmark-dev

@@ -35,7 +35,8 @@ bool tcp_csum_ok(tc::ConstBytes pkt) {
   if (ip.status != tc::ParseStatus::ok || ip.proto != tc::kProtoTcp || ip.later_fragment) {
     return false;
   }
-  return tc::transport_csum(pkt, pkt.subspan(ip.l4_off, ip.ip_len - ip.l4_off), tc::kProtoTcp) == 0;
+  return tc::transport_csum(pkt, pkt.subspan(ip.l4_off, ip.ip_len - ip.l4_off),
+                            tc::kProtoTcp) == 0;
 }
 bool ip4_csum_ok(tc::ConstBytes pkt) {
   if (pkt.size() < 20 || (pkt[0] >> 4) != 4) return false;
@@ -45,7 +46,7 @@ bool ip4_csum_ok(tc::ConstBytes pkt) {
 
 void check_icmp(tc::ConstBytes pkt) {
   static const std::array<std::uint8_t, 16> from{0xfd, 0, 0, 0, 0, 0, 0, 0,
-                                                 0, 0, 0, 0, 0, 0, 0, 1};
+                                                 0,    0, 0, 0, 0, 0, 0, 1};
   std::array<std::uint8_t, 1400> out{};
   const bool v6 = !pkt.empty() && (pkt[0] >> 4) == 6;
   const tc::ConstBytes src = tc::ConstBytes(from).first(v6 ? 16 : 4);

@@ -124,7 +124,7 @@ struct TcpSpec {
   std::uint32_t ack = 0;
   std::uint8_t flags = tcpf::syn;
   std::uint16_t window = 64240;
-  Buf options;                       // padded with zeros (EOL) to a multiple of 4
+  Buf options;  // padded with zeros (EOL) to a multiple of 4
   Buf payload;
   std::optional<std::uint8_t> doff;  // override the computed data offset (malformed tests)
 };
@@ -181,8 +181,10 @@ inline Buf tcp_segment(const TcpSpec& t) {
   Buf s(20, 0);
   wr16(s, 0, t.sport);
   wr16(s, 2, t.dport);
-  for (int i = 0; i < 4; ++i) s[4 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(t.seq >> (24 - 8 * i));
-  for (int i = 0; i < 4; ++i) s[8 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(t.ack >> (24 - 8 * i));
+  for (int i = 0; i < 4; ++i)
+    s[4 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(t.seq >> (24 - 8 * i));
+  for (int i = 0; i < 4; ++i)
+    s[8 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(t.ack >> (24 - 8 * i));
   const std::size_t doff = t.doff ? *t.doff : (20 + opts.size()) / 4;
   s[12] = static_cast<std::uint8_t>(doff << 4);
   s[13] = t.flags;
@@ -245,8 +247,9 @@ inline Packet ipv4(const Ip4Spec& ip, std::uint8_t proto, const Buf& l4,
   b[1] = ip.tos;
   wr16(b, 2, static_cast<std::uint16_t>(p.l4_off + l4.size()));
   wr16(b, 4, ip.id);
-  wr16(b, 6, static_cast<std::uint16_t>((ip.df ? 0x4000 : 0) | (ip.mf ? 0x2000 : 0) |
-                                        (ip.frag_off & 0x1fff)));
+  wr16(b, 6,
+       static_cast<std::uint16_t>((ip.df ? 0x4000 : 0) | (ip.mf ? 0x2000 : 0) |
+                                  (ip.frag_off & 0x1fff)));
   b[8] = ip.ttl;
   b[9] = proto;
   std::copy(ip.src.begin(), ip.src.end(), b.begin() + 12);
@@ -263,7 +266,8 @@ inline Packet ipv4(const Ip4Spec& ip, std::uint8_t proto, const Buf& l4,
 inline Ip6Ext frag6(std::uint16_t offset_units, bool more, std::uint32_t ident = 0xabcdef01) {
   Buf body(6, 0);
   wr16(body, 0, static_cast<std::uint16_t>((offset_units << 3) | (more ? 1 : 0)));
-  for (int i = 0; i < 4; ++i) body[2 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ident >> (24 - 8 * i));
+  for (int i = 0; i < 4; ++i)
+    body[2 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(ident >> (24 - 8 * i));
   return {44, body};
 }
 // A hop-by-hop / destination-options / routing header whose body is `len8` 8-byte units
@@ -309,13 +313,16 @@ inline Packet ipv6(const Ip6Spec& ip, std::uint8_t proto, const Buf& l4,
   return p;
 }
 
-inline Packet tcp4(const TcpSpec& t, const Ip4Spec& ip = {}) { return ipv4(ip, 6, tcp_segment(t)); }
-inline Packet tcp6(const TcpSpec& t, const Ip6Spec& ip = {}) { return ipv6(ip, 6, tcp_segment(t)); }
+inline Packet tcp4(const TcpSpec& t, const Ip4Spec& ip = {}) {
+  return ipv4(ip, 6, tcp_segment(t));
+}
+inline Packet tcp6(const TcpSpec& t, const Ip6Spec& ip = {}) {
+  return ipv6(ip, 6, tcp_segment(t));
+}
 
 // Reference checks on a packet whose layout the test knows.
 inline bool ref_tcp_ok(const Buf& pkt, int family, std::size_t l4_off, std::size_t ip_len) {
-  return rd16(pkt, l4_off + 16) ==
-             ref_transport_csum(pkt, family, 6, l4_off, ip_len, 16) ||
+  return rd16(pkt, l4_off + 16) == ref_transport_csum(pkt, family, 6, l4_off, ip_len, 16) ||
          csum_delta(rd16(pkt, l4_off + 16),
                     ref_transport_csum(pkt, family, 6, l4_off, ip_len, 16)) == 0;
 }

@@ -1,6 +1,5 @@
 // RFC 1071 sum and RFC 1624 incremental updates, against the reference in packet_builder.h.
 #include <boost/test/unit_test.hpp>
-
 #include <random>
 
 #include "clamp/checksum.h"
@@ -28,7 +27,8 @@ BOOST_AUTO_TEST_CASE(odd_length_and_odd_start) {
   const tt::Buf all{1, 2, 3, 4, 5, 6, 7};
   const std::span<const std::uint8_t> s(all);
   const auto whole = tc::csum_fold(tc::csum_add(0, s));
-  const auto split = tc::csum_fold(tc::csum_add(tc::csum_add(0, s.first(3)), s.subspan(3), true));
+  const auto split =
+      tc::csum_fold(tc::csum_add(tc::csum_add(0, s.first(3)), s.subspan(3), true));
   BOOST_TEST(whole == split);
 }
 
@@ -97,7 +97,8 @@ BOOST_AUTO_TEST_CASE(transport_csum_v4_and_v6) {
     tt::Buf zeroed = p.bytes;
     zeroed[p.l4_off + 16] = zeroed[p.l4_off + 17] = 0;
     const std::span<const std::uint8_t> z(zeroed);
-    BOOST_TEST(tc::transport_csum(z, z.subspan(p.l4_off), 6) == tt::rd16(p.bytes, p.l4_off + 16));
+    BOOST_TEST(tc::transport_csum(z, z.subspan(p.l4_off), 6) ==
+               tt::rd16(p.bytes, p.l4_off + 16));
   }
 }
 

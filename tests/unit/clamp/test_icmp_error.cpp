@@ -28,10 +28,14 @@ Made make(const tt::Buf& offender, const tt::Buf& from, std::uint16_t mtu,
 
 const char* name(IcmpErrorStatus s) {
   switch (s) {
-    case IcmpErrorStatus::ok: return "ok";
-    case IcmpErrorStatus::malformed: return "malformed";
-    case IcmpErrorStatus::not_allowed: return "not_allowed";
-    case IcmpErrorStatus::buffer_too_small: return "buffer_too_small";
+    case IcmpErrorStatus::ok:
+      return "ok";
+    case IcmpErrorStatus::malformed:
+      return "malformed";
+    case IcmpErrorStatus::not_allowed:
+      return "not_allowed";
+    case IcmpErrorStatus::buffer_too_small:
+      return "buffer_too_small";
   }
   return "?";
 }
@@ -66,8 +70,10 @@ void check_v4(const Made& m, const tt::Buf& offender, std::uint16_t mtu) {
   BOOST_TEST(o[8] == 64);
   BOOST_TEST(o[9] == 1);
   BOOST_TEST(tt::ref_ip4_ok(o));
-  BOOST_TEST(tt::Buf(o.begin() + 12, o.begin() + 16) == kFrom4, boost::test_tools::per_element());
-  BOOST_TEST(tt::Buf(o.begin() + 16, o.begin() + 20) == tt::Buf(offender.begin() + 12, offender.begin() + 16),
+  BOOST_TEST(tt::Buf(o.begin() + 12, o.begin() + 16) == kFrom4,
+             boost::test_tools::per_element());
+  BOOST_TEST(tt::Buf(o.begin() + 16, o.begin() + 20) ==
+                 tt::Buf(offender.begin() + 12, offender.begin() + 16),
              boost::test_tools::per_element());
   BOOST_TEST(o[20] == 3);
   BOOST_TEST(o[21] == 4);
@@ -75,9 +81,10 @@ void check_v4(const Made& m, const tt::Buf& offender, std::uint16_t mtu) {
   BOOST_TEST(tt::rd16(o, 26) == mtu);
   const tt::Buf icmp(o.begin() + 20, o.end());
   BOOST_TEST(tt::ref_sum(icmp) == 0xffff);  // checksum verifies from scratch
-  BOOST_TEST(tt::Buf(o.begin() + 28, o.end()) ==
-                 tt::Buf(offender.begin(), offender.begin() + static_cast<std::ptrdiff_t>(quote)),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      tt::Buf(o.begin() + 28, o.end()) ==
+          tt::Buf(offender.begin(), offender.begin() + static_cast<std::ptrdiff_t>(quote)),
+      boost::test_tools::per_element());
 }
 
 void check_v6(const Made& m, const tt::Buf& offender, std::uint16_t mtu) {
@@ -91,17 +98,20 @@ void check_v6(const Made& m, const tt::Buf& offender, std::uint16_t mtu) {
   BOOST_TEST(tt::rd16(o, 4) == o.size() - 40);
   BOOST_TEST(o[6] == 58);
   BOOST_TEST(o[7] == 64);
-  BOOST_TEST(tt::Buf(o.begin() + 8, o.begin() + 24) == kFrom6, boost::test_tools::per_element());
-  BOOST_TEST(tt::Buf(o.begin() + 24, o.begin() + 40) == tt::Buf(offender.begin() + 8, offender.begin() + 24),
+  BOOST_TEST(tt::Buf(o.begin() + 8, o.begin() + 24) == kFrom6,
+             boost::test_tools::per_element());
+  BOOST_TEST(tt::Buf(o.begin() + 24, o.begin() + 40) ==
+                 tt::Buf(offender.begin() + 8, offender.begin() + 24),
              boost::test_tools::per_element());
   BOOST_TEST(o[40] == 2);
   BOOST_TEST(o[41] == 0);
   BOOST_TEST(tt::rd16(o, 44) == 0);  // high half of the 32-bit MTU
   BOOST_TEST(tt::rd16(o, 46) == mtu);
   BOOST_TEST(tt::rd16(o, 42) == tt::ref_transport_csum(o, 6, 58, 40, o.size(), 2));
-  BOOST_TEST(tt::Buf(o.begin() + 48, o.end()) ==
-                 tt::Buf(offender.begin(), offender.begin() + static_cast<std::ptrdiff_t>(quote)),
-             boost::test_tools::per_element());
+  BOOST_TEST(
+      tt::Buf(o.begin() + 48, o.end()) ==
+          tt::Buf(offender.begin(), offender.begin() + static_cast<std::ptrdiff_t>(quote)),
+      boost::test_tools::per_element());
 }
 
 }  // namespace
@@ -200,18 +210,21 @@ BOOST_AUTO_TEST_CASE(refuses_later_fragments) {
 
 BOOST_AUTO_TEST_CASE(refuses_bad_sources_and_v4_group_destinations) {
   const std::vector<std::array<std::uint8_t, 4>> bad_src4 = {
-      {0, 0, 0, 0}, {224, 0, 0, 1}, {239, 1, 2, 3}, {255, 255, 255, 255}, {127, 0, 0, 1}, {240, 0, 0, 1}};
+      {0, 0, 0, 0},         {224, 0, 0, 1}, {239, 1, 2, 3},
+      {255, 255, 255, 255}, {127, 0, 0, 1}, {240, 0, 0, 1}};
   for (const auto& s : bad_src4) {
     tt::Ip4Spec ip;
     ip.src = s;
-    BOOST_TEST(name(make(big4(100, ip).bytes, kFrom4, 1000).err.status) == std::string("not_allowed"));
+    BOOST_TEST(name(make(big4(100, ip).bytes, kFrom4, 1000).err.status) ==
+               std::string("not_allowed"));
   }
   const std::vector<std::array<std::uint8_t, 4>> bad_dst4 = {
       {224, 0, 0, 251}, {239, 255, 255, 250}, {255, 255, 255, 255}};
   for (const auto& d : bad_dst4) {
     tt::Ip4Spec ip;
     ip.dst = d;
-    BOOST_TEST(name(make(big4(100, ip).bytes, kFrom4, 1000).err.status) == std::string("not_allowed"));
+    BOOST_TEST(name(make(big4(100, ip).bytes, kFrom4, 1000).err.status) ==
+               std::string("not_allowed"));
   }
   std::array<std::uint8_t, 16> zero{};
   std::array<std::uint8_t, 16> loop{};
@@ -221,7 +234,8 @@ BOOST_AUTO_TEST_CASE(refuses_bad_sources_and_v4_group_destinations) {
   for (const auto& s : {zero, loop, mcast}) {
     tt::Ip6Spec ip;
     ip.src = s;
-    BOOST_TEST(name(make(big6(100, ip).bytes, kFrom6, 1280).err.status) == std::string("not_allowed"));
+    BOOST_TEST(name(make(big6(100, ip).bytes, kFrom6, 1280).err.status) ==
+               std::string("not_allowed"));
   }
 }
 
@@ -245,14 +259,16 @@ BOOST_AUTO_TEST_CASE(malformed_inputs) {
 BOOST_AUTO_TEST_CASE(small_output_buffer) {
   const auto p = big4(1400);
   // Header (28) + offender IP header (20) + 8 bytes is the least we send.
-  BOOST_TEST(name(make(p.bytes, kFrom4, 1000, 55).err.status) == std::string("buffer_too_small"));
+  BOOST_TEST(name(make(p.bytes, kFrom4, 1000, 55).err.status) ==
+             std::string("buffer_too_small"));
   Made m = make(p.bytes, kFrom4, 1000, 56);
   BOOST_TEST(name(m.err.status) == std::string("ok"));
   BOOST_TEST(m.out.size() == 56U);
   BOOST_TEST(tt::ref_ip4_ok(m.out));
   BOOST_TEST(tt::ref_sum(tt::Buf(m.out.begin() + 20, m.out.end())) == 0xffff);
   const auto q = big6(1400);
-  BOOST_TEST(name(make(q.bytes, kFrom6, 1280, 95).err.status) == std::string("buffer_too_small"));
+  BOOST_TEST(name(make(q.bytes, kFrom6, 1280, 95).err.status) ==
+             std::string("buffer_too_small"));
   m = make(q.bytes, kFrom6, 1280, 300);
   BOOST_TEST(name(m.err.status) == std::string("ok"));
   BOOST_TEST(m.out.size() == 300U);

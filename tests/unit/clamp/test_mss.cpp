@@ -1,7 +1,6 @@
 // clamp_mss: one case per rule of xt_TCPMSS semantics (and our two differences), every
 // rewrite checked against a from-scratch checksum in packet_builder.h.
 #include <boost/test/unit_test.hpp>
-
 #include <random>
 
 #include "clamp/mss.h"
@@ -42,7 +41,8 @@ void expect_untouched(const tt::Buf& pkt, const Run& run, Outcome o) {
 // IPv4 header checksum, and the MSS option's value at the header offset `mss_at`.
 void expect_valid(const Run& run, int family, std::size_t l4_off, std::size_t mss_at,
                   std::uint16_t mss) {
-  const tt::Buf pkt(run.buf.begin(), run.buf.begin() + static_cast<std::ptrdiff_t>(run.r.length));
+  const tt::Buf pkt(run.buf.begin(),
+                    run.buf.begin() + static_cast<std::ptrdiff_t>(run.r.length));
   const std::size_t ip_len = family == 4 ? tt::rd16(pkt, 2) : 40U + tt::rd16(pkt, 4);
   BOOST_TEST(tt::ref_tcp_ok(pkt, family, l4_off, ip_len));
   if (family == 4) BOOST_TEST(tt::ref_ip4_ok(pkt));
@@ -148,8 +148,9 @@ BOOST_AUTO_TEST_CASE(mss_at_odd_offset) {
   std::mt19937 rng(4242);
   for (int n = 0; n < 300; ++n) {
     const auto mss = static_cast<std::uint16_t>(1401 + rng() % 64000);
-    tt::TcpSpec t = syn_with(tt::opt::cat({tt::opt::nop(), tt::opt::mss(mss), tt::opt::nop(),
-                                           tt::opt::wscale(static_cast<std::uint8_t>(rng() % 15))}));
+    tt::TcpSpec t =
+        syn_with(tt::opt::cat({tt::opt::nop(), tt::opt::mss(mss), tt::opt::nop(),
+                               tt::opt::wscale(static_cast<std::uint8_t>(rng() % 15))}));
     t.seq = static_cast<std::uint32_t>(rng());
     t.sport = static_cast<std::uint16_t>(rng());
     for (int fam : {4, 6}) {
@@ -164,13 +165,15 @@ BOOST_AUTO_TEST_CASE(mss_at_odd_offset) {
 
 BOOST_AUTO_TEST_CASE(options_after_eol_are_padding) {
   // After EOL anything goes, including bytes that would be malformed options.
-  const auto p = tt::tcp4(syn_with(tt::opt::cat({tt::opt::mss(1460), tt::opt::eol(), {0xff, 0x00, 0x02}})));
+  const auto p = tt::tcp4(
+      syn_with(tt::opt::cat({tt::opt::mss(1460), tt::opt::eol(), {0xff, 0x00, 0x02}})));
   const Run run = clamp(p.bytes);
   BOOST_TEST(tc::to_string(run.r.outcome) == "clamped");
   expect_valid(run, 4, 20, 20, 1400);
   // And an MSS after EOL does not count: nothing to clamp, but the header has room and
   // no payload, so one is inserted.
-  const auto q = tt::tcp4(syn_with(tt::opt::cat({tt::opt::eol(), {0, 0, 0}, tt::opt::mss(1460)})));
+  const auto q =
+      tt::tcp4(syn_with(tt::opt::cat({tt::opt::eol(), {0, 0, 0}, tt::opt::mss(1460)})));
   const Run r2 = clamp(q.bytes);
   BOOST_TEST(tc::to_string(r2.r.outcome) == "inserted");
   BOOST_TEST(r2.r.old_mss == 0);
@@ -189,7 +192,8 @@ BOOST_AUTO_TEST_CASE(insert_ipv4) {
   expect_valid(run, 4, 20, 20, 536);
   // Everything before the TCP options is the same apart from the fields that had to change.
   for (std::size_t i = 0; i < 40; ++i) {
-    const bool may_change = i == 2 || i == 3 || i == 10 || i == 11 || i == 32 || i == 36 || i == 37;
+    const bool may_change =
+        i == 2 || i == 3 || i == 10 || i == 11 || i == 32 || i == 36 || i == 37;
     if (!may_change) BOOST_TEST(run.buf[i] == p.bytes[i], "byte " << i);
   }
 }
@@ -210,8 +214,8 @@ BOOST_AUTO_TEST_CASE(insert_value_is_min_of_target_and_default) {
 }
 
 BOOST_AUTO_TEST_CASE(insert_moves_existing_options) {
-  const tt::Buf opts = tt::opt::cat({tt::opt::sack_ok(), tt::opt::timestamps(7, 0),
-                                     tt::opt::nop(), tt::opt::wscale(9)});
+  const tt::Buf opts = tt::opt::cat(
+      {tt::opt::sack_ok(), tt::opt::timestamps(7, 0), tt::opt::nop(), tt::opt::wscale(9)});
   tt::Ip4Spec ip;
   ip.options = {1, 1, 1, 1};
   const auto p = tt::tcp4(syn_with(opts), ip);
@@ -220,7 +224,8 @@ BOOST_AUTO_TEST_CASE(insert_moves_existing_options) {
   expect_valid(run, 4, 24, 20, 536);
   const std::size_t tcp = 24;
   BOOST_TEST((run.buf[tcp + 12] >> 4) == (p.bytes[tcp + 12] >> 4) + 1);
-  const tt::Buf moved(run.buf.begin() + tcp + 24, run.buf.begin() + static_cast<std::ptrdiff_t>(run.r.length));
+  const tt::Buf moved(run.buf.begin() + tcp + 24,
+                      run.buf.begin() + static_cast<std::ptrdiff_t>(run.r.length));
   const tt::Buf orig(p.bytes.begin() + tcp + 20, p.bytes.end());
   BOOST_TEST(moved == orig, boost::test_tools::per_element());
 }
@@ -317,7 +322,8 @@ BOOST_AUTO_TEST_CASE(later_fragment) {
 
 BOOST_AUTO_TEST_CASE(no_room) {
   const auto p = tt::tcp4(syn_with({}));
-  for (std::size_t room : std::initializer_list<std::size_t>{0, 1, 3}) expect_untouched(p.bytes, clamp(p.bytes, kTarget, room), Outcome::no_room);
+  for (std::size_t room : std::initializer_list<std::size_t>{0, 1, 3})
+    expect_untouched(p.bytes, clamp(p.bytes, kTarget, room), Outcome::no_room);
   BOOST_TEST(tc::to_string(clamp(p.bytes, kTarget, 4).r.outcome) == "inserted");
   // A rewrite needs no room.
   const auto q = tt::tcp4(syn_with(tt::opt::mss(1460)));
@@ -348,7 +354,8 @@ BOOST_AUTO_TEST_CASE(not_tcp) {
   expect_untouched(icmp.bytes, clamp(icmp.bytes), Outcome::not_tcp);
   // TCP behind ESP/AH: opaque to us.
   for (std::uint8_t nh : std::initializer_list<std::uint8_t>{50, 51}) {
-    tt::Buf inner = tt::opt::cat({{6, 4, 0, 0, 0, 0, 0, 0}, tt::tcp_segment(syn_with(tt::opt::mss(1460)))});
+    tt::Buf inner =
+        tt::opt::cat({{6, 4, 0, 0, 0, 0, 0, 0}, tt::tcp_segment(syn_with(tt::opt::mss(1460)))});
     const auto p = tt::ipv6({}, nh, inner);
     expect_untouched(p.bytes, clamp(p.bytes), Outcome::not_tcp);
   }
@@ -380,7 +387,8 @@ BOOST_AUTO_TEST_CASE(malformed_ip) {
   expect_untouched(b, clamp(b), Outcome::malformed);
   // A length larger than the buffer is the caller's bug: refused, nothing read.
   tt::Buf small = good;
-  BOOST_TEST(tc::to_string(tc::clamp_mss(small, small.size() + 1, kTarget).outcome) == "malformed");
+  BOOST_TEST(tc::to_string(tc::clamp_mss(small, small.size() + 1, kTarget).outcome) ==
+             "malformed");
   BOOST_TEST(small == good, boost::test_tools::per_element());
 }
 
@@ -407,15 +415,16 @@ BOOST_AUTO_TEST_CASE(malformed_tcp_header) {
 
 BOOST_AUTO_TEST_CASE(malformed_options) {
   const std::vector<tt::Buf> bad = {
-      {3, 0, 1, 1},                            // length 0
-      {3, 1, 1, 1},                            // length 1
-      {1, 1, 8, 10},                           // timestamps running past the header end
-      {1, 1, 1, 3},                            // kind in the last byte, no length byte
-      {2, 3, 5, 1},                            // MSS length 3
-      {2, 6, 5, 0xb4, 0, 0, 1, 1},             // MSS length 6
-      {2, 2, 1, 1},                            // MSS length 2
+      {3, 0, 1, 1},                 // length 0
+      {3, 1, 1, 1},                 // length 1
+      {1, 1, 8, 10},                // timestamps running past the header end
+      {1, 1, 1, 3},                 // kind in the last byte, no length byte
+      {2, 3, 5, 1},                 // MSS length 3
+      {2, 6, 5, 0xb4, 0, 0, 1, 1},  // MSS length 6
+      {2, 2, 1, 1},                 // MSS length 2
       tt::opt::cat({tt::opt::mss(1460), tt::opt::mss(1460)}),  // duplicate
-      tt::opt::cat({tt::opt::mss(1000), tt::opt::nop(), tt::opt::wscale(1), tt::opt::mss(1460)}),
+      tt::opt::cat(
+          {tt::opt::mss(1000), tt::opt::nop(), tt::opt::wscale(1), tt::opt::mss(1460)}),
   };
   for (const auto& o : bad) {
     for (std::uint8_t flags : {tt::tcpf::syn, std::uint8_t(tt::tcpf::syn | tt::tcpf::ack)}) {
@@ -434,8 +443,9 @@ BOOST_AUTO_TEST_CASE(bad_checksum_stays_bad_by_same_amount) {
                         : tt::tcp6(syn_with(insert ? tt::Buf{} : typical_opts(1460)));
       const std::size_t co = p.l4_off + 16;
       tt::wr16(p.bytes, co, static_cast<std::uint16_t>(tt::rd16(p.bytes, co) ^ 0x0f0f));
-      const std::uint16_t before = tt::csum_delta(
-          tt::rd16(p.bytes, co), tt::ref_transport_csum(p.bytes, fam, 6, p.l4_off, p.bytes.size(), 16));
+      const std::uint16_t before =
+          tt::csum_delta(tt::rd16(p.bytes, co),
+                         tt::ref_transport_csum(p.bytes, fam, 6, p.l4_off, p.bytes.size(), 16));
       BOOST_TEST(before != 0);
       std::uint16_t ip_before = 0;
       if (fam == 4) {
@@ -445,7 +455,8 @@ BOOST_AUTO_TEST_CASE(bad_checksum_stays_bad_by_same_amount) {
       }
       const Run run = clamp(p.bytes);
       BOOST_TEST(tc::to_string(run.r.outcome) == (insert ? "inserted" : "clamped"));
-      const tt::Buf out(run.buf.begin(), run.buf.begin() + static_cast<std::ptrdiff_t>(run.r.length));
+      const tt::Buf out(run.buf.begin(),
+                        run.buf.begin() + static_cast<std::ptrdiff_t>(run.r.length));
       const std::uint16_t after = tt::csum_delta(
           tt::rd16(out, co), tt::ref_transport_csum(out, fam, 6, p.l4_off, out.size(), 16));
       BOOST_TEST(after == before);
@@ -493,7 +504,8 @@ BOOST_AUTO_TEST_CASE(random_option_lists_keep_checksums_valid) {
       expect_untouched(p.bytes, run, Outcome::unchanged);
       continue;
     }
-    const tt::Buf out(run.buf.begin(), run.buf.begin() + static_cast<std::ptrdiff_t>(run.r.length));
+    const tt::Buf out(run.buf.begin(),
+                      run.buf.begin() + static_cast<std::ptrdiff_t>(run.r.length));
     const std::size_t ip_len = fam == 4 ? tt::rd16(out, 2) : 40U + tt::rd16(out, 4);
     BOOST_TEST(tt::ref_tcp_ok(out, fam, p.l4_off, ip_len));
     if (fam == 4) BOOST_TEST(tt::ref_ip4_ok(out));

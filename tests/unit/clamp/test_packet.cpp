@@ -142,9 +142,10 @@ BOOST_AUTO_TEST_CASE(ipv6_opaque_next_headers) {
   BOOST_TEST((i.status == tc::ParseStatus::unsupported));
   BOOST_TEST(i.proto == 50);
   // UDP and ICMPv6 are transport protocols.
-  BOOST_TEST((parse(tt::ipv6({}, 17, tt::udp_datagram({})).bytes).status == tc::ParseStatus::ok));
-  BOOST_TEST((parse(tt::ipv6({}, 58, tt::icmp_message({128})).bytes).status ==
-              tc::ParseStatus::ok));
+  BOOST_TEST(
+      (parse(tt::ipv6({}, 17, tt::udp_datagram({})).bytes).status == tc::ParseStatus::ok));
+  BOOST_TEST(
+      (parse(tt::ipv6({}, 58, tt::icmp_message({128})).bytes).status == tc::ParseStatus::ok));
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_malformed) {
@@ -168,8 +169,8 @@ BOOST_AUTO_TEST_CASE(ipv6_malformed) {
   b.resize(44);
   BOOST_TEST((parse(b).status == tc::ParseStatus::malformed));
   // Hop-by-hop anywhere but first.
-  BOOST_TEST((parse(syn6({tt::opts6(60), tt::opts6(0)}).bytes).status ==
-              tc::ParseStatus::malformed));
+  BOOST_TEST(
+      (parse(syn6({tt::opts6(60), tt::opts6(0)}).bytes).status == tc::ParseStatus::malformed));
   // Empty packet with no next header is fine, just opaque.
   tt::Buf empty(40, 0);
   empty[0] = 0x60;

@@ -20,7 +20,9 @@ template <typename T>
 class EventQueue {
  public:
   void push(Timestamp at, T value) { q_.emplace(at.ms(), std::move(value)); }
-  Timestamp next_time() const { return q_.empty() ? kNever : Timestamp::from_ms(q_.begin()->first); }
+  Timestamp next_time() const {
+    return q_.empty() ? kNever : Timestamp::from_ms(q_.begin()->first);
+  }
   bool empty() const { return q_.empty(); }
   // Removes and returns the earliest item; precondition: !empty().
   T pop() {
@@ -39,10 +41,10 @@ class EventQueue {
 struct Path {
   std::uint16_t mtu = 1500;
   Duration rtt = milliseconds(1);
-  double loss = 0.0;     // probability a probe (or its reply) is lost
-  bool answers = true;   // false: the target answers nothing at all
-  bool ptb = false;      // too-big probes draw an ICMP too-big hint carrying `mtu`
-  bool ptb_lies = false; // the hint carries ptb_value instead of the real MTU
+  double loss = 0.0;      // probability a probe (or its reply) is lost
+  bool answers = true;    // false: the target answers nothing at all
+  bool ptb = false;       // too-big probes draw an ICMP too-big hint carrying `mtu`
+  bool ptb_lies = false;  // the hint carries ptb_value instead of the real MTU
   std::uint16_t ptb_value = 0;
 };
 
@@ -84,7 +86,8 @@ class PmtuSim {
       if (search.next_deadline() <= now) {
         const Timestamp before = search.next_deadline();
         handle(search.on_tick(now));
-        if (search.next_deadline() <= now && search.next_deadline() == before) ++same_deadline_ticks;
+        if (search.next_deadline() <= now && search.next_deadline() == before)
+          ++same_deadline_ticks;
       }
       if (stop()) return true;
     }
@@ -108,7 +111,8 @@ class PmtuSim {
   std::vector<PmtuSearch::State> states() const {
     std::vector<PmtuSearch::State> v;
     for (const auto& e : log)
-      if (const auto* p = std::get_if<PmtuSearch::StateChanged>(&e.action)) v.push_back(p->state);
+      if (const auto* p = std::get_if<PmtuSearch::StateChanged>(&e.action))
+        v.push_back(p->state);
     return v;
   }
 
@@ -117,8 +121,8 @@ class PmtuSim {
   Timestamp now = Timestamp::from_ms(1'000'000);  // arbitrary non-zero epoch
   std::vector<Event> log;                         // every action, with its time
   std::uint64_t probes = 0;
-  bool overflowed = false;   // an ActionList filled up (must never happen)
-  bool stalled = false;      // the driver could not make progress (must never happen)
+  bool overflowed = false;  // an ActionList filled up (must never happen)
+  bool stalled = false;     // the driver could not make progress (must never happen)
   int same_deadline_ticks = 0;
 
  private:
@@ -140,7 +144,8 @@ class PmtuSim {
     std::bernoulli_distribution lost(path.loss);
     if (p.size > path.mtu) {
       if (path.ptb) {
-        queue_.push(now + path.rtt / 2, Delivery{true, p.id, path.ptb_lies ? path.ptb_value : path.mtu});
+        queue_.push(now + path.rtt / 2,
+                    Delivery{true, p.id, path.ptb_lies ? path.ptb_value : path.mtu});
       }
       return;
     }
@@ -148,7 +153,8 @@ class PmtuSim {
     queue_.push(now + path.rtt, Delivery{false, p.id, p.size});
   }
   void deliver(const Delivery& d) {
-    handle(d.is_ptb ? search.on_ptb_hint(d.size, now) : search.on_probe_reply(d.id, d.size, now));
+    handle(d.is_ptb ? search.on_ptb_hint(d.size, now)
+                    : search.on_probe_reply(d.id, d.size, now));
   }
 
   std::mt19937 rng_;

@@ -1,7 +1,6 @@
 // Hook backoff: the schedule, jitter bounds, the cap, reset after a long up, one run at a time.
-#include <boost/test/unit_test.hpp>
-
 #include <algorithm>
+#include <boost/test/unit_test.hpp>
 #include <cmath>
 #include <random>
 
@@ -16,7 +15,8 @@ BOOST_AUTO_TEST_SUITE(backoff)
 BOOST_AUTO_TEST_CASE(schedule_without_jitter) {
   const ka::BackoffConfig cfg;  // 5 s initial, 5 min cap
   const std::int64_t expect_s[] = {0, 5, 10, 20, 40, 80, 160, 300, 300, 300};
-  for (std::uint32_t i = 0; i < 10; ++i) BOOST_TEST(ka::backoff_delay(cfg, i, 0.0).ms() == expect_s[i] * 1000);
+  for (std::uint32_t i = 0; i < 10; ++i)
+    BOOST_TEST(ka::backoff_delay(cfg, i, 0.0).ms() == expect_s[i] * 1000);
   BOOST_TEST(ka::backoff_delay(cfg, 1'000'000, 0.0).ms() == 300'000);  // no overflow
 }
 

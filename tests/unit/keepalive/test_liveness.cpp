@@ -1,7 +1,6 @@
 // Liveness on simulated time: every short sequence of replies / misses / traffic against a
 // reference model, a busy tunnel under loss, idle vs busy, interface absent/present.
 #include <boost/test/unit_test.hpp>
-
 #include <cstdint>
 #include <random>
 #include <variant>
@@ -26,7 +25,8 @@ struct Harness {
   void collect(const ka::Liveness::Actions& a) {
     BOOST_REQUIRE(!a.overflowed());
     for (const auto& x : a) {
-      if (const auto* e = std::get_if<ka::Liveness::SendEcho>(&x)) echoes.push_back({now, e->id});
+      if (const auto* e = std::get_if<ka::Liveness::SendEcho>(&x))
+        echoes.push_back({now, e->id});
       if (const auto* c = std::get_if<ka::Liveness::StateChanged>(&x)) {
         // Every transition starts from the state we last saw and goes somewhere else.
         BOOST_REQUIRE((c->from == seen));
@@ -57,7 +57,9 @@ struct Harness {
     }
     now = t;
   }
-  ka::Timestamp earliest_rx() const { return rx_next < rx_times.size() ? rx_times[rx_next] : ka::kNever; }
+  ka::Timestamp earliest_rx() const {
+    return rx_next < rx_times.size() ? rx_times[rx_next] : ka::kNever;
+  }
   // Runs until an echo not yet handed out has been sent (it may have gone out already,
   // in the tick that judged the previous one); returns it and sets `sent_at`.
   std::uint32_t next_echo() {
@@ -122,8 +124,11 @@ BOOST_AUTO_TEST_CASE(exhaustive_sequences) {
           ++trailing;
         }
         h.advance_to(sent + seconds(1));  // the echo is judged at exactly +1 s
-        const LState expect = trailing == 0 ? LState::up : trailing < 3 ? LState::suspect : LState::down;
-        BOOST_REQUIRE_MESSAGE((h.live.state() == expect), "len " << len << " code " << code << " step " << step);
+        const LState expect = trailing == 0  ? LState::up
+                              : trailing < 3 ? LState::suspect
+                                             : LState::down;
+        BOOST_REQUIRE_MESSAGE((h.live.state() == expect),
+                              "len " << len << " code " << code << " step " << step);
         BOOST_REQUIRE_EQUAL(h.live.misses(), static_cast<std::uint32_t>(trailing));
       }
       // Reasons match the transitions.
@@ -171,7 +176,8 @@ BOOST_AUTO_TEST_CASE(idle_vs_busy) {
   h.collect(h.live.on_interface(true, h.now));
   h.collect(h.live.on_rx_activity(h.rx_packets, h.now));
   const auto t0 = h.now;
-  for (int i = 1; i <= 36'000; ++i) h.rx_times.push_back(t0 + milliseconds(100 * i));  // 1 hour busy
+  for (int i = 1; i <= 36'000; ++i)
+    h.rx_times.push_back(t0 + milliseconds(100 * i));  // 1 hour busy
   h.advance_to(t0 + minutes(60));
   BOOST_TEST(h.echoes.empty());
   BOOST_TEST((h.live.state() == LState::up));
@@ -214,37 +220,38 @@ BOOST_AUTO_TEST_CASE(always_and_off) {
 BOOST_AUTO_TEST_CASE(busy_under_loss_never_down) {
   for (auto mode : {ka::KeepaliveMode::idle, ka::KeepaliveMode::always}) {
     for (std::uint32_t seed : {1U, 2U, 3U, 4U}) {
-     for (double echo_loss : {0.2, 1.0}) {
-      ka::LivenessConfig cfg;
-      cfg.mode = mode;
-      Harness h(cfg);
-      std::mt19937 rng(seed);
-      std::bernoulli_distribution lost(0.2);
-      h.collect(h.live.on_interface(true, h.now));
-      h.collect(h.live.on_rx_activity(h.rx_packets, h.now));
-      const auto t0 = h.now;
-      // Data every 200 ms for 2 hours, each packet lost with 20 %.
-      for (int i = 1; i <= 36'000; ++i)
-        if (!lost(rng)) h.rx_times.push_back(t0 + milliseconds(200 * i));
-      std::size_t answered = 0;
-      while (h.now < t0 + minutes(119)) {
-        const auto n = h.echoes.size();
-        h.advance_to(std::min(h.live.next_deadline(), t0 + minutes(119)));
-        if (h.echoes.size() > n && !std::bernoulli_distribution(echo_loss)(rng)) {
-          h.advance_to(h.now + milliseconds(15));
-          h.collect(h.live.on_echo_reply(h.echoes.back().second, h.now));
-          ++answered;
+      for (double echo_loss : {0.2, 1.0}) {
+        ka::LivenessConfig cfg;
+        cfg.mode = mode;
+        Harness h(cfg);
+        std::mt19937 rng(seed);
+        std::bernoulli_distribution lost(0.2);
+        h.collect(h.live.on_interface(true, h.now));
+        h.collect(h.live.on_rx_activity(h.rx_packets, h.now));
+        const auto t0 = h.now;
+        // Data every 200 ms for 2 hours, each packet lost with 20 %.
+        for (int i = 1; i <= 36'000; ++i)
+          if (!lost(rng)) h.rx_times.push_back(t0 + milliseconds(200 * i));
+        std::size_t answered = 0;
+        while (h.now < t0 + minutes(119)) {
+          const auto n = h.echoes.size();
+          h.advance_to(std::min(h.live.next_deadline(), t0 + minutes(119)));
+          if (h.echoes.size() > n && !std::bernoulli_distribution(echo_loss)(rng)) {
+            h.advance_to(h.now + milliseconds(15));
+            h.collect(h.live.on_echo_reply(h.echoes.back().second, h.now));
+            ++answered;
+          }
         }
+        for (const auto& c : h.changes) BOOST_REQUIRE((c.to != LState::down));
+        // Idle mode: a busy tunnel needs no keepalive. Always: one per 10 s.
+        if (mode == ka::KeepaliveMode::idle) BOOST_TEST(h.echoes.empty());
+        if (mode == ka::KeepaliveMode::always) BOOST_TEST(h.echoes.size() == 714U);
+        if (echo_loss == 1.0) BOOST_TEST(answered == 0U);
+        BOOST_TEST_MESSAGE("busy 2 h, 20 % data loss, "
+                           << echo_loss * 100 << " % echo loss, mode " << ka::to_string(mode)
+                           << ", seed " << seed << ": " << h.echoes.size() << " echoes, "
+                           << answered << " answered, never down");
       }
-      for (const auto& c : h.changes) BOOST_REQUIRE((c.to != LState::down));
-      // Idle mode: a busy tunnel needs no keepalive. Always: one per 10 s.
-      if (mode == ka::KeepaliveMode::idle) BOOST_TEST(h.echoes.empty());
-      if (mode == ka::KeepaliveMode::always) BOOST_TEST(h.echoes.size() == 714U);
-      if (echo_loss == 1.0) BOOST_TEST(answered == 0U);
-      BOOST_TEST_MESSAGE("busy 2 h, 20 % data loss, " << echo_loss * 100 << " % echo loss, mode "
-                         << ka::to_string(mode) << ", seed " << seed << ": " << h.echoes.size() << " echoes, "
-                         << answered << " answered, never down");
-     }
     }
   }
 }

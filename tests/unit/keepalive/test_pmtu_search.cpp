@@ -1,8 +1,7 @@
 // PMTU search on simulated time: exact results, round counts, loss, silence, black holes,
 // too-big hints, the raise timer and interface changes.
-#include <boost/test/unit_test.hpp>
-
 #include <algorithm>
+#include <boost/test/unit_test.hpp>
 #include <cstdint>
 #include <random>
 #include <variant>
@@ -26,8 +25,8 @@ struct Outcome {
   std::uint64_t probes = 0;
 };
 
-Outcome converge(ka::PmtuConfig cfg, std::uint16_t if_mtu, ka::sim::Path path, std::uint32_t seed = 1,
-                 ka::Duration limit = seconds(60)) {
+Outcome converge(ka::PmtuConfig cfg, std::uint16_t if_mtu, ka::sim::Path path,
+                 std::uint32_t seed = 1, ka::Duration limit = seconds(60)) {
   ka::sim::PmtuSim s(cfg, if_mtu, path, seed);
   const ka::Timestamp t0 = s.now;
   s.start();
@@ -104,7 +103,7 @@ BOOST_AUTO_TEST_CASE(step_by_step) {
   BOOST_TEST(s.on_tick(t2 + milliseconds(239)).empty());  // early tick: nothing
   a = s.on_tick(t2 + milliseconds(240));
   p = std::get<ka::PmtuSearch::SendProbe>(a[0]);
-  BOOST_TEST(p.size == 1387);  // 1425 judged too big once: search (1350, 1424]
+  BOOST_TEST(p.size == 1387);    // 1425 judged too big once: search (1350, 1424]
   BOOST_TEST(s.pmtu() == 1200);  // nothing in effect changes until the search completes
 }
 
@@ -144,7 +143,8 @@ BOOST_AUTO_TEST_CASE(exact_for_every_mtu_low_base_and_ipv6) {
     worst_rounds = std::max(worst_rounds, o.rounds);
     worst_ms = std::max(worst_ms, o.ms);
   }
-  BOOST_TEST_MESSAGE("IPv4 base 576, path 576..1500: worst " << worst_rounds << " rounds, " << worst_ms << " ms");
+  BOOST_TEST_MESSAGE("IPv4 base 576, path 576..1500: worst " << worst_rounds << " rounds, "
+                                                             << worst_ms << " ms");
   ka::PmtuConfig v6;
   v6.family = ka::IpFamily::ipv6;
   worst_rounds = 0;
@@ -159,7 +159,8 @@ BOOST_AUTO_TEST_CASE(exact_for_every_mtu_low_base_and_ipv6) {
     worst_rounds = std::max(worst_rounds, o.rounds);
     worst_ms = std::max(worst_ms, o.ms);
   }
-  BOOST_TEST_MESSAGE("IPv6 base 1280, path 1280..1500: worst " << worst_rounds << " rounds, " << worst_ms << " ms");
+  BOOST_TEST_MESSAGE("IPv6 base 1280, path 1280..1500: worst " << worst_rounds << " rounds, "
+                                                               << worst_ms << " ms");
 }
 
 // probe_max above the interface MTU: the bound is the operator's, the answer still exact.
@@ -201,14 +202,17 @@ BOOST_AUTO_TEST_CASE(random_loss_exact) {
     for (std::uint32_t seed = 1; seed <= 40; ++seed) {
       const auto mtu = static_cast<std::uint16_t>(1200 + (seed * 37) % 301);
       const Outcome o = converge(ka::PmtuConfig{}, 1500, {.mtu = mtu, .loss = loss}, seed);
-      BOOST_REQUIRE_MESSAGE(o.completed && o.pmtu == mtu,
-                            "loss " << loss << " seed " << seed << " mtu " << mtu << " got " << o.pmtu);
+      BOOST_REQUIRE_MESSAGE(o.completed && o.pmtu == mtu, "loss " << loss << " seed " << seed
+                                                                  << " mtu " << mtu << " got "
+                                                                  << o.pmtu);
       worst_rounds = std::max(worst_rounds, o.rounds);
       worst_ms = std::max(worst_ms, o.ms);
       ++runs;
     }
-    BOOST_TEST_MESSAGE("loss " << loss * 100 << " %, seeds 1..40 (mtu = 1200 + seed*37 % 301): all exact, worst "
-                       << worst_rounds << " rounds, " << worst_ms << " ms");
+    BOOST_TEST_MESSAGE(
+        "loss " << loss * 100
+                << " %, seeds 1..40 (mtu = 1200 + seed*37 % 301): all exact, worst "
+                << worst_rounds << " rounds, " << worst_ms << " ms");
   }
   BOOST_TEST(runs == 120);
 }
@@ -227,7 +231,8 @@ BOOST_AUTO_TEST_CASE(heavy_loss_many_seeds_exact) {
     }
     rounds += o.rounds;
   }
-  BOOST_TEST_MESSAGE("30 % loss, seeds 1000..2999: " << wrong << " wrong, mean " << rounds / 2000 << " rounds");
+  BOOST_TEST_MESSAGE("30 % loss, seeds 1000..2999: " << wrong << " wrong, mean "
+                                                     << rounds / 2000 << " rounds");
   BOOST_TEST(wrong == 0);
 }
 
@@ -249,11 +254,13 @@ BOOST_AUTO_TEST_CASE(loss_never_looks_like_silence) {
       if (std::find(st.begin(), st.end(), State::error) != st.end()) ++errors;
       if (s.search.pmtu() != mtu) {
         ++wrong;
-        BOOST_TEST_MESSAGE("loss " << loss << " seed " << seed << " mtu " << mtu << " got " << s.search.pmtu());
+        BOOST_TEST_MESSAGE("loss " << loss << " seed " << seed << " mtu " << mtu << " got "
+                                   << s.search.pmtu());
       }
     }
-    BOOST_TEST_MESSAGE("loss " << loss * 100 << " %: " << errors << " of 2000 searches passed through ERROR, "
-                       << wrong << " ended below the truth");
+    BOOST_TEST_MESSAGE("loss " << loss * 100 << " %: " << errors
+                               << " of 2000 searches passed through ERROR, " << wrong
+                               << " ended below the truth");
     // The known residual (pmtu_search.h, kBoundaryStrikes): a fitting size judged too big
     // at two boundary checks, ~0.05 % of searches at 19 % loss; never above the truth.
     BOOST_TEST(wrong <= 3);
@@ -275,7 +282,8 @@ BOOST_AUTO_TEST_CASE(target_never_answers) {
   BOOST_TEST(s.probes > 1000U);
   BOOST_TEST(s.probes < 3U * 3600U / 5U + 10U);
   for (const auto& e : s.log)
-    if (const auto* p = std::get_if<ka::PmtuSearch::SendProbe>(&e.action)) BOOST_REQUIRE_EQUAL(p->size, 1200);
+    if (const auto* p = std::get_if<ka::PmtuSearch::SendProbe>(&e.action))
+      BOOST_REQUIRE_EQUAL(p->size, 1200);
   BOOST_TEST(!s.stalled);
 }
 
@@ -335,8 +343,9 @@ BOOST_AUTO_TEST_CASE(no_false_black_hole_under_loss) {
     ka::sim::PmtuSim s(ka::PmtuConfig{}, 1500, {.mtu = 1440, .loss = 0.2}, seed);
     s.start();
     s.run_for(ka::Duration::from_ms(6 * 3'600'000));
-    BOOST_TEST_MESSAGE("20 % loss, 6 h, seed " << seed << ": black holes " << s.search.stats().black_holes
-                       << ", probes " << s.probes << ", pmtu " << s.search.pmtu());
+    BOOST_TEST_MESSAGE("20 % loss, 6 h, seed " << seed << ": black holes "
+                                               << s.search.stats().black_holes << ", probes "
+                                               << s.probes << ", pmtu " << s.search.pmtu());
     BOOST_TEST(s.search.stats().black_holes == 0U);
     BOOST_TEST(s.search.pmtu() == 1440);
     BOOST_TEST((s.search.state() == State::complete || s.search.state() == State::search));
@@ -351,13 +360,15 @@ BOOST_AUTO_TEST_CASE(ptb_hint_narrows) {
   BOOST_TEST(hinted.pmtu == 1300);
   BOOST_TEST(hinted.rounds < plain.rounds);
   BOOST_TEST(hinted.ms < plain.ms);
-  BOOST_TEST_MESSAGE("path 1300: " << plain.rounds << " rounds / " << plain.ms << " ms without hints, "
-                     << hinted.rounds << " rounds / " << hinted.ms << " ms with");
+  BOOST_TEST_MESSAGE("path 1300: " << plain.rounds << " rounds / " << plain.ms
+                                   << " ms without hints, " << hinted.rounds << " rounds / "
+                                   << hinted.ms << " ms with");
 }
 
 BOOST_AUTO_TEST_CASE(ptb_hint_lying_low_cannot_lower_result) {
   // A forged hint of 1250 while the path carries 1450: the boundary re-check disproves it.
-  const Outcome o = converge(ka::PmtuConfig{}, 1500, {.mtu = 1450, .ptb = true, .ptb_lies = true, .ptb_value = 1250});
+  const Outcome o = converge(ka::PmtuConfig{}, 1500,
+                             {.mtu = 1450, .ptb = true, .ptb_lies = true, .ptb_value = 1250});
   BOOST_TEST(o.completed);
   BOOST_TEST(o.pmtu == 1450);
 }
@@ -510,7 +521,7 @@ BOOST_AUTO_TEST_CASE(stray_replies_ignored) {
   const auto t = ka::Timestamp::from_ms(0);
   s.on_interface_mtu(1500, t);
   s.on_start(t);
-  BOOST_TEST(s.on_probe_reply(1, 1300, t).empty());  // wrong size for id 1
+  BOOST_TEST(s.on_probe_reply(1, 1300, t).empty());   // wrong size for id 1
   BOOST_TEST(s.on_probe_reply(77, 1200, t).empty());  // never sent
   BOOST_TEST(s.on_probe_reply(0, 1200, t).empty());
   BOOST_TEST(s.stats().stray_replies == 3U);
@@ -545,7 +556,8 @@ BOOST_AUTO_TEST_CASE(soak_changing_path) {
     int checked = 0;
     for (int phase = 0; phase < 24; ++phase) {
       // A disturbed stretch: random MTU, loss, maybe silence or a different interface.
-      s.path.mtu = static_cast<std::uint16_t>(std::uniform_int_distribution<int>(1100, 1600)(rng));
+      s.path.mtu =
+          static_cast<std::uint16_t>(std::uniform_int_distribution<int>(1100, 1600)(rng));
       s.path.loss = std::uniform_int_distribution<int>(0, 3)(rng) * 0.1;
       s.path.answers = std::uniform_int_distribution<int>(0, 9)(rng) != 0;
       const int iface = std::uniform_int_distribution<int>(0, 5)(rng);
@@ -565,8 +577,9 @@ BOOST_AUTO_TEST_CASE(soak_changing_path) {
       BOOST_REQUIRE(!s.stalled);
       if (s.path.mtu >= 1200) {
         BOOST_REQUIRE_MESSAGE(s.search.pmtu() == std::min(s.path.mtu, if_mtu),
-                              "seed " << seed << " phase " << phase << " path " << s.path.mtu << " if " << if_mtu
-                                      << " got " << s.search.pmtu() << " state " << ka::to_string(s.search.state()));
+                              "seed " << seed << " phase " << phase << " path " << s.path.mtu
+                                      << " if " << if_mtu << " got " << s.search.pmtu()
+                                      << " state " << ka::to_string(s.search.state()));
         BOOST_REQUIRE((s.search.state() != State::error));
       } else {
         BOOST_REQUIRE((s.search.state() == State::error));
@@ -576,8 +589,9 @@ BOOST_AUTO_TEST_CASE(soak_changing_path) {
     BOOST_REQUIRE_EQUAL(checked, 24);
     BOOST_REQUIRE_EQUAL(s.same_deadline_ticks, 0);
     for (auto v : s.pmtu_changes()) BOOST_REQUIRE_GE(v, 1200);
-    BOOST_TEST_MESSAGE("soak seed " << seed << ": " << s.probes << " probes, " << s.search.stats().black_holes
-                                    << " black holes, " << s.search.stats().searches_completed << " searches");
+    BOOST_TEST_MESSAGE("soak seed " << seed << ": " << s.probes << " probes, "
+                                    << s.search.stats().black_holes << " black holes, "
+                                    << s.search.stats().searches_completed << " searches");
   }
 }
 

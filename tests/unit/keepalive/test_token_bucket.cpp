@@ -15,11 +15,11 @@ BOOST_AUTO_TEST_CASE(table) {
     const char* why;
   };
   const Step steps[] = {
-      {0, true, "burst 1"},      {0, true, "burst 2"},          {0, true, "burst 3"},
-      {0, false, "empty"},       {99, false, "99 ms: 0.99"},    {100, true, "100 ms: 1 token"},
-      {100, false, "used"},      {350, true, "2.5 tokens"},     {350, true, "1.5 left"},
-      {350, false, "0.5 left"},  {400, true, "0.5 + 0.5"},      {10'000, true, "refilled"},
-      {10'000, true, "2"},       {10'000, true, "3"},           {10'000, false, "capped at burst"},
+      {0, true, "burst 1"},     {0, true, "burst 2"},       {0, true, "burst 3"},
+      {0, false, "empty"},      {99, false, "99 ms: 0.99"}, {100, true, "100 ms: 1 token"},
+      {100, false, "used"},     {350, true, "2.5 tokens"},  {350, true, "1.5 left"},
+      {350, false, "0.5 left"}, {400, true, "0.5 + 0.5"},   {10'000, true, "refilled"},
+      {10'000, true, "2"},      {10'000, true, "3"},        {10'000, false, "capped at burst"},
   };
   ka::TokenBucket b(10, 3, ka::Timestamp::from_ms(0));
   for (const auto& s : steps) {
@@ -35,7 +35,8 @@ BOOST_AUTO_TEST_CASE(long_run_rate) {
   // Asking every millisecond for an hour: exactly burst + rate * seconds get through.
   ka::TokenBucket b(5, 20, ka::Timestamp::from_ms(0));
   int allowed = 0;
-  for (std::int64_t t = 0; t < 3'600'000; ++t) allowed += b.allow(ka::Timestamp::from_ms(t)) ? 1 : 0;
+  for (std::int64_t t = 0; t < 3'600'000; ++t)
+    allowed += b.allow(ka::Timestamp::from_ms(t)) ? 1 : 0;
   BOOST_TEST(allowed == 20 + 5 * 3600 - 1);  // the token due at t = 3600 s is not asked for
 }
 

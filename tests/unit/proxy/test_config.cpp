@@ -218,7 +218,8 @@ BOOST_AUTO_TEST_CASE(type_errors) {
        {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a string (\"1360\")"}},
       {"mss as float",
        head + "mss = 1360.0\n",
-       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a floating-point number"}},
+       {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a floating-point "
+        "number"}},
       {"mss as boolean",
        head + "mss = true\n",
        {"t.conf:3:7: mss must be an integer, \"off\" or \"auto\", not a boolean"}},
@@ -297,7 +298,8 @@ BOOST_AUTO_TEST_CASE(range_edges) {
     const char* range_tail;      // text after the range in the message
   };
   const std::vector<Edge> edges = {
-      {"mss", 536, 65495, "[[tunnel]]\ninterface = \"ppp0\"\n", "", 3, 7, " (or \"off\" or \"auto\")"},
+      {"mss", 536, 65495, "[[tunnel]]\ninterface = \"ppp0\"\n", "", 3, 7,
+       " (or \"off\" or \"auto\")"},
       {"mss6", 1220, 65475, kTunnel, "", 4, 8, " (or \"off\" or \"auto\")"},
       {"queue_num", 0, 65535, "[global]\n", kTunnel, 2, 13, ""},
       {"queue_maxlen", 64, 1048576, "[global]\n", kTunnel, 2, 16, ""},
@@ -331,8 +333,8 @@ BOOST_AUTO_TEST_CASE(range_edges) {
   }
   // Far outside: no truncation into range on the way to 16 bits.
   BOOST_TEST(errors_of("[[tunnel]]\ninterface = \"ppp0\"\nmss = 66896\n") ==
-                 std::vector<std::string>{
-                     "t.conf:3:7: mss must be between 536 and 65495 (or \"off\" or \"auto\"), not 66896"},
+                 std::vector<std::string>{"t.conf:3:7: mss must be between 536 and 65495 (or "
+                                          "\"off\" or \"auto\"), not 66896"},
              boost::test_tools::per_element());
 }
 

@@ -1,12 +1,11 @@
 // HookRun against real child processes on a private loop: exit status, timeout with
 // SIGTERM (and SIGKILL for a child that ignores it), spawn errors, order, environment.
-#include <boost/test/unit_test.hpp>
 #include <unistd.h>
 #include <uv.h>
 
+#include <boost/test/unit_test.hpp>
 #include <csignal>
 #include <cstdio>
-
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -29,7 +28,8 @@ struct Ran {
 };
 
 Ran run(std::vector<std::vector<std::string>> cmds, std::uint64_t timeout_ms,
-        std::vector<std::pair<std::string, std::string>> env = {}, std::uint64_t grace_ms = 300) {
+        std::vector<std::pair<std::string, std::string>> env = {},
+        std::uint64_t grace_ms = 300) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   Ran out;
@@ -41,8 +41,9 @@ Ran run(std::vector<std::vector<std::string>> cmds, std::uint64_t timeout_ms,
   o.kill_grace_ms = grace_ms;
   const std::uint64_t t0 = uv_hrtime();
   {
-    HookRun r(&loop, o, [&](const HookCommandResult& c) { out.results.push_back(c); },
-              [&]() { out.done = true; });
+    HookRun r(
+        &loop, o, [&](const HookCommandResult& c) { out.results.push_back(c); },
+        [&]() { out.done = true; });
     r.start();
     BOOST_TEST(out.results.empty());  // nothing reported from inside start()
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -125,7 +126,8 @@ BOOST_AUTO_TEST_CASE(timeout_terminates_the_process_group) {
     std::string stat_line;
     std::getline(st, stat_line);
     const auto close_paren = stat_line.rfind(')');
-    gone = !st || close_paren == std::string::npos || stat_line.substr(close_paren + 2, 1) == "Z";
+    gone =
+        !st || close_paren == std::string::npos || stat_line.substr(close_paren + 2, 1) == "Z";
     if (!gone) ::usleep(20000);
   }
   BOOST_TEST(gone);

@@ -74,7 +74,8 @@ const char* const kKnownExposition =
     "# HELP tunshim_build_info Always 1; the version label says which tunshim is running.\n"
     "# TYPE tunshim_build_info gauge\n"
     "tunshim_build_info{version=\"0.1.0\"} 1\n"
-    "# HELP tunshim_start_time_seconds When the daemon started, in seconds since the Unix epoch.\n"
+    "# HELP tunshim_start_time_seconds When the daemon started, in seconds since the Unix "
+    "epoch.\n"
     "# TYPE tunshim_start_time_seconds gauge\n"
     "tunshim_start_time_seconds 1700000000.5\n"
     "# HELP tunshim_config_reloads_total Config reloads (SIGHUP) by result.\n"
@@ -84,14 +85,18 @@ const char* const kKnownExposition =
     "# HELP tunshim_queue_packets_total Packets received from the NFQUEUE.\n"
     "# TYPE tunshim_queue_packets_total counter\n"
     "tunshim_queue_packets_total 11\n"
-    "# HELP tunshim_queue_verdict_messages_total Verdict messages sent to the kernel: single (one packet) or batch (a run of unchanged packets).\n"
+    "# HELP tunshim_queue_verdict_messages_total Verdict messages sent to the kernel: single "
+    "(one packet) or batch (a run of unchanged packets).\n"
     "# TYPE tunshim_queue_verdict_messages_total counter\n"
     "tunshim_queue_verdict_messages_total{kind=\"single\"} 3\n"
     "tunshim_queue_verdict_messages_total{kind=\"batch\"} 2\n"
-    "# HELP tunshim_queue_modified_total Packets returned to the kernel rewritten (MSS clamped or inserted).\n"
+    "# HELP tunshim_queue_modified_total Packets returned to the kernel rewritten (MSS clamped "
+    "or inserted).\n"
     "# TYPE tunshim_queue_modified_total counter\n"
     "tunshim_queue_modified_total 7\n"
-    "# HELP tunshim_queue_dropped_total Queued packets lost before tunshim saw them: id_gap (netlink socket overrun), kernel_queue and kernel_user (/proc/net/netfilter/nfnetlink_queue; 0 while fail-open is on).\n"
+    "# HELP tunshim_queue_dropped_total Queued packets lost before tunshim saw them: id_gap "
+    "(netlink socket overrun), kernel_queue and kernel_user "
+    "(/proc/net/netfilter/nfnetlink_queue; 0 while fail-open is on).\n"
     "# TYPE tunshim_queue_dropped_total counter\n"
     "tunshim_queue_dropped_total{reason=\"id_gap\"} 13\n"
     "tunshim_queue_dropped_total{reason=\"kernel_queue\"} 31\n"
@@ -99,24 +104,29 @@ const char* const kKnownExposition =
     "# HELP tunshim_queue_overruns_total recv() on the queue socket reported ENOBUFS.\n"
     "# TYPE tunshim_queue_overruns_total counter\n"
     "tunshim_queue_overruns_total 17\n"
-    "# HELP tunshim_queue_errors_total Queue errors: verdict sends that failed, netlink messages that could not be parsed.\n"
+    "# HELP tunshim_queue_errors_total Queue errors: verdict sends that failed, netlink "
+    "messages that could not be parsed.\n"
     "# TYPE tunshim_queue_errors_total counter\n"
     "tunshim_queue_errors_total{kind=\"send\"} 19\n"
     "tunshim_queue_errors_total{kind=\"bad_message\"} 23\n"
-    "# HELP tunshim_queue_unknown_interface_total Queued packets whose interface belongs to no configured tunnel (accepted unchanged).\n"
+    "# HELP tunshim_queue_unknown_interface_total Queued packets whose interface belongs to no "
+    "configured tunnel (accepted unchanged).\n"
     "# TYPE tunshim_queue_unknown_interface_total counter\n"
     "tunshim_queue_unknown_interface_total 29\n"
     "# HELP tunshim_interface_present 1 if the tunnel's interface exists now, else 0.\n"
     "# TYPE tunshim_interface_present gauge\n"
     "tunshim_interface_present{tunnel=\"ppp0\"} 1\n"
     "tunshim_interface_present{tunnel=\"tun0\"} 0\n"
-    "# HELP tunshim_mss_clamp_bytes MSS target SYNs are clamped to, per IP family; 0 = clamping off.\n"
+    "# HELP tunshim_mss_clamp_bytes MSS target SYNs are clamped to, per IP family; 0 = "
+    "clamping off.\n"
     "# TYPE tunshim_mss_clamp_bytes gauge\n"
     "tunshim_mss_clamp_bytes{tunnel=\"ppp0\",family=\"ipv4\"} 1300\n"
     "tunshim_mss_clamp_bytes{tunnel=\"ppp0\",family=\"ipv6\"} 1280\n"
     "tunshim_mss_clamp_bytes{tunnel=\"tun0\",family=\"ipv4\"} 1360\n"
     "tunshim_mss_clamp_bytes{tunnel=\"tun0\",family=\"ipv6\"} 0\n"
-    "# HELP tunshim_syn_total SYN and SYN-ACK packets queued to tunshim, by direction (out: leaving by the interface) and what the clamp did (other: not TCP SYN, fragment, no room, family off; truncated: partial copy).\n"
+    "# HELP tunshim_syn_total SYN and SYN-ACK packets queued to tunshim, by direction (out: "
+    "leaving by the interface) and what the clamp did (other: not TCP SYN, fragment, no room, "
+    "family off; truncated: partial copy).\n"
     "# TYPE tunshim_syn_total counter\n"
     "tunshim_syn_total{tunnel=\"ppp0\",direction=\"out\",action=\"clamped\"} 4\n"
     "tunshim_syn_total{tunnel=\"ppp0\",direction=\"out\",action=\"inserted\"} 1\n"
@@ -142,7 +152,9 @@ const char* const kKnownExposition =
     "tunshim_syn_total{tunnel=\"tun0\",direction=\"in\",action=\"malformed\"} 0\n"
     "tunshim_syn_total{tunnel=\"tun0\",direction=\"in\",action=\"other\"} 0\n"
     "tunshim_syn_total{tunnel=\"tun0\",direction=\"in\",action=\"truncated\"} 0\n"
-    "# HELP tunshim_syn_bypassed_total SYNs that matched the tunnel's queue rules but passed unclamped (queue full or tunshim not reading; fail-open). A lower bound, updated every 10 s.\n"
+    "# HELP tunshim_syn_bypassed_total SYNs that matched the tunnel's queue rules but passed "
+    "unclamped (queue full or tunshim not reading; fail-open). A lower bound, updated every 10 "
+    "s.\n"
     "# TYPE tunshim_syn_bypassed_total counter\n"
     "tunshim_syn_bypassed_total{tunnel=\"ppp0\",direction=\"out\"} 41\n"
     "tunshim_syn_bypassed_total{tunnel=\"ppp0\",direction=\"in\"} 43\n"
@@ -162,8 +174,9 @@ BOOST_AUTO_TEST_CASE(prometheus_text_for_known_values_is_exact) {
 
 BOOST_AUTO_TEST_CASE(unmeasured_features_export_nothing) {
   const std::string text = render_prometheus(known());
-  for (const char* name : {"tunshim_tunnel_up", "tunshim_pmtu_bytes", "tunshim_rtt_seconds",
-                           "tunshim_keepalive_sent_total", "tunshim_hook_runs_total", "tunshim_probes_total"}) {
+  for (const char* name :
+       {"tunshim_tunnel_up", "tunshim_pmtu_bytes", "tunshim_rtt_seconds",
+        "tunshim_keepalive_sent_total", "tunshim_hook_runs_total", "tunshim_probes_total"}) {
     BOOST_TEST(text.find(name) == std::string::npos, name);
   }
 }
@@ -195,7 +208,8 @@ BOOST_AUTO_TEST_CASE(feature_fields_render_with_their_units) {
            "tunshim_rtt_max_seconds{tunnel=\"ppp0\"} 0.125\n",
            "tunshim_hook_runs_total{tunnel=\"ppp0\",hook=\"on_up\",result=\"failed\"} 2\n",
            "tunshim_probes_total{tunnel=\"ppp0\",result=\"lost\"} 3\n",
-           "# TYPE tunshim_keepalive_replies_total counter\ntunshim_keepalive_replies_total{tunnel=\"ppp0\"} 98\n",
+           "# TYPE tunshim_keepalive_replies_total "
+           "counter\ntunshim_keepalive_replies_total{tunnel=\"ppp0\"} 98\n",
        }) {
     BOOST_TEST(text.find(line) != std::string::npos, line);
   }
@@ -210,8 +224,10 @@ BOOST_AUTO_TEST_CASE(label_values_and_help_are_escaped) {
   s.tunnels.resize(1);
   s.tunnels[0].iface = "we\\ird";
   const std::string text = render_prometheus(s);
-  BOOST_TEST(text.find("tunshim_build_info{version=\"1.0 \\\"beta\\\"\"} 1\n") != std::string::npos);
-  BOOST_TEST(text.find("tunshim_interface_present{tunnel=\"we\\\\ird\"} 1\n") != std::string::npos);
+  BOOST_TEST(text.find("tunshim_build_info{version=\"1.0 \\\"beta\\\"\"} 1\n") !=
+             std::string::npos);
+  BOOST_TEST(text.find("tunshim_interface_present{tunnel=\"we\\\\ird\"} 1\n") !=
+             std::string::npos);
   BOOST_TEST(json_string("a\"\\\n\x01") == "\"a\\\"\\\\\\n\\u0001\"");
 }
 
@@ -222,12 +238,15 @@ BOOST_AUTO_TEST_CASE(json_carries_the_same_numbers) {
            "\"uptime_seconds\": 100,",
            "\"queue_num\": 4770,",
            "\"config_reloads_total\": {\"ok\": 1, \"failed\": 2}",
-           "\"queue_dropped_total\": {\"id_gap\": 13, \"kernel_queue\": 31, \"kernel_user\": 37}",
+           "\"queue_dropped_total\": {\"id_gap\": 13, \"kernel_queue\": 31, \"kernel_user\": "
+           "37}",
            "\"interface\": \"ppp0\"",
            "\"state\": \"present\"",
            "\"last_hook\": null",
-           "\"syn_total\": {\"out\": {\"clamped\": 4, \"inserted\": 1, \"unchanged\": 2, \"malformed\": 3, "
-           "\"other\": 5, \"truncated\": 6}, \"in\": {\"clamped\": 8, \"inserted\": 9, \"unchanged\": 10, "
+           "\"syn_total\": {\"out\": {\"clamped\": 4, \"inserted\": 1, \"unchanged\": 2, "
+           "\"malformed\": 3, "
+           "\"other\": 5, \"truncated\": 6}, \"in\": {\"clamped\": 8, \"inserted\": 9, "
+           "\"unchanged\": 10, "
            "\"malformed\": 12, \"other\": 14, \"truncated\": 15}}",
            "\"mss_clamp_bytes\": {\"ipv4\": 1360, \"ipv6\": 0}",
            "\"interface_present\": 0",
@@ -325,9 +344,12 @@ BOOST_AUTO_TEST_CASE(last_hook_reaches_the_table_and_json) {
   StatsSnapshot s = known();
   s.tunnels[0].last_hook = "on_down #1 exit 0, 12:03:11 (4.2 s)";
   const std::string t = render_table(s);
-  BOOST_TEST(t.find("\nlast hook                 on_down #1 exit 0, 12:03:11 (4.2 s)") != std::string::npos, t);
+  BOOST_TEST(t.find("\nlast hook                 on_down #1 exit 0, 12:03:11 (4.2 s)") !=
+                 std::string::npos,
+             t);
   const std::string j = render_json(s);
-  BOOST_TEST(j.find("\"last_hook\": \"on_down #1 exit 0, 12:03:11 (4.2 s)\"") != std::string::npos, j);
+  BOOST_TEST(
+      j.find("\"last_hook\": \"on_down #1 exit 0, 12:03:11 (4.2 s)\"") != std::string::npos, j);
   // tun0 ran none: the table says "-", the JSON null.
   BOOST_TEST(j.find("\"last_hook\": null") != std::string::npos, j);
 }

@@ -13,7 +13,8 @@ using namespace tunshim::proxy;
 using P = HttpRequest::Parse;
 
 BOOST_AUTO_TEST_CASE(http_head_complete_and_incomplete) {
-  HttpRequest r = parse_http_request("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
+  HttpRequest r =
+      parse_http_request("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n");
   BOOST_TEST((r.parse == P::ok));
   BOOST_TEST(r.method == "GET");
   BOOST_TEST(r.path == "/metrics");
@@ -23,7 +24,8 @@ BOOST_AUTO_TEST_CASE(http_head_complete_and_incomplete) {
   BOOST_TEST((parse_http_request("").parse == P::incomplete));
   BOOST_TEST((parse_http_request("GE").parse == P::incomplete));
   BOOST_TEST((parse_http_request("GET /metr").parse == P::incomplete));
-  BOOST_TEST((parse_http_request("GET /metrics HTTP/1.1\r\nHost: a\r\n").parse == P::incomplete));
+  BOOST_TEST(
+      (parse_http_request("GET /metrics HTTP/1.1\r\nHost: a\r\n").parse == P::incomplete));
 }
 
 BOOST_AUTO_TEST_CASE(http_head_garbage_is_bad_early) {
@@ -32,20 +34,24 @@ BOOST_AUTO_TEST_CASE(http_head_garbage_is_bad_early) {
   BOOST_TEST((parse_http_request("get /").parse == P::bad));
   BOOST_TEST((parse_http_request("ABCDEFGHIJKLMNOPQRSTUVWXYZ").parse == P::bad));
   for (const char* head : {
-           "GET /metrics\r\n\r\n",               // no version (HTTP/0.9 style)
-           "GET metrics HTTP/1.1\r\n\r\n",       // target not a path
-           "GET /metrics HTTP/2.0\r\n\r\n",      // unknown version
-           "GET  /metrics HTTP/1.1\r\n\r\n",     // empty target
-           " GET /metrics HTTP/1.1\r\n\r\n",     // empty method
+           "GET /metrics\r\n\r\n",            // no version (HTTP/0.9 style)
+           "GET metrics HTTP/1.1\r\n\r\n",    // target not a path
+           "GET /metrics HTTP/2.0\r\n\r\n",   // unknown version
+           "GET  /metrics HTTP/1.1\r\n\r\n",  // empty target
+           " GET /metrics HTTP/1.1\r\n\r\n",  // empty method
            "GET /metrics HTTP/1.1\r\nno colon\r\n\r\n",
-           "GET /a\x01 HTTP/1.1\r\n\r\n",        // control character in the target
+           "GET /a\x01 HTTP/1.1\r\n\r\n",  // control character in the target
        }) {
     BOOST_TEST((parse_http_request(head).parse == P::bad), head);
   }
 }
 
-const char* const kRulePre = "TUNSHIM-PRE -i ppp0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 7 --queue-bypass";
-const char* const kRulePost = "TUNSHIM-POST -o ppp0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 7 --queue-bypass";
+const char* const kRulePre =
+    "TUNSHIM-PRE -i ppp0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 7 "
+    "--queue-bypass";
+const char* const kRulePost =
+    "TUNSHIM-POST -o ppp0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 7 "
+    "--queue-bypass";
 
 std::string save(const std::vector<std::string>& rules, bool chains = true, bool jumps = true) {
   std::string s = "*mangle\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n";
@@ -57,20 +63,25 @@ std::string save(const std::vector<std::string>& rules, bool chains = true, bool
 
 BOOST_AUTO_TEST_CASE(reapply_replaces_every_copy_in_one_transaction) {
   const std::vector<std::string> rules = {kRulePre, kRulePost};
-  const std::string other = "TUNSHIM-PRE -i tun0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 7 --queue-bypass";
+  const std::string other =
+      "TUNSHIM-PRE -i tun0 -p tcp -m tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 7 "
+      "--queue-bypass";
   // Intact: delete and re-add once (the transaction is atomic, so no SYN misses the rule).
   BOOST_TEST(reapply_lines(save({kRulePre, other, kRulePost}), rules, true) ==
-             (std::vector<std::string>{std::string("-D ") + kRulePre, std::string("-A ") + kRulePre,
-                                       std::string("-D ") + kRulePost, std::string("-A ") + kRulePost}));
+             (std::vector<std::string>{
+                 std::string("-D ") + kRulePre, std::string("-A ") + kRulePre,
+                 std::string("-D ") + kRulePost, std::string("-A ") + kRulePost}));
   // Doubled in rule, missing out rule.
   BOOST_TEST(reapply_lines(save({kRulePre, kRulePre}), rules, true) ==
-             (std::vector<std::string>{std::string("-D ") + kRulePre, std::string("-D ") + kRulePre,
-                                       std::string("-A ") + kRulePre, std::string("-A ") + kRulePost}));
+             (std::vector<std::string>{
+                 std::string("-D ") + kRulePre, std::string("-D ") + kRulePre,
+                 std::string("-A ") + kRulePre, std::string("-A ") + kRulePost}));
   // Chains and jumps gone (someone flushed the table by hand): re-created.
   BOOST_TEST(reapply_lines(save({}, false, false), rules, true) ==
-             (std::vector<std::string>{":TUNSHIM-PRE - [0:0]", ":TUNSHIM-POST - [0:0]",
-                                       std::string("-A ") + kRulePre, std::string("-A ") + kRulePost,
-                                       "-I PREROUTING 1 -j TUNSHIM-PRE", "-I POSTROUTING 1 -j TUNSHIM-POST"}));
+             (std::vector<std::string>{
+                 ":TUNSHIM-PRE - [0:0]", ":TUNSHIM-POST - [0:0]", std::string("-A ") + kRulePre,
+                 std::string("-A ") + kRulePost, "-I PREROUTING 1 -j TUNSHIM-PRE",
+                 "-I POSTROUTING 1 -j TUNSHIM-POST"}));
 }
 
 BOOST_AUTO_TEST_CASE(reapply_for_an_unclamped_family_only_removes) {
