@@ -61,3 +61,15 @@ void HookBackoff::on_hook_finished(Timestamp now, double u) noexcept {
 }
 
 }  // namespace tunshim::keepalive
+
+namespace tunshim::keepalive {
+
+void HookBackoff::reconfigure(const BackoffConfig& config, Timestamp now) noexcept {
+  config_ = config;
+  if (phase_ == Phase::waiting) {
+    const Timestamp latest = now + backoff_delay(config_, attempts_, 0.0);
+    if (run_at_ > latest) run_at_ = latest;
+  }
+}
+
+}  // namespace tunshim::keepalive

@@ -40,6 +40,12 @@ class HookBackoff {
   // Starts idle, tunnel not down, no runs counted.
   explicit HookBackoff(const BackoffConfig& config) noexcept : config_(config) {}
 
+  // New settings (a reload): attempts, phase and a scheduled run are kept, so a reload
+  // never restarts the backoff at attempt 1 nor defeats its cap; a scheduled run that the
+  // new cap makes later than allowed is brought forward to now + the capped delay.
+  void reconfigure(const BackoffConfig& config, Timestamp now) noexcept;
+  const BackoffConfig& config() const noexcept { return config_; }
+
   // Call when liveness declares the tunnel down. Schedules a run (unless one is already
   // scheduled or running: at most one run at a time), after backoff_delay(attempts(), u).
   void on_tunnel_down(Timestamp now, double u) noexcept;

@@ -4,7 +4,10 @@
 
 namespace tunshim::keepalive {
 
-Liveness::Liveness(const LivenessConfig& config) noexcept : config_(config) {
+Liveness::Liveness(const LivenessConfig& config) noexcept { reconfigure(config); }
+
+void Liveness::reconfigure(const LivenessConfig& config) noexcept {
+  config_ = config;
   // Guard against configurations that would make the machine spin or never judge.
   config_.interval = std::max(config_.interval, milliseconds(1));
   config_.suspect_interval = std::max(config_.suspect_interval, milliseconds(1));

@@ -73,6 +73,12 @@ class Liveness {
   // Intervals below 1 ms and 0 misses are raised to 1; starts absent.
   explicit Liveness(const LivenessConfig& config) noexcept;
 
+  // New settings (a reload) for the same tunnel: the state, the echoes awaiting judgment,
+  // the miss count and the RTT history are kept; the next deadline follows the new
+  // intervals. A reload must not make a down tunnel look up, or a suspect one fresh.
+  void reconfigure(const LivenessConfig& config) noexcept;
+  const LivenessConfig& config() const noexcept { return config_; }
+
   // Call when the interface appears (present) or disappears. Appearing -> up, with the
   // idle timer starting now; disappearing -> absent, pending echoes forgotten.
   Actions on_interface(bool present, Timestamp now) noexcept;

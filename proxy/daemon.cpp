@@ -48,62 +48,40 @@ std::int64_t g_log_malformed = -1;
 
 Daemon::Daemon(Config config)
     : config_(std::move(config)), firewall_(config_.global.queue_num) {
-  tunnels_ = tunnels_from(config_);
   start_time_ = unix_now();
 }
 
 Daemon::~Daemon() = default;
 
-std::vector<Daemon::Tunnel> Daemon::tunnels_from(const Config& config) {
-  std::vector<Tunnel> out;
-  for (const auto& tc : config.tunnels) {
-    Tunnel t;
-    t.iface = tc.interface;
-    t.fallback = t.target = clamp::ClampTarget{tc.mss4, tc.mss6};
-    t.mss4_auto = tc.mss4_auto;
-    t.mss6_auto = tc.mss6_auto;
-    t.guard = tc.guard == Guard::icmp;
-    out.push_back(std::move(t));
-  }
-  return out;
-}
-
-std::vector<FirewallTunnel> Daemon::fw_tunnels(const std::vector<Tunnel>& tunnels) {
+std::vector<FirewallTunnel> Daemon::fw_tunnels() const {
   std::vector<FirewallTunnel> out;
-  for (const auto& t : tunnels) {
-    bool dup = false;
-    for (const auto& o : out) dup = dup || o.iface == t.iface;
-    if (dup) continue;
-    FirewallTunnel ft{t.iface, t.target.mss4 != 0, t.target.mss6 != 0};
-    ft.guard4 = t.guard_pmtu;
+  if (!table_) {
+    for (const auto& tc : config_.tunnels) {
+      const bool dup = std::any_of(out.begin(), out.end(), [&](const FirewallTunnel& o) {
+        return o.iface == tc.interface;
+      });
+      if (!dup) out.push_back(FirewallTunnel{tc.interface, tc.mss4 != 0, tc.mss6 != 0});
+    }
+    return out;
+  }
+  for (const auto& tp : table_->tunnels()) {
+    const Tunnel::Datapath& d = tp->datapath();
+    FirewallTunnel ft{tp->iface(), d.target.mss4 != 0, d.target.mss6 != 0};
+    ft.guard4 = d.guard_pmtu;
     // Below 1280 IPv6 cannot work over the tunnel at all, and hosts raise a smaller
     // packet-too-big to 1280 (RFC 8201 4): the guard has nothing useful to say.
-    ft.guard6 = t.guard_pmtu >= clamp::kMinMtu6 ? t.guard_pmtu : 0;
+    ft.guard6 = d.guard_pmtu >= clamp::kMinMtu6 ? d.guard_pmtu : 0;
     out.push_back(std::move(ft));
   }
   return out;
 }
 
-// ---- the packet path ------------------------------------------------------------------------
-
-int Daemon::lookup(std::uint32_t ifindex) noexcept {
-  const std::uint64_t now = uv_now(loop_);
-  CacheEntry& e = cache_[ifindex % kCacheSize];
-  if (e.ifindex == ifindex && now < e.expires) return e.tunnel;
-  // A miss, or old enough that ppp0 may have gone and its ifindex been reused.
-  char name[IF_NAMESIZE] = {};
-  int found = -1;
-  if (::if_indextoname(ifindex, name) != nullptr) {
-    for (std::size_t i = 0; i < tunnels_.size(); ++i) {
-      if (tunnels_[i].iface == name) {
-        found = static_cast<int>(i);
-        break;
-      }
-    }
-  }
-  e = CacheEntry{ifindex, found, now + kCacheTtlMs};
-  return found;
+bool Daemon::guard_wanted() const {
+  return std::any_of(config_.tunnels.begin(), config_.tunnels.end(),
+                     [](const TunnelConfig& tc) { return tc.guard == Guard::icmp; });
 }
+
+// ---- the packet path ------------------------------------------------------------------------
 
 std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
   const bool out = pkt.hook == Hook::postrouting;
@@ -111,12 +89,12 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
     ++queue_.counters().unknown_iface;
     return 0;
   }
-  const int ti = lookup(out ? pkt.outdev : pkt.indev);
-  if (ti < 0) {
+  Tunnel* tp = table_ ? table_->by_ifindex(out ? pkt.outdev : pkt.indev) : nullptr;
+  if (tp == nullptr) {
     ++queue_.counters().unknown_iface;
     return 0;
   }
-  Tunnel& t = tunnels_[static_cast<std::size_t>(ti)];
+  Tunnel::Datapath& t = tp->datapath();
   // Larger than the path MTU on the way out: queued by the guard's length rule (a SYN is
   // never that large; if one were, the guard's answer is the right one for it too). Our
   // own probes are larger on purpose while a search looks upward.
@@ -149,7 +127,7 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
         ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
         if (ts.tv_sec != g_log_malformed) {
           g_log_malformed = ts.tv_sec;
-          spdlog::debug("{}: malformed SYN ({} bytes) passed unchanged", t.iface, pkt.len);
+          spdlog::debug("{}: malformed SYN ({} bytes) passed unchanged", tp->iface(), pkt.len);
         }
       }
       return 0;
@@ -201,6 +179,8 @@ bool Daemon::start(std::string& err) {
       spdlog::warn("nfqueue poll: {}", uv_strerror(status));
       return;
     }
+    // Link notifications first: a packet is never judged by an interface's old name.
+    if (self->table_) self->table_->sync_links();
     self->queue_.drain(*self);  // handles spurious readiness: recv just says EAGAIN
   });
   std::pair<uv_signal_t*, int> sigs[] = {
@@ -231,7 +211,7 @@ bool Daemon::start(std::string& err) {
       kCountsIntervalMs, kCountsIntervalMs);
   handles_open_ = true;
 
-  installed_ = fw_tunnels(tunnels_);
+  installed_ = fw_tunnels();
   if (!firewall_.install(installed_, err)) {
     std::string e2;
     firewall_.remove_all(e2);  // a half-installed family must not stay behind
@@ -243,21 +223,7 @@ bool Daemon::start(std::string& err) {
                    f == Family::v4 ? "iptables-nft" : "ip6tables-nft", line);
     }
   }
-  for (const auto& t : tunnels_) {
-    auto show = [](std::uint16_t v, bool is_auto) {
-      if (v == 0) return std::string("off");
-      return is_auto ? fmt::format("auto (fallback {} until the path MTU is measured)", v)
-                     : std::to_string(v);
-    };
-    spdlog::info("tunnel {}: clamp mss ipv4 {} ipv6 {}{}", t.iface,
-                 show(t.target.mss4, t.mss4_auto), show(t.target.mss6, t.mss6_auto),
-                 t.guard ? ", oversize guard on" : "");
-  }
-  monitors_ = std::make_unique<TunnelMonitors>(loop_);
-  monitors_->start(config_);
-  bool want_guard = false;
-  for (const auto& t : tunnels_) want_guard = want_guard || t.guard;
-  if (want_guard) {
+  if (guard_wanted()) {
     std::string gerr;
     if (guard_.open(gerr)) {
       spdlog::info("oversize guard: ready (rules follow each tunnel's path MTU once measured)");
@@ -265,9 +231,10 @@ bool Daemon::start(std::string& err) {
       spdlog::error("oversize guard: {}; guard = \"icmp\" has no effect", gerr);
     }
   }
-  pmtus_ = std::make_unique<PathMtus>(loop_,
-                                      [this](const std::string& iface) { on_path_mtu(iface); });
-  pmtus_->start(config_);
+  table_ = std::make_unique<TunnelTable>(
+      loop_, TunnelTable::Callbacks{[this](Tunnel&) { sync_rules(); },
+                                    [this] { return guard_.is_open(); }});
+  table_->start(config_);
   // Reporting starts once the rules are in place; its own failures are logged, not fatal.
   stats_ = std::make_unique<StatsService>(
       loop_, StatsSources{
@@ -300,11 +267,10 @@ int Daemon::run() {
     return 1;
   }
   sd_notify(0, "READY=1");
-  spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION, tunnels_.size(),
-               queue_.num());
+  spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION,
+               table_->tunnels().size(), queue_.num());
   uv_run(loop_, UV_RUN_DEFAULT);
-  monitors_.reset();
-  pmtus_.reset();
+  table_.reset();
   uv_run(loop_, UV_RUN_DEFAULT);  // their handles' close callbacks
   uv_loop_close(loop_);
   return exit_code_;
@@ -331,9 +297,8 @@ void Daemon::finish_stop() {
   } else {
     spdlog::info("rules removed");
   }
-  if (monitors_) monitors_->stop();  // hooks still running are terminated and reaped
-  if (pmtus_) pmtus_->stop();
-  queue_.drain(*this);  // queued oversize packets still get their ICMP error
+  if (table_) table_->stop();  // hooks still running are terminated and reaped
+  queue_.drain(*this);         // queued oversize packets still get their ICMP error
   queue_.close();
   guard_.close();
   log_counters();
@@ -384,73 +349,27 @@ void Daemon::reload() {
   }
   if (auto lvl = parse_log_level(next.global.log_level)) spdlog::set_level(*lvl);
 
-  // The new table takes effect now (a changed MSS applies to the next SYN); counters of
-  // kept tunnels carry over; removed tunnels stay, retiring, until their rules are gone.
-  std::vector<Tunnel> table = tunnels_from(next);
-  for (auto& t : table) {
-    for (auto& o : tunnels_) {
-      if (o.iface == t.iface && !o.retiring) {
-        t.counters = o.counters;
-        t.guard_counters = o.guard_counters;
-        t.target = o.target;  // apply_path_mtu() below decides from the new settings
-        t.epoch_out = o.epoch_out;
-        t.epoch_in = o.epoch_in;
-        if (o.fallback.mss4 != t.fallback.mss4 || o.fallback.mss6 != t.fallback.mss6) {
-          spdlog::info("tunnel {}: configured mss ipv4 {} -> {}, ipv6 {} -> {}", t.iface,
-                       o.fallback.mss4, t.fallback.mss4, o.fallback.mss6, t.fallback.mss6);
-        }
-        if (!t.mss4_auto && !t.mss6_auto) t.target = t.fallback;
-      }
-    }
-  }
-  for (auto& o : tunnels_) {
-    bool kept = false;
-    for (const auto& t : table) kept = kept || t.iface == o.iface;
-    if (!kept && !o.retiring) {
-      spdlog::info("tunnel {}: removed", o.iface);
-      o.retiring = true;
-    }
-    if (!kept) table.push_back(o);
-  }
-  for (const auto& t : table) {
-    bool existed = false;
-    for (const auto& o : tunnels_) existed = existed || o.iface == t.iface;
-    if (!existed)
-      spdlog::info("tunnel {}: added (mss ipv4 {} ipv6 {})", t.iface, t.target.mss4,
-                   t.target.mss6);
-  }
-  tunnels_ = std::move(table);
-  clear_cache();
   config_ = std::move(next);
-  // Busy from here: what reconfigure() and apply_path_mtu() report synchronously must wait
-  // for this apply (rules_pending_), not start a second one against the old installed_.
+  // Busy from here: rule changes the tunnels ask for while they take the new settings
+  // wait for this apply (rules_pending_), not start a second one against the old installed_.
   fw_busy_ = true;
-  if (monitors_) monitors_->reconfigure(config_);
-  bool want_guard = false;
-  for (const auto& t : tunnels_) want_guard = want_guard || (t.guard && !t.retiring);
-  if (want_guard && !guard_.is_open()) {
+  if (guard_wanted() && !guard_.is_open()) {
     std::string gerr;
     if (!guard_.open(gerr))
       spdlog::error("oversize guard: {}; guard = \"icmp\" has no effect", gerr);
   }
-  if (pmtus_) pmtus_->reconfigure(config_);
-  for (auto& t : tunnels_) {
-    if (!t.retiring) apply_path_mtu(t);  // "auto" and the guard from what is measured now
-  }
+  // Kept tunnels take the new settings now (a changed MSS applies to the next SYN) with
+  // their state and counters; removed ones keep clamping until their rules are gone.
+  table_->reconfigure(config_);
 
-  std::vector<Tunnel> active;
-  for (const auto& t : tunnels_) {
-    if (!t.retiring) active.push_back(t);
-  }
-  const std::vector<FirewallTunnel> to = fw_tunnels(active);
+  const std::vector<FirewallTunnel> to = fw_tunnels();
   firewall_.apply_async(loop_, installed_, to, [this, to](bool ok, std::string err) {
     fw_busy_ = false;
     if (ok) {
       installed_ = to;
-      std::erase_if(tunnels_, [](const Tunnel& t) { return t.retiring; });
-      clear_cache();
+      table_->drop_retired();
       ++reloads_ok_;
-      spdlog::info("reload applied: {} tunnel(s)", tunnels_.size());
+      spdlog::info("reload applied: {} tunnel(s)", table_->tunnels().size());
     } else {
       ++reloads_failed_;
       spdlog::error(
@@ -470,8 +389,10 @@ void Daemon::reload() {
 // rule counted was either queued to us (and is then in seen() or still held by the kernel,
 // which `unaccounted` bounds from above) or passed by fail-open/bypass. So
 // rule - seen - unaccounted is a lower bound of what bypassed, and so is the running max.
-void Daemon::update_bypassed(Tunnel& t, const RulePackets& rp, std::uint64_t unaccounted) {
-  auto one = [unaccounted](DirectionCounters& c, Tunnel::Epoch& e, std::uint64_t rule) {
+void Daemon::update_bypassed(Tunnel& tunnel, const RulePackets& rp, std::uint64_t unaccounted) {
+  Tunnel::Datapath& t = tunnel.datapath();
+  auto one = [unaccounted](DirectionCounters& c, Tunnel::Datapath::Epoch& e,
+                           std::uint64_t rule) {
     const std::uint64_t seen = c.seen();
     if (rule < e.last_rule) {  // rules were re-created: their counters restarted
       e.bypassed_base = c.bypassed;
@@ -506,16 +427,17 @@ void Daemon::refresh_counts(bool log_after) {
     }
     if (ok && have_ks) {
       const std::uint64_t unaccounted = ks.queue_total + queue_.counters().unknown_iface;
-      for (auto& t : tunnels_) {
-        const std::uint64_t before = t.counters.out.bypassed + t.counters.in.bypassed;
-        auto it = counts.find(t.iface);
-        update_bypassed(t, it != counts.end() ? it->second : RulePackets{}, unaccounted);
-        const std::uint64_t after = t.counters.out.bypassed + t.counters.in.bypassed;
+      for (const auto& tp : table_->tunnels()) {
+        const TunnelCounters& c = tp->datapath().counters;
+        const std::uint64_t before = c.out.bypassed + c.in.bypassed;
+        auto it = counts.find(tp->iface());
+        update_bypassed(*tp, it != counts.end() ? it->second : RulePackets{}, unaccounted);
+        const std::uint64_t after = c.out.bypassed + c.in.bypassed;
         if (after > before) {
           spdlog::warn(
               "tunnel {}: {} more SYN(s) passed unclamped (queue full or tunshim not "
               "reading; fail-open), {} in all",
-              t.iface, after - before, after);
+              tp->iface(), after - before, after);
         }
       }
     } else if (!ok) {
@@ -530,18 +452,18 @@ void Daemon::refresh_counts(bool log_after) {
 }
 
 void Daemon::log_counters() const {
-  if (monitors_) monitors_->log_stats();
-  if (pmtus_) pmtus_->log_stats();
-  for (const auto& t : tunnels_) {
-    spdlog::info("tunnel {}: out {} | in {}", t.iface, format_dir(t.counters.out),
+  const std::vector<std::unique_ptr<Tunnel>> none;
+  for (const auto& tp : table_ ? table_->tunnels() : none) {
+    for (const auto& line : tp->describe()) spdlog::info("{}", line);
+    const Tunnel::Datapath& t = tp->datapath();
+    spdlog::info("tunnel {}: out {} | in {}", tp->iface(), format_dir(t.counters.out),
                  format_dir(t.counters.in));
-    if (t.guard) {
+    if (tp->settings().guard) {
       const GuardCounters& g = t.guard_counters;
       spdlog::info(
           "tunnel {}: guard above {} bytes: dropped={} icmp_sent={} rate_limited={} "
-          "not_answered={} "
-          "send_errors={} passed={} malformed={}",
-          t.iface, t.guard_pmtu, g.dropped, g.ptb_sent, g.rate_limited, g.not_answered,
+          "not_answered={} send_errors={} passed={} malformed={}",
+          tp->iface(), t.guard_pmtu, g.dropped, g.ptb_sent, g.rate_limited, g.not_answered,
           g.send_errors, g.passed, g.malformed);
     }
   }
@@ -570,31 +492,13 @@ StatsSnapshot Daemon::stats_snapshot() const {
   s.queue = queue_.counters();
   s.reloads_ok = reloads_ok_;
   s.reloads_failed = reloads_failed_;
-  for (const Tunnel& t : tunnels_) {
-    if (t.retiring) continue;
-    TunnelStats ts;
-    ts.iface = t.iface;
-    ts.mss4 = t.target.mss4;
-    ts.mss6 = t.target.mss6;
-    ts.syn = t.counters;
-    // Features fill their TunnelStats fields here (stats_sources.h, path_mtu.h).
-    if (const PathMtu* p = pmtus_ ? pmtus_->find(t.iface) : nullptr) p->fill(ts);
-    if (t.guard) {
-      ts.oversize_dropped = t.guard_counters.dropped;
-      ts.icmp_ptb_sent = t.guard_counters.ptb_sent;
-      const GuardCounters& g = t.guard_counters;
-      ts.guard = {{"passed", g.passed},
-                  {"malformed", g.malformed},
-                  {"rate_limited", g.rate_limited},
-                  {"not_answered", g.not_answered},
-                  {"send_error", g.send_errors}};
+  if (table_) {
+    for (const auto& tp : table_->tunnels()) {
+      TunnelStats ts;
+      tp->fill(ts);
+      add_monitor_stats(*tp, ts);
+      s.tunnels.push_back(std::move(ts));
     }
-    if (monitors_) {
-      for (const auto& m : monitors_->monitors()) {
-        if (m && m->iface() == t.iface) add_monitor_stats(*m, ts);
-      }
-    }
-    s.tunnels.push_back(std::move(ts));
   }
   return s;
 }
@@ -613,10 +517,9 @@ void Daemon::reapply(const std::string& iface, std::function<void(bool, std::str
   fw_busy_ = true;
   reapply_rules_async(loop_, firewall_, *ft, [this, done, iface](bool ok, std::string msg) {
     fw_busy_ = false;
-    clear_cache();  // the interface may have been re-created with a new ifindex
-    if (PathMtu* p = pmtus_ ? pmtus_->find(iface) : nullptr) {
-      p->reprobe();
-      msg += "; path-MTU search restarted";
+    if (Tunnel* t = table_ ? table_->find(iface) : nullptr) {
+      t->reprobe();  // the interface may have been re-created with a new ifindex
+      if (t->settings().pmtu.enabled) msg += "; path-MTU search restarted";
     }
     done(ok, msg);
     after_rule_change();
@@ -642,11 +545,7 @@ void Daemon::sync_rules() {
     rules_pending_ = true;
     return;
   }
-  std::vector<Tunnel> active;
-  for (const auto& t : tunnels_) {
-    if (!t.retiring) active.push_back(t);
-  }
-  const std::vector<FirewallTunnel> to = fw_tunnels(active);
+  const std::vector<FirewallTunnel> to = fw_tunnels();
   auto same = [](const std::vector<FirewallTunnel>& a, const std::vector<FirewallTunnel>& b) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i) {
@@ -678,49 +577,6 @@ void Daemon::sync_rules() {
     }
     after_rule_change();
   });
-}
-
-// ---- path MTU -------------------------------------------------------------------------------
-
-void Daemon::on_path_mtu(const std::string& iface) {
-  if (stopped_) return;
-  for (auto& t : tunnels_) {
-    if (t.iface == iface && !t.retiring) apply_path_mtu(t);
-  }
-  sync_rules();
-}
-
-void Daemon::apply_path_mtu(Tunnel& t) {
-  const PathMtu* p = pmtus_ ? pmtus_->find(t.iface) : nullptr;
-  const bool measured = p != nullptr && p->confirmed() && p->pmtu() != 0;
-  const std::uint16_t pmtu = measured ? p->pmtu() : 0;
-  clamp::ClampTarget next = t.fallback;
-  // Never below the smallest MSS a host must accept: a tiny measured path still gets
-  // its SYNs through, and the guard speaks for the rest.
-  if (t.mss4_auto && measured) {
-    next.mss4 = std::max<std::uint16_t>(clamp::mss_from_mtu4(pmtu), clamp::kDefaultMss4);
-  }
-  if (t.mss6_auto && measured) {
-    next.mss6 = std::max<std::uint16_t>(clamp::mss_from_mtu6(std::max(pmtu, clamp::kMinMtu6)),
-                                        clamp::kDefaultMss6);
-  }
-  if (next.mss4 != t.target.mss4 || next.mss6 != t.target.mss6) {
-    spdlog::info("tunnel {}: clamp mss ipv4 {} -> {}, ipv6 {} -> {} ({})", t.iface,
-                 t.target.mss4, next.mss4, t.target.mss6, next.mss6,
-                 measured ? fmt::format("path MTU {}", pmtu)
-                          : std::string("path MTU not measured: fallback"));
-    t.target = next;  // the next SYN uses it; no rule change
-  }
-  // The guard acts only on a measured value that is below what the interface lets out:
-  // larger packets the kernel already refuses or fragments itself.
-  const bool guard_on = t.guard && measured && guard_.is_open() && pmtu < p->interface_mtu();
-  t.guard_pmtu = guard_on ? pmtu : 0;
-  t.probe_ident = p != nullptr ? p->probe_identifier() : 0;
-  if (monitors_) {
-    for (const auto& m : monitors_->monitors()) {
-      if (m && m->iface() == t.iface) m->set_pmtu(pmtu);
-    }
-  }
 }
 
 }  // namespace tunshim::proxy

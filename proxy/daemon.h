@@ -21,9 +21,8 @@
 #include "proxy/firewall.h"
 #include "proxy/guard.h"
 #include "proxy/nfqueue.h"
-#include "proxy/path_mtu.h"
 #include "proxy/stats_service.h"
-#include "proxy/tunnel_monitor.h"
+#include "proxy/tunnel_table.h"
 
 namespace tunshim::proxy {
 
@@ -47,38 +46,10 @@ class Daemon final : public PacketHandler {
   void reapply(const std::string& iface, std::function<void(bool, std::string)> done);
 
  private:
-  struct Tunnel {
-    std::string iface;
-    clamp::ClampTarget target;    // in effect now
-    clamp::ClampTarget fallback;  // from the config (with "auto": until a search completes)
-    bool mss4_auto = false;
-    bool mss6_auto = false;
-    bool guard = false;            // guard = "icmp" configured
-    std::uint16_t guard_pmtu = 0;  // outbound packets above this are the guard's; 0: off
-    std::uint16_t probe_ident =
-        0;  // ICMP identifier of our path-MTU probes (guard lets them by)
-    TunnelCounters counters;
-    GuardCounters guard_counters;
-    bool retiring = false;  // removed by a reload; kept until its rules are gone
-    // Bookkeeping for the "bypassed" estimate (see refresh_counts()).
-    struct Epoch {
-      std::uint64_t last_rule = 0;      // rule packet count at the previous sample
-      std::uint64_t seen_base = 0;      // seen() when the current rule counters started
-      std::uint64_t bypassed_base = 0;  // bypassed before the current rule counters started
-    } epoch_out, epoch_in;
-  };
-  // ifindex -> tunnel, direct-mapped; entries expire so a reused ifindex is noticed.
-  struct CacheEntry {
-    std::uint32_t ifindex = 0;
-    int tunnel = -1;  // index into tunnels_, -1: no tunnel has this interface
-    std::uint64_t expires = 0;
-  };
-  static constexpr std::size_t kCacheSize = 64;
-  static constexpr std::uint64_t kCacheTtlMs = 1000;
   static constexpr std::uint64_t kCountsIntervalMs = 10000;
 
-  static std::vector<FirewallTunnel> fw_tunnels(const std::vector<Tunnel>& tunnels);
-  static std::vector<Tunnel> tunnels_from(const Config& config);
+  // The rules the active tunnels need now (guard rules follow the path MTU).
+  std::vector<FirewallTunnel> fw_tunnels() const;
 
   bool start(std::string& err);
   void stop();
@@ -86,25 +57,18 @@ class Daemon final : public PacketHandler {
   void reload();
   void refresh_counts(bool log_after);
   void update_bypassed(Tunnel& t, const RulePackets& rp, std::uint64_t unaccounted);
+  bool guard_wanted() const;
   void log_counters() const;
   void after_rule_change();
   // Brings the firewall to what tunnels_ needs now (guard rules follow the path MTU).
   void sync_rules();
-  // A tunnel's path MTU, its confirmation or its interface MTU changed: MSS and guard.
-  void on_path_mtu(const std::string& iface);
-  void apply_path_mtu(Tunnel& t);
-  int lookup(std::uint32_t ifindex) noexcept;
-  void clear_cache() noexcept { cache_.fill(CacheEntry{}); }
 
   Config config_;
-  std::vector<Tunnel> tunnels_;
   std::vector<FirewallTunnel> installed_;  // what the firewall holds now
   Firewall firewall_;
   NfQueue queue_;
-  std::array<CacheEntry, kCacheSize> cache_{};
-  std::unique_ptr<TunnelMonitors> monitors_;  // keepalive, liveness, hooks (tunnel_monitor.h)
-  std::unique_ptr<PathMtus> pmtus_;           // path-MTU discovery (path_mtu.h)
   OversizeGuard guard_;
+  std::unique_ptr<TunnelTable> table_;  // every tunnel, by ifindex (tunnel_table.h)
 
   uv_loop_t* loop_ = nullptr;
   uv_poll_t poll_{};

@@ -55,6 +55,8 @@ class Rtnl {
   // Stops polling and closes the socket; no callback runs afterwards. Safe to repeat.
   void close() noexcept;
   bool is_open() const noexcept { return fd_ >= 0; }
+  // Reads the notifications waiting now (as the poll callback would), without waiting.
+  void drain() noexcept { on_readable(); }
 
   // Feeds one buffer of netlink messages through the parser (used by the poll callback;
   // public so the parsing can be tested with hand-made messages).

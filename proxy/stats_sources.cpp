@@ -49,9 +49,9 @@ std::string describe_last_hook(const LastHookRun& h, std::string_view when) {
                      static_cast<double>(h.duration_ms) / 1000.0);
 }
 
-void add_monitor_stats(const TunnelMonitor& m, TunnelStats& t) {
+void add_monitor_stats(const Tunnel& m, TunnelStats& t) {
   using State = keepalive::Liveness::State;
-  const MonitorStats& s = m.stats();
+  const MonitorStats& s = m.monitor_stats();
   t.state = std::string(keepalive::to_string(m.state()));
   t.up = m.state() == State::up;
   for (std::size_t i = 0; i < s.transitions_to.size(); ++i) {

@@ -7,13 +7,12 @@
 #include <string_view>
 
 #include "proxy/metrics.h"
-#include "proxy/tunnel_monitor.h"
+#include "proxy/tunnel.h"
 
 namespace tunshim::proxy {
 
-// Liveness, keepalives, RTT, hooks (counts and the last run) and reconnects of one tunnel's
-// monitor.
-void add_monitor_stats(const TunnelMonitor& m, TunnelStats& t);
+// Liveness, keepalives, RTT, hooks (counts and the last run) and reconnects of one tunnel.
+void add_monitor_stats(const Tunnel& m, TunnelStats& t);
 
 // The last hook run as one line, `when` being its finish time as shown to the operator:
 //   "on_down #1 exit 0, 12:03:11 (4.2 s)"         "on_up #2 exit 3, …"

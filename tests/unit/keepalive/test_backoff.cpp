@@ -115,3 +115,35 @@ BOOST_AUTO_TEST_CASE(finished_without_run_is_ignored) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(backoff_reconfigure)
+
+// A reload keeps the attempt count: the next run after a reload is as late as without it.
+BOOST_AUTO_TEST_CASE(reload_keeps_attempts_and_cap) {
+  using namespace tunshim::keepalive;
+  BackoffConfig c;
+  c.initial = seconds(1);
+  c.max = seconds(60);
+  c.jitter = 0;
+  HookBackoff b(c);
+  Timestamp t = Timestamp::from_ms(0);
+  b.on_tunnel_down(t, 0);
+  for (int i = 0; i < 4; ++i) {  // runs at 0, 1, 2, 4 s after each finish
+    BOOST_REQUIRE(b.on_tick(b.next_deadline()));
+    t = b.next_deadline() == kNever ? t : b.next_deadline();
+    b.on_hook_finished(t, 0);
+  }
+  BOOST_TEST(b.attempts() == 4u);
+  const Timestamp before = b.next_deadline();
+  b.reconfigure(c, t);  // the same settings, reloaded
+  BOOST_TEST(b.attempts() == 4u);
+  BOOST_TEST((b.phase() == HookBackoff::Phase::waiting));
+  BOOST_TEST((b.next_deadline() == before));
+  // A smaller cap brings the scheduled run forward to at most now + the new cap.
+  c.max = seconds(2);
+  b.reconfigure(c, t);
+  BOOST_TEST((b.next_deadline() - t).ms() <= 2000);
+  BOOST_TEST(b.attempts() == 4u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -307,3 +307,34 @@ BOOST_AUTO_TEST_CASE(replies_matching) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(liveness_reconfigure)
+
+// A reload with new settings keeps a down tunnel down (it was reported up before).
+BOOST_AUTO_TEST_CASE(reload_keeps_down_state) {
+  using namespace tunshim::keepalive;
+  LivenessConfig c;
+  c.interval = seconds(2);
+  c.suspect_interval = seconds(1);
+  c.reply_timeout = seconds(1);
+  c.down_after_misses = 2;
+  Liveness l(c);
+  Timestamp t = Timestamp::from_ms(0);
+  l.on_interface(true, t);
+  l.on_rx_activity(5, t);
+  for (int i = 0; i < 40 && l.state() != Liveness::State::down; ++i) {
+    t = l.next_deadline();
+    l.on_tick(t);
+  }
+  BOOST_REQUIRE((l.state() == Liveness::State::down));
+  const auto misses = l.misses();
+  c.interval = seconds(5);
+  l.reconfigure(c);
+  BOOST_TEST((l.state() == Liveness::State::down));
+  BOOST_TEST(l.misses() == misses);
+  BOOST_TEST(l.config().interval.ms() == 5000);
+  // Still probing at the suspect pace, and an answer brings it up as before.
+  BOOST_TEST((l.next_deadline() != kNever));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
