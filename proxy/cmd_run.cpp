@@ -8,6 +8,7 @@
 #include "proxy/config.h"
 #include "proxy/daemon.h"
 #include "proxy/log.h"
+#include "proxy/test_knobs.h"
 
 namespace tunshim::proxy {
 namespace {
@@ -27,6 +28,7 @@ int cmd_run(const RunOptions& opt) {
   Config config = std::get<Config>(std::move(res));
   if (config.path.empty()) config.path = opt.config_path;
   if (auto lvl = parse_log_level(config.global.log_level)) spdlog::set_level(*lvl);
+  test_timer_divisor();  // reads the test-only knob now, so a set one is said at start
   // iptables-restore may exit before reading all of its stdin; a write to that pipe must
   // fail with EPIPE rather than kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);

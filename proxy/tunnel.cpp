@@ -8,6 +8,7 @@
 
 #include "clamp/mtu.h"
 #include "proxy/config.h"
+#include "proxy/test_knobs.h"
 
 namespace tunshim::proxy {
 namespace {
@@ -71,6 +72,7 @@ TunnelSettings tunnel_settings(const TunnelConfig& tc) {
   // on_down repeats 1 s, 2 s, 4 s … after the previous run, capped at backoff_max.
   m.backoff.initial = keepalive::seconds(1);
   m.backoff.max = keepalive::milliseconds(tc.backoff_max.count());
+  apply_test_timers(m.backoff);  // test-only TUNSHIM_TEST_TIMERS; no-op unless set
   return s;
 }
 
@@ -385,6 +387,7 @@ void Tunnel::begin_search() {
   pc.base = target->family == IpFamily::ipv4 ? cfg_.pmtu.probe_min : 0;
   pc.probe_max = cfg_.pmtu.probe_max;
   pc.reprobe_interval = cfg_.pmtu.reprobe_interval;
+  apply_test_timers(pc);  // test-only TUNSHIM_TEST_TIMERS; no-op unless set
   search_.emplace(pc);
   logged_pmtu_ = 0;  // the first result of a fresh search is always news
   mark();
