@@ -217,6 +217,28 @@ BOOST_AUTO_TEST_CASE(random_loss_exact) {
   BOOST_TEST(runs == 120);
 }
 
+// The e2e lab's paths (tests/e2e/test_pmtu_probe.sh: underlays 1528, 1437, 1400, 1333 and
+// 1251 behind a 28-byte tunnel overhead, ppp0 MTU 1500) with its loss: 10 % of the tunnel's
+// packets each way, so 19 % of probes or their replies, on a ~1 ms path and a slower one.
+// The e2e test runs one lossy search on the real path; the many runs are here: every one
+// must be exact, the all-pass path (1500) included.
+BOOST_AUTO_TEST_CASE(lab_paths_under_loss_exact) {
+  int runs = 0;
+  for (std::uint16_t mtu : {1500, 1409, 1372, 1305, 1223}) {
+    for (ka::Duration rtt : {milliseconds(1), milliseconds(20)}) {
+      for (std::uint32_t seed = 1; seed <= 100; ++seed) {
+        const Outcome o =
+            converge(ka::PmtuConfig{}, 1500, {.mtu = mtu, .rtt = rtt, .loss = 0.19}, seed);
+        BOOST_REQUIRE_MESSAGE(o.completed && o.pmtu == mtu, "mtu " << mtu << " rtt " << rtt.ms()
+                                                                   << " ms seed " << seed
+                                                                   << " got " << o.pmtu);
+        ++runs;
+      }
+    }
+  }
+  BOOST_TEST(runs == 1000);
+}
+
 // Many more searches at 30 % loss: the rare misjudgement that survives one boundary
 // re-check (about 0.4 % per search with two strikes) must not show up.
 BOOST_AUTO_TEST_CASE(heavy_loss_many_seeds_exact) {
