@@ -20,7 +20,9 @@
 #   (g) the daemon's own periodic search is not blocked by its guard: when the path grows
 #       to the full interface MTU, the next search (reprobe_interval = 1 min) finds it and
 #       the guard rules go. Its probes above the PMTU match the guard rule like any other
-#       oversize packet; dropped there, the PMTU could never grow again.
+#       oversize packet; dropped there, the PMTU could never grow again. That daemon runs
+#       with the test-only TUNSHIM_TEST_TIMERS=10 (proxy/test_knobs.h), so its 1-minute
+#       reprobe_interval takes 6 s; (a)-(f) run with the production timers.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"
 require_root
@@ -326,14 +328,16 @@ n=$(left "$E2E_TMP/dead.pcap" dead6 | grep -c "^$BIG6\$" || true)
   fail "(f) $n of 2 oversize IPv6 packets left ppp0 with tunshim dead"
 
 # ---- (g) the daemon's upward search passes its own guard ---------------------------------------
-lab_tunshim_start
+TIMERS=10
+TUNSHIM_TEST_TIMERS=$TIMERS lab_tunshim_start
+lab_tunshim_logged "TUNSHIM_TEST_TIMERS=$TIMERS: TEST ONLY" || die "(g) the daemon does not say it runs with TUNSHIM_TEST_TIMERS=$TIMERS"
 wait_for 30 guard_rules_ready || die "(g) no guard rules after restarting tunshim"
 # The underlay now carries the tunnel's full 1500 (+ 28 outer bytes) in both directions.
 for r in "10.77.1.0/24 dev r0 src $LAB_R_CSIDE" "10.77.2.0/24 dev r1 src $LAB_R_SSIDE"; do
   # shellcheck disable=SC2086  # a route spec
   ip -n "$(ns router)" route replace $r mtu lock $((LAB_TUN_MTU + 28))
 done
-log "(g) path widened to $LAB_TUN_MTU; waiting for the periodic search (reprobe_interval 1 min)"
+log "(g) path widened to $LAB_TUN_MTU; waiting for the periodic search (reprobe_interval 1 min / $TIMERS)"
 drop_g=$(metric oversize_dropped_total)
 grown() { [ "$(metric pmtu_bytes)" = "$LAB_TUN_MTU" ]; }
 if wait_for 90 grown; then
