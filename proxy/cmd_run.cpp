@@ -29,6 +29,7 @@ int cmd_run(const RunOptions& opt) {
   if (config.path.empty()) config.path = opt.config_path;
   if (auto lvl = parse_log_level(config.global.log_level)) spdlog::set_level(*lvl);
   test_timer_divisor();  // reads the test-only knob now, so a set one is said at start
+  log_config_warnings(config);
   // iptables-restore may exit before reading all of its stdin; a write to that pipe must
   // fail with EPIPE rather than kill the daemon.
   std::signal(SIGPIPE, SIG_IGN);

@@ -1,20 +1,30 @@
-// Config parsing and validation. toml++ does the syntax; this file checks every key against
-// the known set and every value against its type and range, and collects all problems with
-// the position toml++ recorded for the offending key or value.
+// Config parsing and validation. toml++ does the syntax; one schema (kGlobalKeys,
+// kTunnelKeys) says per key how its value is read, checked and printed and which member it
+// sets, and drives parsing, "unknown key" messages and check-config's printout. The checks
+// that involve several keys run after the table pass. Every problem is collected with the
+// position toml++ recorded for the offending key or value.
 #include "proxy/config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <initializer_list>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <span>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "proxy/log.h"
@@ -27,60 +37,6 @@ namespace {
 constexpr std::size_t kMaxFileBytes = std::size_t{1} << 20;
 
 enum class Section { top, global, tunnel };
-
-// Every key tunshim knows, and whether the daemon implements it. A key with
-// implemented = false is refused ("KEY is not supported by this version of tunshim yet")
-// unless ParseOptions::accept_unimplemented is set (tests and the fuzzer), so a config
-// written for a later version fails loudly instead of silently doing less.
-//
-// WIRING A FEATURE: when the daemon really does what a key says, flip its flag here (one
-// line), then: move the key in conf/tunshim.conf from the "Planned" list to a documented
-// setting, move its entry in docs/man/tunshim.conf.5 from PLANNED KEYS to GLOBAL/TUNNEL KEYS
-// with its default (test_packaging checks both against check-config's output), and update
-// the tests that expect the refusal (tests/unit/proxy/test_config.cpp,
-// tests/e2e/test_check_config.sh). "mss=auto" is not a key but the value "auto" of mss and
-// mss6: it gates the clamp following the discovered path MTU.
-struct KeyInfo {
-  Section section;
-  std::string_view name;
-  bool implemented;
-};
-// clang-format off
-constexpr std::array kKeys{
-    // [global]
-    KeyInfo{Section::global, "log_level",          true},
-    KeyInfo{Section::global, "queue_num",          true},
-    KeyInfo{Section::global, "queue_maxlen",       true},
-    KeyInfo{Section::global, "stats_listen",       true},   // stats server (stats_service.h)
-    KeyInfo{Section::global, "control_socket",     true},   // control socket (control_server.h)
-    // [[tunnel]]
-    KeyInfo{Section::tunnel, "interface",          true},
-    KeyInfo{Section::tunnel, "mss",                true},
-    KeyInfo{Section::tunnel, "mss6",               true},
-    KeyInfo{Section::tunnel, "mss=auto",           true},  // path MTU drives the clamp
-    KeyInfo{Section::tunnel, "guard",              true},  // oversize-DF guard
-    KeyInfo{Section::tunnel, "set_interface_mtu",  true},  // path MTU
-    KeyInfo{Section::tunnel, "probe_target",       true},  // path MTU
-    KeyInfo{Section::tunnel, "probe_min",          true},  // path MTU
-    KeyInfo{Section::tunnel, "probe_max",          true},  // path MTU
-    KeyInfo{Section::tunnel, "reprobe_interval",   true},  // path MTU
-    KeyInfo{Section::tunnel, "keepalive",          true},  // keepalive
-    KeyInfo{Section::tunnel, "keepalive_interval", true},  // keepalive
-    KeyInfo{Section::tunnel, "keepalive_target",   true},  // keepalive
-    KeyInfo{Section::tunnel, "down_after_misses",  true},  // liveness
-    KeyInfo{Section::tunnel, "on_down",            true},  // liveness hooks
-    KeyInfo{Section::tunnel, "on_up",              true},  // liveness hooks
-    KeyInfo{Section::tunnel, "hook_timeout",       true},  // liveness hooks
-    KeyInfo{Section::tunnel, "backoff_max",        true},  // liveness hooks
-};
-// clang-format on
-
-const KeyInfo* find_key(std::string_view name) {
-  for (const KeyInfo& k : kKeys) {
-    if (k.name == name) return &k;
-  }
-  return nullptr;
-}
 
 char fold(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -256,48 +212,29 @@ std::string address_problem(const std::string& s, int& family, bool& loopback) {
 std::string listen_text(const ListenAddress& a) {
   return (a.ipv6 ? "[" + a.host + "]" : a.host) + ':' + std::to_string(a.port);
 }
-
 // Collects errors while walking the parsed document; each check reports and carries on.
+// The value readers are what the schema's entries call: each returns the value, or nullopt
+// after reporting why it is not one.
 class Checker {
  public:
-  Checker(const std::string& file, const ParseOptions& options)
-      : file_(file), options_(options) {}
+  explicit Checker(const std::string& file) : file_(file) {}
 
   void check_root(const toml::table& root, Config& out);
   std::vector<ConfigError> take_errors();
   std::vector<ConfigError> take_warnings() { return std::move(warnings_); }
 
- private:
-  struct TunnelCheck {
-    TunnelConfig config;
-    bool ok = true;
-    bool has_interface = false;
-    toml::source_region interface_at;
-  };
   // An MSS setting as written: a number, "off" (0) or "auto".
   struct Mss {
     std::uint16_t value = 0;
     bool is_auto = false;
   };
 
-  ConfigError at(const toml::source_region& where, std::string message) const {
-    return {file_, static_cast<int>(where.begin.line), static_cast<int>(where.begin.column),
-            std::move(message)};
-  }
   void error(const toml::source_region& where, std::string message) {
     errors_.push_back(at(where, std::move(message)));
   }
-  void error(std::string message) { errors_.push_back({file_, 0, 0, std::move(message)}); }
-  bool accepts(std::string_view key) const {
-    return options_.accept_unimplemented || key_implemented(key);
+  void warning(const toml::source_region& where, std::string message) {
+    warnings_.push_back(at(where, std::move(message)));
   }
-
-  void check_global(const toml::table& table, GlobalConfig& out);
-  TunnelCheck check_tunnel(const toml::table& table);
-  // Whether `key` may be read in `section`; reports why not (unknown, misplaced,
-  // not implemented) otherwise.
-  bool known_here(const toml::key& key, Section section);
-  void unknown_key(const toml::key& key, Section section);
   std::optional<std::int64_t> integer(const toml::node& v, std::string_view key,
                                       std::int64_t min, std::int64_t max);
   std::optional<Mss> mss(const toml::node& v, std::string_view key, std::uint16_t min,
@@ -306,17 +243,38 @@ class Checker {
   std::optional<bool> boolean(const toml::node& v, std::string_view key);
   // The index of the string value in `choices`.
   std::optional<std::size_t> choice(const toml::node& v, std::string_view key,
-                                    std::initializer_list<std::string_view> choices);
+                                    std::span<const std::string_view> choices);
   std::optional<Millis> duration(const toml::node& v, std::string_view key, Millis min,
                                  Millis max);
   // "peer" (returned as "") or a numeric unicast IPv4/IPv6 address.
   std::optional<std::string> target(const toml::node& v, std::string_view key);
   std::optional<std::optional<ListenAddress>> listen(const toml::node& v, std::string_view key);
   std::optional<std::string> socket_path(const toml::node& v, std::string_view key);
-  std::optional<std::vector<Argv>> hooks(const toml::node& v, std::string_view key);
+  // The commands, and in `programs` where each one's program (argv[0]) is written.
+  std::optional<std::vector<Argv>> hooks(const toml::node& v, std::string_view key,
+                                         std::vector<SourcePosition>& programs);
+
+ private:
+  struct TunnelCheck {
+    TunnelConfig config;
+    bool ok = true;
+    bool has_interface = false;
+    toml::source_region interface_at;
+  };
+
+  ConfigError at(const toml::source_region& where, std::string message) const {
+    return {file_, static_cast<int>(where.begin.line), static_cast<int>(where.begin.column),
+            std::move(message)};
+  }
+  void error(std::string message) { errors_.push_back({file_, 0, 0, std::move(message)}); }
+
+  void check_global(const toml::table& table, GlobalConfig& out);
+  TunnelCheck check_tunnel(const toml::table& table);
+  // Reports a key that is not in `section`'s schema: misplaced, or unknown (with the
+  // nearest known name when it looks like a typo).
+  void not_here(const toml::key& key, Section section);
 
   const std::string& file_;
-  const ParseOptions& options_;
   std::vector<ConfigError> errors_;
   std::vector<ConfigError> warnings_;
 };
@@ -361,7 +319,7 @@ void Checker::check_root(const toml::table& root, Config& out) {
         tunnel_key_bad = true;
       }
     } else {
-      known_here(key, Section::top);  // never true: reports why
+      not_here(key, Section::top);
     }
   }
   if (tunnels.empty() && !tunnel_key_bad) {
@@ -382,263 +340,6 @@ void Checker::check_root(const toml::table& root, Config& out) {
     }
     if (tunnels[i].ok) out.tunnels.push_back(tunnels[i].config);
   }
-}
-
-void Checker::check_global(const toml::table& table, GlobalConfig& out) {
-  for (auto&& [key, value] : table) {
-    const std::string_view k = key.str();
-    if (!known_here(key, Section::global)) continue;
-    bool ok = false;
-    if (k == "log_level") {
-      if (const auto* s = value.as_string()) {
-        if (parse_log_level(s->get())) {
-          out.log_level = s->get();
-          out.log_level_from_file = ok = true;
-        } else {
-          error(value.source(),
-                "log_level must be one of trace, debug, info, warn, error, off; not " +
-                    quoted(s->get()));
-        }
-      } else {
-        error(value.source(),
-              "log_level must be a string (trace, debug, info, warn, error or off), not " +
-                  what_is(value));
-      }
-    } else if (k == "queue_num") {
-      if (auto n = integer(value, k, 0, 65535)) {
-        out.queue_num = static_cast<std::uint16_t>(*n);
-        out.queue_num_from_file = ok = true;
-      }
-    } else if (k == "queue_maxlen") {
-      if (auto n = integer(value, k, kMinQueueMaxlen, kMaxQueueMaxlen)) {
-        out.queue_maxlen = static_cast<std::uint32_t>(*n);
-        out.queue_maxlen_from_file = ok = true;
-      }
-    } else if (k == "stats_listen") {
-      if (auto l = listen(value, k)) {
-        out.stats_listen = std::move(*l);
-        ok = true;
-        if (out.stats_listen && !out.stats_listen->loopback) {
-          warnings_.push_back(
-              at(value.source(), "stats_listen " + quoted(value.as_string()->get()) +
-                                     " is not a loopback address: anyone who can reach it "
-                                     "reads the stats (the server has no authentication)"));
-        }
-      }
-    } else if (k == "control_socket") {
-      if (auto p = socket_path(value, k)) {
-        out.control_socket = std::move(*p);
-        ok = true;
-      }
-    }
-    if (ok) out.keys_from_file.emplace_back(k);
-  }
-}
-
-Checker::TunnelCheck Checker::check_tunnel(const toml::table& table) {
-  TunnelCheck r;
-  TunnelConfig& c = r.config;
-  c.line = static_cast<int>(table.source().begin.line);
-  bool has_mss = false;
-  bool has_mss6 = false;
-  std::optional<Mss> mss4;
-  std::optional<Mss> mss6;
-  const toml::node* probe_max_at = nullptr;
-  for (auto&& [key, value] : table) {
-    const std::string_view k = key.str();
-    if (!known_here(key, Section::tunnel)) {
-      r.ok = false;
-      continue;
-    }
-    bool ok = false;
-    if (k == "interface") {
-      if (auto name = interface_name(value)) {
-        c.interface = std::move(*name);
-        r.has_interface = ok = true;
-        r.interface_at = value.source();
-      }
-    } else if (k == "mss") {
-      has_mss = true;
-      mss4 = mss(value, k, kMinMss4, kMaxMss4);
-      ok = mss4.has_value();
-    } else if (k == "mss6") {
-      has_mss6 = true;
-      mss6 = mss(value, k, kMinMss6, kMaxMss6);
-      ok = mss6.has_value();
-    } else if (k == "guard") {
-      if (auto i = choice(value, k, {"off", "icmp"})) {
-        c.guard = static_cast<Guard>(*i);
-        ok = true;
-      }
-    } else if (k == "set_interface_mtu") {
-      if (auto b = boolean(value, k)) {
-        c.set_interface_mtu = *b;
-        ok = true;
-      }
-    } else if (k == "probe_target") {
-      if (auto t = target(value, k)) {
-        c.probe_target = std::move(*t);
-        ok = true;
-      }
-    } else if (k == "probe_min") {
-      if (auto n = integer(value, k, kMinProbeMin, kMaxProbeMin)) {
-        c.probe_min = static_cast<std::uint16_t>(*n);
-        ok = true;
-      }
-    } else if (k == "probe_max") {
-      if (const auto* s = value.as_string(); s != nullptr && s->get() == "interface") {
-        c.probe_max = 0;
-        ok = true;
-      } else if (value.is_integer()) {
-        // The lower bound is probe_min, checked once the whole table is read.
-        if (auto n = integer(value, k, kMinProbeMin, kMaxProbeMax)) {
-          c.probe_max = static_cast<std::uint16_t>(*n);
-          probe_max_at = &value;
-          ok = true;
-        }
-      } else {
-        error(value.source(),
-              "probe_max must be \"interface\" or an integer, not " + what_is(value));
-      }
-    } else if (k == "reprobe_interval") {
-      if (auto d = duration(value, k, kMinReprobeInterval, kMaxReprobeInterval)) {
-        c.reprobe_interval = *d;
-        ok = true;
-      }
-    } else if (k == "keepalive") {
-      if (auto i = choice(value, k, {"idle", "always", "off"})) {
-        c.keepalive = static_cast<KeepaliveMode>(*i);
-        ok = true;
-      }
-    } else if (k == "keepalive_interval") {
-      if (auto d = duration(value, k, kMinKeepaliveInterval, kMaxKeepaliveInterval)) {
-        c.keepalive_interval = *d;
-        ok = true;
-      }
-    } else if (k == "keepalive_target") {
-      if (auto t = target(value, k)) {
-        c.keepalive_target = std::move(*t);
-        ok = true;
-      }
-    } else if (k == "down_after_misses") {
-      if (auto n = integer(value, k, kMinDownAfterMisses, kMaxDownAfterMisses)) {
-        c.down_after_misses = static_cast<int>(*n);
-        ok = true;
-      }
-    } else if (k == "on_down" || k == "on_up") {
-      if (auto h = hooks(value, k)) {
-        (k == "on_down" ? c.on_down : c.on_up) = std::move(*h);
-        ok = true;
-      }
-    } else if (k == "hook_timeout") {
-      if (auto d = duration(value, k, kMinHookTimeout, kMaxHookTimeout)) {
-        c.hook_timeout = *d;
-        ok = true;
-      }
-    } else if (k == "backoff_max") {
-      if (auto d = duration(value, k, kMinBackoffMax, kMaxBackoffMax)) {
-        c.backoff_max = *d;
-        ok = true;
-      }
-    }
-    if (ok) {
-      c.keys_from_file.emplace_back(k);
-    } else {
-      r.ok = false;
-    }
-  }
-  if (!table.contains("interface")) {
-    error(table.source(),
-          "this [[tunnel]] has no interface: set interface = \"NAME\" (e.g. \"ppp0\")");
-    r.ok = false;
-  }
-  if (!has_mss) {
-    error(table.source(),
-          "this [[tunnel]] has no mss: set mss to the IPv4 MSS target (e.g. 1360) or \"off\"");
-    r.ok = false;
-  }
-  if (probe_max_at != nullptr && c.probe_max < c.probe_min) {
-    error(probe_max_at->source(), "probe_max must be \"interface\" or between probe_min (" +
-                                      std::to_string(c.probe_min) + ") and " +
-                                      std::to_string(kMaxProbeMax) + ", not " +
-                                      std::to_string(c.probe_max));
-    r.ok = false;
-  }
-  if (!mss4 || (has_mss6 && !mss6)) return r;
-
-  // "auto" clamps to the fallback size's MSS until the first search completes.
-  c.mss4_auto = mss4->is_auto;
-  c.mss4 = c.mss4_auto ? clamp::mss_from_mtu4(c.probe_min) : mss4->value;
-  if (has_mss6) {
-    c.mss6_auto = mss6->is_auto;
-    c.mss6 = c.mss6_auto ? kAutoMss6Fallback : mss6->value;
-    c.mss6_from_file = true;
-  } else if (c.mss4_auto) {
-    c.mss6_auto = true;
-    c.mss6 = kAutoMss6Fallback;
-  } else if (c.mss4 != 0) {
-    // Same link MTU for both families; never below what every IPv6 path carries.
-    c.mss6 =
-        std::max<std::uint16_t>(static_cast<std::uint16_t>(c.mss4 - kMss6Offset), kMinMss6);
-  }
-  // The guard needs the path MTU, which "auto" discovers.
-  if (!c.from_file("guard") && (c.mss4_auto || c.mss6_auto)) c.guard = Guard::icmp;
-
-  // Clamping off in both families is still work if a keepalive runs on this tunnel.
-  const bool keepalive_on = c.keepalive != KeepaliveMode::off && accepts("keepalive");
-  if (c.mss4 == 0 && c.mss6 == 0 && !keepalive_on) {
-    error(table.source(),
-          has_mss6 ? "mss and mss6 are both \"off\": this [[tunnel]] has nothing to do"
-                   : "mss is \"off\" and mss6 follows it by default: this [[tunnel]] "
-                     "has nothing to do (set mss6 to clamp IPv6 only)");
-    r.ok = false;
-  }
-  return r;
-}
-
-bool Checker::known_here(const toml::key& key, Section section) {
-  const std::string_view k = key.str();
-  const KeyInfo* info = find_key(k);
-  if (info == nullptr || k.find('=') != std::string_view::npos) {
-    unknown_key(key, section);
-    return false;
-  }
-  if (!info->implemented && !options_.accept_unimplemented) {
-    error(key.source(), std::string(k) + " is not supported by this version of tunshim yet");
-    return false;
-  }
-  if (info->section != section) {
-    error(key.source(), std::string(k) +
-                            (info->section == Section::global ? " belongs in [global], not "
-                                                              : " belongs in a [[tunnel]] "
-                                                                "table, not ") +
-                            std::string(where(section)));
-    return false;
-  }
-  return true;
-}
-
-void Checker::unknown_key(const toml::key& key, Section section) {
-  const std::string_view k = key.str();
-  std::vector<std::string_view> known;
-  if (section == Section::top) known = {"global", "tunnel"};
-  for (const KeyInfo& info : kKeys) {
-    if (info.section == section && info.name.find('=') == std::string_view::npos) {
-      known.push_back(info.name);
-    }
-  }
-  std::string message = "unknown key '" + escaped(k) + "' " + std::string(where(section));
-  std::size_t best = 3;  // suggest only within two edits: further is a guess, not a typo
-  std::string_view best_key;
-  for (const auto candidate : known) {
-    const std::size_t d = edit_distance(k, candidate);
-    if (d < best) {
-      best = d;
-      best_key = candidate;
-    }
-  }
-  if (!best_key.empty()) message += "; did you mean '" + std::string(best_key) + "'?";
-  error(key.source(), std::move(message));
 }
 
 std::optional<std::int64_t> Checker::integer(const toml::node& v, std::string_view key,
@@ -662,28 +363,17 @@ std::optional<Checker::Mss> Checker::mss(const toml::node& v, std::string_view k
   const std::string k(key);
   if (const auto* s = v.as_string()) {
     if (s->get() == "off") return Mss{};
-    if (s->get() == "auto") {
-      if (accepts("mss=auto")) return Mss{0, true};
-      error(v.source(),
-            k + " = \"auto\" needs path-MTU discovery, which is not implemented in "
-                "this version of tunshim yet; give a number (e.g. 1360) or \"off\"");
-      return std::nullopt;
-    }
+    if (s->get() == "auto") return Mss{0, true};
   }
-  const bool with_auto = accepts("mss=auto");
   if (!v.is_integer()) {
-    error(v.source(), k +
-                          (with_auto ? " must be an integer, \"off\" or \"auto\", not "
-                                     : " must be an integer or \"off\", not ") +
-                          what_is(v));
+    error(v.source(), k + " must be an integer, \"off\" or \"auto\", not " + what_is(v));
     return std::nullopt;
   }
   const std::int64_t n = *v.value<std::int64_t>();
   if (n < min || n > max) {
-    error(v.source(),
-          k + " must be between " + std::to_string(min) + " and " + std::to_string(max) +
-              (with_auto ? " (or \"off\" or \"auto\"), not " : " (or \"off\"), not ") +
-              std::to_string(n));
+    error(v.source(), k + " must be between " + std::to_string(min) + " and " +
+                          std::to_string(max) + " (or \"off\" or \"auto\"), not " +
+                          std::to_string(n));
     return std::nullopt;
   }
   return Mss{static_cast<std::uint16_t>(n), false};
@@ -696,7 +386,7 @@ std::optional<bool> Checker::boolean(const toml::node& v, std::string_view key) 
 }
 
 std::optional<std::size_t> Checker::choice(const toml::node& v, std::string_view key,
-                                           std::initializer_list<std::string_view> choices) {
+                                           std::span<const std::string_view> choices) {
   std::string list;
   std::size_t i = 0;
   for (const auto c : choices) {
@@ -861,7 +551,8 @@ std::optional<std::string> Checker::socket_path(const toml::node& v, std::string
   return p;
 }
 
-std::optional<std::vector<Argv>> Checker::hooks(const toml::node& v, std::string_view key) {
+std::optional<std::vector<Argv>> Checker::hooks(const toml::node& v, std::string_view key,
+                                                std::vector<SourcePosition>& programs) {
   const std::string k(key);
   const std::string form =
       k +
@@ -918,6 +609,8 @@ std::optional<std::vector<Argv>> Checker::hooks(const toml::node& v, std::string
       ok = false;
     }
     out.push_back(std::move(a));
+    const toml::source_region& p = argv->get(0)->source();
+    programs.push_back({static_cast<int>(p.begin.line), static_cast<int>(p.begin.column)});
   }
   if (!ok) return std::nullopt;
   return out;
@@ -997,6 +690,335 @@ std::string target_text(const std::string& target) {
   return quoted(target.empty() ? "peer" : target);
 }
 
+// ---- the schema
+// ------------------------------------------------------------------------------ One entry per
+// key, in check-config's print order: how its value is read into the section's struct
+// (reporting why not), how it prints as TOML that reads back to the same value, and the comment
+// printed after it (none given: "default" when the file does not set the key). Keys whose value
+// depends on other keys (mss, mss6, guard, probe_max) store what was written;
+// Checker::check_tunnel resolves them after the table pass.
+
+template <class S>
+struct Key {
+  std::string_view name;
+  std::function<bool(Checker&, const toml::node&, S&)> read;
+  std::function<std::string(const S&)> print;
+  std::function<std::string(const S&)> note;
+};
+
+// A key stored in one member through one of Checker's readers; `read(checker, value, name)`
+// returns an optional of something convertible to the member.
+template <class S, class T, class Read, class Print>
+Key<S> member(std::string_view name, T S::*field, Read read, Print print,
+              std::type_identity_t<std::function<std::string(const S&)>> note = nullptr) {
+  return {name,
+          [name, field, read](Checker& c, const toml::node& v, S& out) {
+            auto value = read(c, v, name);
+            if (!value) return false;
+            out.*field = static_cast<T>(std::move(*value));
+            return true;
+          },
+          [field, print](const S& s) { return print(s.*field); }, std::move(note)};
+}
+
+auto integer(std::int64_t min, std::int64_t max) {
+  return [min, max](Checker& c, const toml::node& v, std::string_view k) {
+    return c.integer(v, k, min, max);
+  };
+}
+auto duration(Millis min, Millis max) {
+  return [min, max](Checker& c, const toml::node& v, std::string_view k) {
+    return c.duration(v, k, min, max);
+  };
+}
+template <std::size_t N>
+auto choice(const std::array<std::string_view, N>& names) {
+  return [&names](Checker& c, const toml::node& v, std::string_view k) {
+    return c.choice(v, k, names);
+  };
+}
+template <class E, std::size_t N>
+auto choice_text(const std::array<std::string_view, N>& names) {
+  return [&names](E e) { return quoted(names[static_cast<std::size_t>(e)]); };
+}
+const auto boolean = [](Checker& c, const toml::node& v, std::string_view k) {
+  return c.boolean(v, k);
+};
+const auto target = [](Checker& c, const toml::node& v, std::string_view k) {
+  return c.target(v, k);
+};
+const auto number = [](auto n) { return std::to_string(n); };
+const auto duration_value = [](Millis d) { return quoted(duration_text(d)); };
+
+constexpr std::array<std::string_view, 2> kGuardNames{"off", "icmp"};  // Guard's order
+constexpr std::array<std::string_view, 3> kKeepaliveNames{"idle", "always", "off"};
+
+const std::vector<Key<GlobalConfig>> kGlobalKeys{
+    member(
+        "log_level", &GlobalConfig::log_level,
+        [](Checker& c, const toml::node& v, std::string_view) -> std::optional<std::string> {
+          const auto* s = v.as_string();
+          if (s == nullptr) {
+            c.error(
+                v.source(),
+                "log_level must be a string (trace, debug, info, warn, error or off), not " +
+                    what_is(v));
+            return std::nullopt;
+          }
+          if (!parse_log_level(s->get())) {
+            c.error(v.source(),
+                    "log_level must be one of trace, debug, info, warn, error, off; not " +
+                        quoted(s->get()));
+            return std::nullopt;
+          }
+          return s->get();
+        },
+        quoted),
+    member("queue_num", &GlobalConfig::queue_num, integer(0, 65535), number),
+    member("queue_maxlen", &GlobalConfig::queue_maxlen,
+           integer(kMinQueueMaxlen, kMaxQueueMaxlen), number),
+    member(
+        "stats_listen", &GlobalConfig::stats_listen,
+        [](Checker& c, const toml::node& v, std::string_view k) {
+          auto l = c.listen(v, k);
+          if (l && *l && !(*l)->loopback) {
+            c.warning(v.source(), "stats_listen " + quoted(v.as_string()->get()) +
+                                      " is not a loopback address: anyone who can reach it "
+                                      "reads the stats (the server has no authentication)");
+          }
+          return l;
+        },
+        [](const std::optional<ListenAddress>& l) {
+          return quoted(l ? listen_text(*l) : "off");
+        }),
+    member(
+        "control_socket", &GlobalConfig::control_socket,
+        [](Checker& c, const toml::node& v, std::string_view k) { return c.socket_path(v, k); },
+        [](const std::string& p) { return quoted(p.empty() ? "off" : p); }),
+};
+
+// on_down / on_up: the commands and where each program is written.
+Key<TunnelConfig> hook_key(std::string_view name, std::vector<Argv> TunnelConfig::*commands,
+                           std::vector<SourcePosition> TunnelConfig::*programs) {
+  return {name,
+          [name, commands, programs](Checker& c, const toml::node& v, TunnelConfig& t) {
+            std::vector<SourcePosition> at;
+            auto h = c.hooks(v, name, at);
+            if (!h) return false;
+            t.*commands = std::move(*h);
+            t.*programs = std::move(at);
+            return true;
+          },
+          [commands](const TunnelConfig& t) { return hooks_text(t.*commands); }, nullptr};
+}
+
+const std::vector<Key<TunnelConfig>> kTunnelKeys{
+    member(
+        "interface", &TunnelConfig::interface,
+        [](Checker& c, const toml::node& v, std::string_view) { return c.interface_name(v); },
+        quoted, [](const TunnelConfig&) { return std::string(); }),  // required: no default
+    {"mss",
+     [](Checker& c, const toml::node& v, TunnelConfig& t) {
+       const auto m = c.mss(v, "mss", kMinMss4, kMaxMss4);
+       if (!m) return false;
+       t.mss4 = m->value;
+       t.mss4_auto = m->is_auto;
+       return true;
+     },
+     [](const TunnelConfig& t) { return t.mss4_auto ? "\"auto\"" : mss_text(t.mss4); },
+     [](const TunnelConfig& t) {
+       return t.mss4_auto ? "until the first search: " + std::to_string(t.mss4) : "";
+     }},
+    {"mss6",
+     [](Checker& c, const toml::node& v, TunnelConfig& t) {
+       const auto m = c.mss(v, "mss6", kMinMss6, kMaxMss6);
+       if (!m) return false;
+       t.mss6 = m->value;
+       t.mss6_auto = m->is_auto;
+       return true;
+     },
+     [](const TunnelConfig& t) { return t.mss6_auto ? "\"auto\"" : mss_text(t.mss6); },
+     [](const TunnelConfig& t) -> std::string {
+       const bool set = t.from_file("mss6");
+       if (t.mss6_auto) {
+         return std::string(set ? "" : "default: \"auto\", like mss; ") +
+                "until the first search: " + std::to_string(t.mss6);
+       }
+       if (set) return "";
+       return t.mss4 == 0 ? "default: \"off\", like mss"
+              : t.mss6 + kMss6Offset == t.mss4
+                  ? "default: mss - 20 (same link MTU)"
+                  : "default: mss - 20, raised to the IPv6 minimum";
+     }},
+    member("guard", &TunnelConfig::guard, choice(kGuardNames), choice_text<Guard>(kGuardNames),
+           [](const TunnelConfig& t) -> std::string {
+             return t.from_file("guard")     ? ""
+                    : t.guard == Guard::icmp ? "default with mss \"auto\""
+                                             : "default";
+           }),
+    member("set_interface_mtu", &TunnelConfig::set_interface_mtu, boolean,
+           [](bool b) { return std::string(b ? "true" : "false"); }),
+    member("probe_target", &TunnelConfig::probe_target, target, target_text),
+    member("probe_min", &TunnelConfig::probe_min, integer(kMinProbeMin, kMaxProbeMin), number),
+    member(
+        "probe_max", &TunnelConfig::probe_max,
+        [](Checker& c, const toml::node& v, std::string_view k) -> std::optional<std::int64_t> {
+          if (const auto* s = v.as_string(); s != nullptr && s->get() == "interface") return 0;
+          if (v.is_integer()) return c.integer(v, k, kMinProbeMin, kMaxProbeMax);
+          c.error(v.source(),
+                  "probe_max must be \"interface\" or an integer, not " + what_is(v));
+          return std::nullopt;
+        },
+        [](std::uint16_t n) {
+          return n == 0 ? std::string("\"interface\"") : std::to_string(n);
+        }),
+    member("reprobe_interval", &TunnelConfig::reprobe_interval,
+           duration(kMinReprobeInterval, kMaxReprobeInterval), duration_value),
+    member("keepalive", &TunnelConfig::keepalive, choice(kKeepaliveNames),
+           choice_text<KeepaliveMode>(kKeepaliveNames)),
+    member("keepalive_interval", &TunnelConfig::keepalive_interval,
+           duration(kMinKeepaliveInterval, kMaxKeepaliveInterval), duration_value),
+    member("keepalive_target", &TunnelConfig::keepalive_target, target, target_text),
+    member("down_after_misses", &TunnelConfig::down_after_misses,
+           integer(kMinDownAfterMisses, kMaxDownAfterMisses), number),
+    hook_key("on_down", &TunnelConfig::on_down, &TunnelConfig::on_down_at),
+    hook_key("on_up", &TunnelConfig::on_up, &TunnelConfig::on_up_at),
+    member("hook_timeout", &TunnelConfig::hook_timeout,
+           duration(kMinHookTimeout, kMaxHookTimeout), duration_value),
+    member("backoff_max", &TunnelConfig::backoff_max, duration(kMinBackoffMax, kMaxBackoffMax),
+           duration_value),
+};
+
+template <class S>
+const Key<S>* find_key(const std::vector<Key<S>>& keys, std::string_view name) {
+  for (const Key<S>& k : keys) {
+    if (k.name == name) return &k;
+  }
+  return nullptr;
+}
+
+// A key's line in check-config's output.
+template <class S>
+void emit_key(std::string& out, const Key<S>& k, const S& section) {
+  const std::string value = std::string(k.name) + " = " + k.print(section);
+  if (k.note) {
+    emit(out, value, k.note(section));
+  } else {
+    emit(out, value, section.from_file(k.name) ? "" : "default");
+  }
+}
+
+// ---- the table pass and the checks across keys ----------------------------------------------
+
+void Checker::check_global(const toml::table& table, GlobalConfig& out) {
+  for (auto&& [key, value] : table) {
+    const Key<GlobalConfig>* k = find_key(kGlobalKeys, key.str());
+    if (k == nullptr) {
+      not_here(key, Section::global);
+    } else if (k->read(*this, value, out)) {
+      out.keys_from_file.emplace_back(k->name);
+    }
+  }
+}
+
+Checker::TunnelCheck Checker::check_tunnel(const toml::table& table) {
+  TunnelCheck r;
+  TunnelConfig& c = r.config;
+  c.line = static_cast<int>(table.source().begin.line);
+  for (auto&& [key, value] : table) {
+    const Key<TunnelConfig>* k = find_key(kTunnelKeys, key.str());
+    if (k == nullptr) {
+      not_here(key, Section::tunnel);
+      r.ok = false;
+    } else if (k->read(*this, value, c)) {
+      c.keys_from_file.emplace_back(k->name);
+    } else {
+      r.ok = false;
+    }
+  }
+  if (const toml::node* name = table.get("interface"); name == nullptr) {
+    error(table.source(),
+          "this [[tunnel]] has no interface: set interface = \"NAME\" (e.g. \"ppp0\")");
+    r.ok = false;
+  } else if (c.from_file("interface")) {
+    r.has_interface = true;
+    r.interface_at = name->source();
+  }
+  const bool has_mss = table.contains("mss");
+  const bool has_mss6 = table.contains("mss6");
+  if (!has_mss) {
+    error(table.source(),
+          "this [[tunnel]] has no mss: set mss to the IPv4 MSS target (e.g. 1360) or \"off\"");
+    r.ok = false;
+  }
+  // probe_max's lower bound is probe_min.
+  if (c.from_file("probe_max") && c.probe_max != 0 && c.probe_max < c.probe_min) {
+    error(table.get("probe_max")->source(),
+          "probe_max must be \"interface\" or between probe_min (" +
+              std::to_string(c.probe_min) + ") and " + std::to_string(kMaxProbeMax) + ", not " +
+              std::to_string(c.probe_max));
+    r.ok = false;
+  }
+  if (!c.from_file("mss") || (has_mss6 && !c.from_file("mss6"))) return r;
+
+  // "auto" clamps to the fallback size's MSS until the first search completes.
+  if (c.mss4_auto) c.mss4 = clamp::mss_from_mtu4(c.probe_min);
+  if (has_mss6) {
+    if (c.mss6_auto) c.mss6 = kAutoMss6Fallback;
+  } else if (c.mss4_auto) {
+    c.mss6_auto = true;
+    c.mss6 = kAutoMss6Fallback;
+  } else if (c.mss4 != 0) {
+    // Same link MTU for both families; never below what every IPv6 path carries.
+    c.mss6 =
+        std::max<std::uint16_t>(static_cast<std::uint16_t>(c.mss4 - kMss6Offset), kMinMss6);
+  }
+  // The guard needs the path MTU, which "auto" discovers.
+  if (!c.from_file("guard") && (c.mss4_auto || c.mss6_auto)) c.guard = Guard::icmp;
+
+  // Clamping off in both families is still work if a keepalive runs on this tunnel.
+  if (c.mss4 == 0 && c.mss6 == 0 && c.keepalive == KeepaliveMode::off) {
+    error(table.source(),
+          has_mss6 ? "mss and mss6 are both \"off\": this [[tunnel]] has nothing to do"
+                   : "mss is \"off\" and mss6 follows it by default: this [[tunnel]] "
+                     "has nothing to do (set mss6 to clamp IPv6 only)");
+    r.ok = false;
+  }
+  return r;
+}
+
+void Checker::not_here(const toml::key& key, Section section) {
+  const std::string_view k = key.str();
+  const bool global = find_key(kGlobalKeys, k) != nullptr;
+  if (global || find_key(kTunnelKeys, k) != nullptr) {
+    error(key.source(),
+          std::string(k) +
+              (global ? " belongs in [global], not " : " belongs in a [[tunnel]] table, not ") +
+              std::string(where(section)));
+    return;
+  }
+  std::vector<std::string_view> known;
+  if (section == Section::top) known = {"global", "tunnel"};
+  if (section == Section::global) {
+    for (const auto& g : kGlobalKeys) known.push_back(g.name);
+  }
+  if (section == Section::tunnel) {
+    for (const auto& t : kTunnelKeys) known.push_back(t.name);
+  }
+  std::string message = "unknown key '" + escaped(k) + "' " + std::string(where(section));
+  std::size_t best = 3;  // suggest only within two edits: further is a guess, not a typo
+  std::string_view best_key;
+  for (const auto candidate : known) {
+    const std::size_t d = edit_distance(k, candidate);
+    if (d < best) {
+      best = d;
+      best_key = candidate;
+    }
+  }
+  if (!best_key.empty()) message += "; did you mean '" + std::string(best_key) + "'?";
+  error(key.source(), std::move(message));
+}
+
 bool contains_key(const std::vector<std::string>& keys, std::string_view key) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();
 }
@@ -1011,11 +1033,6 @@ bool GlobalConfig::from_file(std::string_view key) const {
   return contains_key(keys_from_file, key);
 }
 
-bool key_implemented(std::string_view key) {
-  const KeyInfo* info = find_key(key);
-  return info != nullptr && info->implemented;
-}
-
 std::string ConfigError::to_string() const {
   if (line <= 0) return file + ": " + message;
   std::string out = file + ':' + std::to_string(line);
@@ -1023,8 +1040,7 @@ std::string ConfigError::to_string() const {
   return out + ": " + message;
 }
 
-ConfigResult parse_config(std::string_view text, const std::string& name,
-                          const ParseOptions& options) {
+ConfigResult parse_config(std::string_view text, const std::string& name) {
   toml::table root;
 #if TOML_EXCEPTIONS
   try {
@@ -1039,7 +1055,7 @@ ConfigResult parse_config(std::string_view text, const std::string& name,
 #endif
   Config config;
   config.path = name;
-  Checker checker(name, options);
+  Checker checker(name);
   checker.check_root(root, config);
   std::vector<ConfigError> errors = checker.take_errors();
   if (!errors.empty()) return errors;
@@ -1047,126 +1063,82 @@ ConfigResult parse_config(std::string_view text, const std::string& name,
   return config;
 }
 
-ConfigResult load_config(const std::string& path, const ParseOptions& options) {
-  auto failed = [&path](std::string message) {
-    return ConfigResult{std::vector<ConfigError>{{path, 0, 0, "cannot read: " + message}}};
-  };
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "r"),
-                                                             &std::fclose);
-  if (!file) return failed(std::strerror(errno));
-  std::string text;
-  std::array<char, 65536> buf{};
-  for (;;) {
-    const std::size_t n = std::fread(buf.data(), 1, buf.size(), file.get());
-    text.append(buf.data(), n);
-    if (text.size() > kMaxFileBytes)
-      return failed("larger than 1 MiB, which no tunshim config is");
-    if (n < buf.size()) {
-      if (std::ferror(file.get())) return failed(std::strerror(errno));
-      break;
-    }
-  }
-  return parse_config(text, path, options);
+// ---- reading the file, and whom it can be trusted from --------------------------------------
+
+namespace {
+
+// "a FIFO" …: what a file is when it is not a regular file; "" for a regular file.
+std::string special_kind(mode_t mode) {
+  if (S_ISREG(mode)) return "";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
 }
 
-std::string format_config(const Config& config, const ParseOptions& options) {
-  // Keys the daemon does not implement are left out: printing them would suggest they act.
-  const auto shown = [&options](std::string_view key) {
-    return options.accept_unimplemented || key_implemented(key);
+// Why a config at `path` cannot be read, or "" with its bytes in `text`. Nothing here can
+// block: special files are refused from their stat() (before open(), which for a device
+// has effects of its own, and for a FIFO would wait for a writer), and the regular file is
+// opened non-blocking, checked again through its descriptor and read up to a bound.
+std::string read_regular_file(const std::string& path, std::string& text) {
+  const auto kind_problem = [](mode_t mode) -> std::string {
+    if (S_ISDIR(mode)) return std::strerror(EISDIR);
+    const std::string kind = special_kind(mode);
+    return kind.empty() ? "" : "it is " + kind + ", and a config must be a regular file";
   };
+  const std::string too_big = "larger than 1 MiB, which no tunshim config is";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::strerror(errno);
+  if (std::string p = kind_problem(st.st_mode); !p.empty()) return p;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return std::strerror(errno);
+  const std::unique_ptr<const int, void (*)(const int*)> closer(
+      &fd, [](const int* f) { ::close(*f); });
+  // The path may name another file by now.
+  if (::fstat(fd, &st) != 0) return std::strerror(errno);
+  if (std::string p = kind_problem(st.st_mode); !p.empty()) return p;
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxFileBytes) return too_big;
+  std::array<char, 65536> buf{};
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::strerror(errno);
+    if (n == 0) return "";
+    text.append(buf.data(), static_cast<std::size_t>(n));
+    if (text.size() > kMaxFileBytes) return too_big;  // it grew after fstat()
+  }
+}
+
+}  // namespace
+
+ConfigResult read_config(const std::string& path) {
+  std::string text;
+  if (std::string why = read_regular_file(path, text); !why.empty()) {
+    return std::vector<ConfigError>{{path, 0, 0, "cannot read: " + why}};
+  }
+  return parse_config(text, path);
+}
+
+ConfigResult load_config(const std::string& path) { return read_config(path); }
+
+void log_config_warnings(const Config& config) {
+  for (const ConfigError& w : config.warnings) spdlog::warn("{}", one_line(w.to_string()));
+}
+
+std::string format_config(const Config& config) {
   std::string out = "# Effective configuration";
   if (!config.path.empty()) out += " of " + quoted(config.path);
   out += "\n# (\"default\" marks values the file does not set.)\n";
   for (const ConfigError& w : config.warnings)
     out += "# warning: " + one_line(w.to_string()) + '\n';
   out += "\n[global]\n";
-  const GlobalConfig& g = config.global;
-  const auto dflt = [](bool from_file) { return from_file ? "" : "default"; };
-  emit(out, "log_level = " + quoted(g.log_level), dflt(g.log_level_from_file));
-  emit(out, "queue_num = " + std::to_string(g.queue_num), dflt(g.queue_num_from_file));
-  emit(out, "queue_maxlen = " + std::to_string(g.queue_maxlen), dflt(g.queue_maxlen_from_file));
-  if (shown("stats_listen")) {
-    emit(out, "stats_listen = " + quoted(g.stats_listen ? listen_text(*g.stats_listen) : "off"),
-         dflt(g.from_file("stats_listen")));
-  }
-  if (shown("control_socket")) {
-    emit(out, "control_socket = " + quoted(g.control_socket.empty() ? "off" : g.control_socket),
-         dflt(g.from_file("control_socket")));
-  }
+  for (const auto& k : kGlobalKeys) emit_key(out, k, config.global);
   for (const TunnelConfig& t : config.tunnels) {
     out += '\n';
     emit(out, "[[tunnel]]", t.line > 0 ? "line " + std::to_string(t.line) : "");
-    emit(out, "interface = " + quoted(t.interface));
-    if (t.mss4_auto) {
-      emit(out, "mss = \"auto\"", "until the first search: " + std::to_string(t.mss4));
-    } else {
-      emit(out, "mss = " + mss_text(t.mss4));
-    }
-    std::string why;
-    if (t.mss6_auto) {
-      why = std::string(t.mss6_from_file ? "" : "default: \"auto\", like mss; ") +
-            "until the first search: " + std::to_string(t.mss6);
-    } else if (!t.mss6_from_file) {
-      why = t.mss4 == 0                      ? "default: \"off\", like mss"
-            : t.mss6 + kMss6Offset == t.mss4 ? "default: mss - 20 (same link MTU)"
-                                             : "default: mss - 20, raised to the IPv6 minimum";
-    }
-    emit(out, "mss6 = " + (t.mss6_auto ? std::string("\"auto\"") : mss_text(t.mss6)), why);
-    if (shown("guard")) {
-      emit(out, std::string("guard = ") + (t.guard == Guard::icmp ? "\"icmp\"" : "\"off\""),
-           t.from_file("guard")     ? ""
-           : t.guard == Guard::icmp ? "default with mss \"auto\""
-                                    : "default");
-    }
-    if (shown("set_interface_mtu")) {
-      emit(out, std::string("set_interface_mtu = ") + (t.set_interface_mtu ? "true" : "false"),
-           dflt(t.from_file("set_interface_mtu")));
-    }
-    if (shown("probe_target")) {
-      emit(out, "probe_target = " + target_text(t.probe_target),
-           dflt(t.from_file("probe_target")));
-    }
-    if (shown("probe_min")) {
-      emit(out, "probe_min = " + std::to_string(t.probe_min), dflt(t.from_file("probe_min")));
-    }
-    if (shown("probe_max")) {
-      emit(out,
-           "probe_max = " +
-               (t.probe_max == 0 ? std::string("\"interface\"") : std::to_string(t.probe_max)),
-           dflt(t.from_file("probe_max")));
-    }
-    if (shown("reprobe_interval")) {
-      emit(out, "reprobe_interval = " + quoted(duration_text(t.reprobe_interval)),
-           dflt(t.from_file("reprobe_interval")));
-    }
-    if (shown("keepalive")) {
-      constexpr std::array<std::string_view, 3> kModes{"idle", "always", "off"};
-      emit(out, "keepalive = " + quoted(kModes[static_cast<std::size_t>(t.keepalive)]),
-           dflt(t.from_file("keepalive")));
-    }
-    if (shown("keepalive_interval")) {
-      emit(out, "keepalive_interval = " + quoted(duration_text(t.keepalive_interval)),
-           dflt(t.from_file("keepalive_interval")));
-    }
-    if (shown("keepalive_target")) {
-      emit(out, "keepalive_target = " + target_text(t.keepalive_target),
-           dflt(t.from_file("keepalive_target")));
-    }
-    if (shown("down_after_misses")) {
-      emit(out, "down_after_misses = " + std::to_string(t.down_after_misses),
-           dflt(t.from_file("down_after_misses")));
-    }
-    if (shown("on_down"))
-      emit(out, "on_down = " + hooks_text(t.on_down), dflt(t.from_file("on_down")));
-    if (shown("on_up")) emit(out, "on_up = " + hooks_text(t.on_up), dflt(t.from_file("on_up")));
-    if (shown("hook_timeout")) {
-      emit(out, "hook_timeout = " + quoted(duration_text(t.hook_timeout)),
-           dflt(t.from_file("hook_timeout")));
-    }
-    if (shown("backoff_max")) {
-      emit(out, "backoff_max = " + quoted(duration_text(t.backoff_max)),
-           dflt(t.from_file("backoff_max")));
-    }
+    for (const auto& k : kTunnelKeys) emit_key(out, k, t);
   }
   return out;
 }

@@ -1,5 +1,5 @@
-// The daemon's configuration: TOML in, a validated immutable Config out. No side effects:
-// loading a config never touches the system, so a reload can be refused cleanly.
+// The daemon's configuration: TOML in, a validated immutable Config out. Nothing here changes
+// the system, so a reload can be refused cleanly.
 #pragma once
 
 #include <chrono>
@@ -73,6 +73,12 @@ enum class KeepaliveMode : std::uint8_t { idle, always, off };
 // One hook command: argv[0] is an absolute path (no shell, no PATH lookup), never empty.
 using Argv = std::vector<std::string>;
 
+// Where something is written in the config file (1-based; 0 = unknown).
+struct SourcePosition {
+  int line = 0;
+  int column = 0;
+};
+
 struct TunnelConfig {
   std::string interface;  // matched by name; may not exist yet (e.g. "ppp0")
   // Clamp targets; 0 = clamping off for that family. With mss4_auto / mss6_auto the value
@@ -94,11 +100,15 @@ struct TunnelConfig {
   int down_after_misses = kDefaultDownAfterMisses;
   std::vector<Argv> on_down;  // run in order when the tunnel goes down (e.g. reconnect)
   std::vector<Argv> on_up;    // run in order when it comes back (e.g. restart the app)
+  // Where each command's program (argv[0]) is written, for messages about it.
+  std::vector<SourcePosition> on_down_at;
+  std::vector<SourcePosition> on_up_at;
   Millis hook_timeout = kDefaultHookTimeout;  // a hook still running then is killed
   Millis backoff_max = kDefaultBackoffMax;    // ceiling of the on_down retry backoff
   int line = 0;                               // where the [[tunnel]] table starts, for messages
-  bool mss6_from_file = false;  // false: mss6 was derived from mss (check-config says so)
-  std::vector<std::string> keys_from_file;  // the keys the file set (others are defaults)
+  // The keys the file set (valid ones, in key order); the others are defaults, which
+  // check-config marks. An mss6 not from the file was derived from mss.
+  std::vector<std::string> keys_from_file;
   bool from_file(std::string_view key) const;
 };
 
@@ -137,11 +147,7 @@ struct GlobalConfig {
   std::optional<ListenAddress> stats_listen =
       ListenAddress{std::string(kDefaultStatsHost), kDefaultStatsPort, false, true};
   std::string control_socket{kDefaultControlSocket};  // absolute path; "" = "off"
-  // Which values the file set; the others are defaults (check-config marks them).
-  bool log_level_from_file = false;
-  bool queue_num_from_file = false;
-  bool queue_maxlen_from_file = false;
-  std::vector<std::string> keys_from_file;  // every key the file set (others are defaults)
+  std::vector<std::string> keys_from_file;  // the keys the file set (others are defaults)
   bool from_file(std::string_view key) const;
 };
 
@@ -159,32 +165,29 @@ struct Config {
   GlobalConfig global;
   std::vector<TunnelConfig> tunnels;
   // Accepted but worth a second look (e.g. stats on a non-loopback address); check-config
-  // prints them, the daemon should log them.
+  // prints them as comments, the daemon logs them (log_config_warnings).
   std::vector<ConfigError> warnings;
 };
 
 using ConfigResult = std::variant<Config, std::vector<ConfigError>>;
 
-struct ParseOptions {
-  // Accept (and print) keys and values whose feature the daemon does not implement yet
-  // (see kKeys in config.cpp). For tests and the fuzzer only: the daemon and check-config
-  // never set it, so a config never silently does less than it says.
-  bool accept_unimplemented = false;
-};
-
 // Parses and validates TOML text; `name` is used in messages. Every error found is
 // returned, not just the first, sorted by position. Never throws, never touches the system.
-ConfigResult parse_config(std::string_view text, const std::string& name,
-                          const ParseOptions& options = {});
-// Reads `path` and parses it; an unreadable file is one ConfigError.
-ConfigResult load_config(const std::string& path, const ParseOptions& options = {});
+ConfigResult parse_config(std::string_view text, const std::string& name);
 
-// Whether the daemon implements `key` ("mss=auto" for that value); unknown keys are not.
-bool key_implemented(std::string_view key);
+// Reads `path` and parses it, without ever blocking: only a regular file of at most 1 MiB is
+// read (a FIFO, device or directory is refused at once). No ownership checks: for tests and
+// tools that read a config they do not act on.
+ConfigResult read_config(const std::string& path);
+
+// What `run`, reload (SIGHUP) and `check-config` use.
+ConfigResult load_config(const std::string& path);
+
+// Logs each of config.warnings at warning level, as file:line:column: message.
+void log_config_warnings(const Config& config);
 
 // The effective configuration as TOML: every value, defaults filled in and marked with a
-// comment, warnings as comments at the top. Keys not implemented yet are left out unless
-// `options` accepts them. Parsing the output again (same options) yields the same values.
-std::string format_config(const Config& config, const ParseOptions& options = {});
+// comment, warnings as comments at the top. Parsing the output again yields the same values.
+std::string format_config(const Config& config);
 
 }  // namespace tunshim::proxy

@@ -348,6 +348,7 @@ void Daemon::reload() {
                  next.global.queue_maxlen, queue_.rcvbuf());
   }
   if (auto lvl = parse_log_level(next.global.log_level)) spdlog::set_level(*lvl);
+  log_config_warnings(next);
 
   config_ = std::move(next);
   // Busy from here: rule changes the tunnels ask for while they take the new settings
