@@ -12,6 +12,7 @@ PKGS=(
   # tests and benchmarks: real tools on the wire
   iproute2 iptables nftables conntrack tcpdump tshark python3 python3-scapy socat
   tcpreplay iperf3 curl procps psmisc iputils-ping iputils-tracepath prometheus time
+  python3-yaml
   # packaging test: unit verify, man pages, .deb build and scratch install
   systemd man-db groff-base bsdextrautils dpkg-dev init-system-helpers
 )
