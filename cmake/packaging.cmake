@@ -5,7 +5,10 @@
 #                                           /lib/systemd/system/tunshim.service,
 #                                           /etc/ppp/ip-up.d/tunshim, ip-down.d/tunshim,
 #                                           share/man/man8/tunshim.8.gz, man5/tunshim.conf.5.gz,
-#                                           share/doc/tunshim/*
+#                                           share/doc/tunshim/* (with copyright),
+#                                           share/tunshim/prometheus/tunshim.rules.yml,
+#                                           share/tunshim/prometheus/tunshim.rules.test.yml,
+#                                           share/tunshim/grafana/tunshim.json
 #   cpack -G DEB --config build/CPackConfig.cmake -B DIR
 #                                           DIR/tunshim_<version>_<arch>.deb
 #
@@ -87,6 +90,15 @@ install(CODE [==[
 # ---- docs ----
 file(GLOB tunshim_docs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/docs/*.md)
 install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/README.md ${tunshim_docs} DESTINATION share/doc/tunshim)
+# Debian's machine-readable copyright file (policy 12.5); the GPL text itself is in
+# /usr/share/common-licenses, so LICENSE is not shipped again.
+install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/packaging/debian/copyright DESTINATION share/doc/tunshim)
+
+# ---- monitoring: Prometheus alerting rules (with their promtool tests) and the dashboard ----
+install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/conf/prometheus/tunshim.rules.yml
+              ${CMAKE_CURRENT_SOURCE_DIR}/conf/prometheus/tunshim.rules.test.yml
+        DESTINATION share/tunshim/prometheus)
+install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/conf/grafana/tunshim.json DESTINATION share/tunshim/grafana)
 
 # ---- CPack: one .deb ----
 set(CPACK_GENERATOR "DEB")

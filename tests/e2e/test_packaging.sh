@@ -10,7 +10,8 @@
 #      an existing config, points the unit and the ppp helpers at the prefix used;
 #   4. cpack builds a .deb whose contents, conffiles, maintainer scripts and computed
 #      Depends are right, whose binary runs `tunshim demo` to the end; apt can resolve it; installed into a scratch dpkg root (dpkg
-#      --root, maintainer scripts honouring DPKG_ROOT) it enables the unit without
+#      --root, maintainer scripts honouring DPKG_ROOT) it ships a machine-readable
+#      copyright file and monitoring files that work where they land, enables the unit without
 #      starting it, keeps a changed config across a reinstall, masks on remove, purges;
 #   5. the daemon started with the unit's own ExecStart line, inside the unit's sandbox
 #      as far as it can be rebuilt without systemd (capability bounding set from the unit,
@@ -217,7 +218,9 @@ done
 contents=$(dpkg-deb -c "$DEB" | awk '{print $1, $6}')
 for f in ./usr/sbin/tunshim ./etc/tunshim/tunshim.conf ./lib/systemd/system/tunshim.service \
          ./usr/share/man/man8/tunshim.8.gz ./usr/share/man/man5/tunshim.conf.5.gz \
-         ./etc/ppp/ip-up.d/tunshim ./etc/ppp/ip-down.d/tunshim; do
+         ./etc/ppp/ip-up.d/tunshim ./etc/ppp/ip-down.d/tunshim ./usr/share/doc/tunshim/copyright \
+         ./usr/share/tunshim/prometheus/tunshim.rules.yml ./usr/share/tunshim/prometheus/tunshim.rules.test.yml \
+         ./usr/share/tunshim/grafana/tunshim.json; do
   echo "$contents" | grep -q " $f$" && pass "deb contains $f" || fail "deb lacks $f"
 done
 for f in ./etc/ppp/ip-up.d/tunshim ./etc/ppp/ip-down.d/tunshim; do
@@ -265,6 +268,60 @@ fails_before_dpkg=$E2E_FAILS
 rdpkg() { dpkg --root="$R" --force-script-chrootless --force-depends --force-confold "$@" >>"$E2E_TMP/dpkg.log" 2>&1; }
 wants=$R/etc/systemd/system/multi-user.target.wants/tunshim.service
 rdpkg -i "$DEB" && pass "dpkg -i into a scratch root" || fail "dpkg -i into a scratch root: $(tail -5 "$E2E_TMP/dpkg.log")"
+# The copyright file in Debian's machine-readable format (DEP-5): the Format line, every
+# Files paragraph with Copyright and License, every license it names spelled out in a
+# stand-alone License paragraph, the project's license the one in LICENSE.
+cr=$R/usr/share/doc/tunshim/copyright
+if out=$("$PY" - "$cr" <<'PYEOF' 2>&1
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+paras = [p for p in re.split(r"\n\s*\n(?=\S)", text.strip()) if p.strip()]
+def fields(p):
+    d, key = {}, None
+    for line in p.splitlines():
+        if line[:1] in (" ", "\t"):
+            assert key, "continuation line before any field"
+            d[key] += "\n" + line
+        else:
+            key, _, v = line.partition(":")
+            assert _ == ":", f"not a field: {line!r}"
+            d[key] = v.strip()
+    return d
+ps = [fields(p) for p in paras]
+assert ps[0].get("Format") == "https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/", "Format line"
+files = [p for p in ps[1:] if "Files" in p]
+assert files and any(p["Files"].split() == ["*"] for p in files), "no Files: * paragraph"
+named = set()
+for p in files:
+    assert p.get("Copyright") and p.get("License"), f"Files: {p['Files']} lacks Copyright or License"
+    lic = p["License"].split("\n")[0].strip()
+    if "\n" not in p["License"]:
+        named.add(lic)
+standalone = {p["License"].split("\n")[0].strip() for p in ps[1:] if "Files" not in p and "License" in p and "\n" in p["License"]}
+missing = named - standalone
+assert not missing, f"licenses without text: {missing}"
+print(", ".join(f"{p['Files']}: {p['License'].splitlines()[0]}" for p in files))
+PYEOF
+); then
+  pass "copyright: machine-readable (DEP-5): $out"
+else
+  fail "copyright is not machine-readable: $out"
+fi
+grep -q '^License: GPL-2+$' "$cr" && grep -q 'GNU GENERAL PUBLIC LICENSE' "$SRC/LICENSE" && grep -q '^ *Version 2, June 1991' "$SRC/LICENSE" \
+  && grep -q '/usr/share/common-licenses/GPL-2' "$cr" \
+  && pass "copyright: GPL-2+, the license LICENSE holds (GPL version 2), pointing at common-licenses" \
+  || fail "copyright and LICENSE disagree"
+# The monitoring files work where the package puts them: the rules' tests find the rules
+# next to them, the dashboard is JSON.
+if command -v promtool >/dev/null; then
+  if out=$(cd "$R/usr/share/tunshim/prometheus" && promtool test rules tunshim.rules.test.yml 2>&1); then
+    pass "installed rules pass their promtool tests in /usr/share/tunshim/prometheus"
+  else
+    fail "installed rules: $out"
+  fi
+fi
+"$PY" -m json.tool "$R/usr/share/tunshim/grafana/tunshim.json" >/dev/null \
+  && pass "installed dashboard /usr/share/tunshim/grafana/tunshim.json is JSON" || fail "installed dashboard is not JSON"
 [ "$(readlink "$wants")" = /lib/systemd/system/tunshim.service ] && pass "postinst enabled the unit (multi-user.target.wants)" \
   || fail "postinst did not enable the unit: $(ls -l "$wants" 2>&1)"
 grep -q 'enabled but not started' "$E2E_TMP/dpkg.log" && pass "postinst tells the operator to write the config, then start" \
