@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace tunshim::proxy {
@@ -35,10 +36,13 @@ struct ProbeOptions {
 // `tunshim probe`: one path-MTU search; 0 when it completed, 1 when it could not.
 int cmd_probe(const ProbeOptions& opt);
 
-// `tunshim stats [--json] [--socket PATH]`: the running daemon's numbers, over its control
-// socket, as a table per tunnel or as JSON. 0 on an answer, 1 otherwise.
+// `tunshim stats [--json | --watch [SECONDS]] [--socket PATH]`: the running daemon's
+// numbers, over its control socket, as a table per tunnel or as JSON; with --watch the table
+// again every SECONDS with rates, until Ctrl-C (0) or the daemon goes away (1). 0 on an
+// answer, 1 otherwise.
 struct StatsOptions {
   bool json = false;
+  std::optional<double> watch;  // refresh interval in seconds
   std::string socket = "/run/tunshim.sock";
 };
 int cmd_stats(const StatsOptions& opt);

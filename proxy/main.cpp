@@ -69,7 +69,15 @@ int main(int argc, char** argv) {
   proxy::StatsOptions stats_opt;
   auto* stats = app.add_subcommand(
       "stats", "Show the running daemon's numbers per tunnel (control socket, root only)");
-  stats->add_flag("--json", stats_opt.json, "Print them as JSON");
+  auto* o_json = stats->add_flag("--json", stats_opt.json, "Print them as JSON");
+  stats
+      ->add_option("--watch", stats_opt.watch,
+                   "Print the table again every SECONDS (default 2) with rates per second, "
+                   "in place on a terminal, until Ctrl-C")
+      ->expected(0, 1)
+      ->default_str("2")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->excludes(o_json);
   stats->add_option("--socket", stats_opt.socket, "Control socket of the daemon")
       ->capture_default_str();
 

@@ -8,6 +8,12 @@
 #  1. Every metric name in conf/prometheus/tunshim.rules.yml and conf/grafana/tunshim.json
 #     appears in a real /metrics scrape (tests/monitoring/check_metric_names.py); the same
 #     check fails on a dashboard holding one name the daemon does not export.
+#  2. `tunshim stats --watch 3` with stdout not a terminal prints successive plain tables;
+#     between two refreshes a known number of connections crosses ppp0, and the second
+#     table shows that many more SYNs clamped each way and the rate they make over the
+#     interval it names; SIGINT ends it with status 0. On a pseudo-terminal the frames are
+#     drawn in place (cursor home, erase to end of line; the screen cleared once). A daemon
+#     that goes away ends it with one line and status 1.
 . "$(dirname "$0")/lib.sh"
 require_root
 require_cmd ip iptables-nft socat curl "$PY"
@@ -88,6 +94,93 @@ elif grep -q '^FAIL: .*tunshim_icmp_ptb_sent_totally is not in the scrape' <<<"$
   pass "the check refuses an unknown name ($(grep -m1 '^FAIL' <<<"$out" | sed 's/.*: //'))"
 else
   fail "the check failed for another reason: $(tail -3 <<<"$out")"
+fi
+
+# ---- 2. stats --watch ----------------------------------------------------------------------
+# Not a terminal: plain tables. N connections between the first and the second refresh.
+W=$E2E_TMP/watch.out
+N=6
+ip netns exec "$(ns rt)" "$TUNSHIM_BIN" stats --watch 3 --socket "$SOCK" >"$W" 2>"$E2E_TMP/watch.err" &
+WPID=$!
+on_exit "kill $WPID 2>/dev/null"
+tables() { [ "$(grep -c '^SYN out clamped/inserted' "$W")" -ge "$1" ]; }  # tables N: N tables written
+wait_for 5 tables 1 || die "no first table from stats --watch: $(cat "$W" "$E2E_TMP/watch.err")"
+t0=$(date +%s%N)
+for _ in $(seq $N); do connect || fail "connection through ppp0"; done
+log "$N connections in $((($(date +%s%N) - t0) / 1000000)) ms"
+wait_for 6 tables 2 || fail "no second table within 6 s"
+kill -INT "$WPID"
+st=0; wait "$WPID" || st=$?
+[ $st -eq 0 ] && pass "stats --watch: SIGINT ends it with status 0" || fail "stats --watch after SIGINT: status $st"
+grep -q $'\x1b' "$W" && fail "stats --watch wrote terminal escapes into a file" || pass "stats --watch into a file: plain text, no escape sequence"
+# cell ROWLABEL N: the ppp0 cell of that row in the N-th table.
+cell() { awk -v l="$1" -v n="$2" 'index($0, l) == 1 { if (++k == n) { print substr($0, length(l) + 1); exit } }' "$W" | sed 's/^ *//'; }
+over=$(grep -m1 -oE 'rates per second over the last [0-9.]+ s' "$W" | grep -oE '[0-9.]+ s$' | tr -d ' s')
+for row in "SYN out clamped/inserted" "SYN in clamped/inserted"; do
+  c1=$(cell "$row" 1); c2=$(cell "$row" 2)
+  a=${c1%% *}; b=${c2%% *}
+  rate=$(sed -nE 's|^[0-9]+ / [0-9]+  \(([0-9.]+)/s / 0\.0/s\).*|\1|p' <<<"$c2")
+  if [ -n "$a" ] && [ -n "$b" ] && [ "$((b - a))" = $N ] && [ -n "$rate" ] && [ -n "$over" ] &&
+     awk -v r="$rate" -v n=$N -v e="$over" 'BEGIN { x = n / e; exit !(r >= x - 0.06 && r <= x + 0.06) }'; then
+    pass "$row: $a then $b, rate $rate/s = $N SYNs / $over s"
+  else
+    fail "$row: first '$c1', second '$c2', interval '$over' (want +$N and $N/interval)"
+  fi
+done
+grep -q '^every 3s: tunshim stats --watch; rates from the next refresh$' "$W" && [ "$(grep -c '^tunnel  *ppp0$' "$W")" = 2 ] &&
+  pass "two plain tables, the first without rates" || fail "table heads: $(grep -E '^(every|tunnel)' "$W" | tr '\n' ';')"
+
+# On a terminal: refreshed in place, no full-screen clear after the first frame.
+cat >"$E2E_TMP/on_tty.py" <<'PYEOF'
+# on_tty.py SECONDS CMD...: runs CMD on a pseudo-terminal, SIGINT after SECONDS; prints its
+# exit status on stderr and its output on stdout.
+import os, pty, select, signal, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+out, end = b"", time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    if select.select([fd], [], [], 0.1)[0]:
+        try:
+            out += os.read(fd, 65536)
+        except OSError:
+            break
+os.kill(pid, signal.SIGINT)
+_, st = os.waitpid(pid, 0)
+try:
+    while select.select([fd], [], [], 0.2)[0]:
+        out += os.read(fd, 65536)
+except OSError:
+    pass
+sys.stdout.buffer.write(out)
+print(os.waitstatus_to_exitcode(st), file=sys.stderr)
+PYEOF
+T=$E2E_TMP/tty.out
+ip netns exec "$(ns rt)" "$PY" "$E2E_TMP/on_tty.py" 2.6 "$TUNSHIM_BIN" stats --watch 1 --socket "$SOCK" >"$T" 2>"$E2E_TMP/tty.st" || true
+count() { grep -o "$1" "$T" | wc -l || true; }
+frames=$(count $'\x1b\\[H')
+clears=$(count $'\x1b\\[2J')
+lines=$(tr -d '\r' <"$T" | grep -c 'SYN out clamped/inserted.*'$'\x1b\\[K$' || true)
+if [ "$(cat "$E2E_TMP/tty.st")" = 0 ] && [ "$frames" -ge 2 ] && [ "$clears" = 1 ] && [ "$lines" = "$frames" ]; then
+  pass "on a terminal: $frames frames drawn from the home position, one screen clear, lines ended by erase-to-end-of-line, status 0 after SIGINT"
+else
+  fail "terminal output: status $(cat "$E2E_TMP/tty.st"), $frames homes, $clears clears, $lines erased SYN lines: $(head -c 300 "$T" | cat -v)"
+fi
+grep -q 'rates per second over the last' "$T" && pass "on a terminal: the second frame has rates" || fail "no rates on the terminal"
+
+# The daemon goes away: one line, status 1.
+ip netns exec "$(ns rt)" "$TUNSHIM_BIN" stats --watch 1 --socket "$SOCK" >"$W" 2>"$E2E_TMP/watch.err" &
+WPID=$!
+wait_for 5 tables 1 || fail "no table before the daemon stops"
+stop_tunshim
+st=0
+wait_for 5 sh -c "! kill -0 $WPID 2>/dev/null" || fail "stats --watch still runs 5 s after the daemon stopped"
+wait "$WPID" || st=$?
+err=$(cat "$E2E_TMP/watch.err")
+if [ $st -eq 1 ] && [ "$(wc -l <<<"$err")" = 1 ] && grep -Eq '^tunshim: the daemon went away after [0-9]+ refresh(es)?: cannot connect to .* is tunshim running\?$' <<<"$err"; then
+  pass "daemon stopped: stats --watch ends with status 1 and one line: $err"
+else
+  fail "daemon stopped: status $st, stderr: $err"
 fi
 
 finish
