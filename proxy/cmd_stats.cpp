@@ -92,7 +92,10 @@ bool request(const std::string& socket_path, const std::string& req, std::string
     while (!error.empty() && error.back() == '\n') error.pop_back();
     return false;
   }
-  error = fmt::format("unexpected answer from {} ({} bytes)", socket_path, answer.size());
+  // A daemon on its way out may accept and close without a word.
+  error = answer.empty()
+              ? fmt::format("{} closed the connection without an answer", socket_path)
+              : fmt::format("unexpected answer from {} ({} bytes)", socket_path, answer.size());
   return false;
 }
 
