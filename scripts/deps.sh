@@ -9,6 +9,8 @@ PKGS=(
   # libraries
   libuv1-dev libpcap-dev libnetfilter-queue-dev libmnl-dev libtomlplusplus-dev
   libcli11-dev libspdlog-dev libfmt-dev libsystemd-dev libboost-test-dev libbenchmark-dev
+  # the eBPF data path: libbpf, and bpftool for the skeleton (clang is above)
+  libbpf-dev bpftool
   # tests and benchmarks: real tools on the wire
   iproute2 iptables nftables conntrack tcpdump tshark python3 python3-scapy socat
   tcpreplay iperf3 curl procps psmisc iputils-ping iputils-tracepath prometheus time

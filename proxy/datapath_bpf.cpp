@@ -1,0 +1,407 @@
+// Loader of the kernel data path (bpf/clamp.bpf.c). See datapath_bpf.h.
+#include "proxy/datapath_bpf.h"
+
+#include <net/if.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+#ifdef TUNSHIM_HAVE_BPF
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "bpf/tunshim_bpf.h"
+#include "clamp.skel.h"
+#endif
+
+namespace tunshim::proxy {
+
+#ifdef TUNSHIM_HAVE_BPF
+namespace {
+
+// libbpf's messages while open() runs: the last non-empty line names the cause of a
+// failed load (usually the verifier's verdict).
+thread_local std::string* g_libbpf_log = nullptr;
+
+int capture_libbpf(enum libbpf_print_level level, const char* fmt, va_list ap) {
+  if (g_libbpf_log == nullptr || level == LIBBPF_DEBUG) return 0;
+  char line[512];
+  const int n = std::vsnprintf(line, sizeof(line), fmt, ap);
+  if (n <= 0) return 0;
+  std::string s(line);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  if (!s.empty() && s.find("-- END PROG LOAD LOG --") == std::string::npos) *g_libbpf_log = s;
+  return 0;
+}
+
+std::uint64_t monotonic_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// The name of the program with kernel id `id`, or "" if it cannot be read.
+std::string prog_name(std::uint32_t id) {
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return {};
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof(info);
+  std::string name;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) name = info.name;
+  ::close(fd);
+  return name;
+}
+
+// Attaches `prog_fd` at tunshim's handle/priority on one hook, replacing a tunshim program
+// found there. False with `err` if someone else's program holds the place.
+bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, std::string& err) {
+  bpf_tc_opts q{};
+  q.sz = sizeof(q);
+  q.handle = TS_TC_HANDLE;
+  q.priority = TS_TC_PRIORITY;
+  if (bpf_tc_query(&hook, &q) == 0) {
+    const std::string name = prog_name(q.prog_id);
+    if (name.rfind("tunshim_", 0) != 0) {
+      err = std::string(dir) + " filter handle " + std::to_string(TS_TC_HANDLE) + " priority " +
+            std::to_string(TS_TC_PRIORITY) + " holds program " + std::to_string(q.prog_id) +
+            " \"" + name + "\", not tunshim's";
+      return false;
+    }
+  }
+  bpf_tc_opts o{};
+  o.sz = sizeof(o);
+  o.prog_fd = prog_fd;
+  o.flags = BPF_TC_F_REPLACE;
+  o.handle = TS_TC_HANDLE;
+  o.priority = TS_TC_PRIORITY;
+  const int rc = bpf_tc_attach(&hook, &o);
+  if (rc < 0) {
+    err = std::string("tc ") + dir + " attach: " + errstr(rc);
+    return false;
+  }
+  return true;
+}
+
+void detach_one(bpf_tc_hook& hook) noexcept {
+  bpf_tc_opts o{};
+  o.sz = sizeof(o);
+  o.handle = TS_TC_HANDLE;
+  o.priority = TS_TC_PRIORITY;
+  bpf_tc_detach(&hook, &o);
+}
+
+bpf_tc_hook make_hook(unsigned ifindex, bpf_tc_attach_point where) {
+  bpf_tc_hook h{};
+  h.sz = sizeof(h);
+  h.ifindex = static_cast<int>(ifindex);
+  h.attach_point = where;
+  return h;
+}
+
+}  // namespace
+
+bool BpfDatapath::compiled_in() noexcept { return true; }
+
+BpfDatapath::~BpfDatapath() { close(); }
+
+bool BpfDatapath::open(std::string& why, std::uint64_t stale_ns) {
+  close();
+  stale_ns_ = stale_ns;
+  std::string log;
+  g_libbpf_log = &log;
+  const libbpf_print_fn_t old = libbpf_set_print(capture_libbpf);
+  skel_ = tunshim_bpf__open();
+  int rc = skel_ == nullptr ? -errno : tunshim_bpf__load(skel_);
+  libbpf_set_print(old);
+  g_libbpf_log = nullptr;
+  if (skel_ == nullptr || rc != 0) {
+    if (rc == -EPERM || rc == -EACCES) {
+      if (log.find("R") == 0 || log.find("invalid") != std::string::npos) {
+        why = "the kernel's verifier refused the programs: " + log;
+      } else {
+        why =
+            "no privileges to load eBPF programs (needs root, or CAP_BPF and "
+            "CAP_NET_ADMIN): " +
+            errstr(rc);
+      }
+    } else {
+      why = "the kernel cannot load tunshim's eBPF programs (" + errstr(rc) + ")" +
+            (log.empty() ? std::string() : ": " + log);
+    }
+    if (skel_ != nullptr) tunshim_bpf__destroy(skel_);
+    skel_ = nullptr;
+    return false;
+  }
+  ring_ = ring_buffer__new(bpf_map__fd(skel_->maps.ts_reports), &BpfDatapath::on_sample, this,
+                           nullptr);
+  if (ring_ == nullptr) {
+    why = "cannot map the report ring buffer: " + errstr(errno);
+    close();
+    return false;
+  }
+  stop_heartbeat();
+  return true;
+}
+
+void BpfDatapath::close() noexcept {
+  while (!ifaces_.empty()) detach(ifaces_.back().ifindex);
+  if (ring_ != nullptr) ring_buffer__free(ring_);
+  ring_ = nullptr;
+  if (skel_ != nullptr) tunshim_bpf__destroy(skel_);
+  skel_ = nullptr;
+  slots_.fill(false);
+}
+
+BpfDatapath::Iface* BpfDatapath::find(unsigned ifindex) noexcept {
+  for (auto& i : ifaces_)
+    if (i.ifindex == ifindex) return &i;
+  return nullptr;
+}
+
+const BpfDatapath::Iface* BpfDatapath::find(unsigned ifindex) const noexcept {
+  for (const auto& i : ifaces_)
+    if (i.ifindex == ifindex) return &i;
+  return nullptr;
+}
+
+bool BpfDatapath::claim_slot(std::uint8_t& slot) noexcept {
+  for (std::size_t s = 0; s < slots_.size(); ++s) {
+    if (slots_[s]) continue;
+    // A fresh slot starts from zero on every CPU.
+    const int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0) return false;
+    std::vector<ts_counters> zero(static_cast<std::size_t>(ncpu));
+    const auto key = static_cast<std::uint32_t>(s);
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.ts_counters), &key, zero.data(), 0) != 0)
+      return false;
+    slots_[s] = true;
+    slot = static_cast<std::uint8_t>(s);
+    return true;
+  }
+  return false;
+}
+
+bool BpfDatapath::write_iface(const Iface& i, const BpfTargets& t) noexcept {
+  ts_iface v{};
+  v.mss4 = t.mss4;
+  v.mss6 = t.mss6;
+  v.guard_mtu = t.guard_mtu;
+  v.probe_ident = t.probe_ident.value_or(0);
+  v.probe_valid = t.probe_ident.has_value() ? 1 : 0;
+  v.l2_len = i.l2_len;
+  v.slot = i.slot;
+  const std::uint32_t key = i.ifindex;
+  return bpf_map_update_elem(bpf_map__fd(skel_->maps.ts_ifaces), &key, &v, BPF_ANY) == 0;
+}
+
+bool BpfDatapath::set_iface_for_test(unsigned ifindex, std::uint8_t l2_len,
+                                     const BpfTargets& t) {
+  if (skel_ == nullptr) return false;
+  Iface* have = find(ifindex);
+  if (have == nullptr) {
+    Iface i;
+    i.ifindex = ifindex;
+    if (!claim_slot(i.slot)) return false;
+    ifaces_.push_back(i);
+    have = &ifaces_.back();
+  }
+  have->l2_len = l2_len;
+  return write_iface(*have, t);
+}
+
+bool BpfDatapath::attach(unsigned ifindex, std::uint8_t l2_len, const BpfTargets& t,
+                         std::string& err) {
+  if (skel_ == nullptr) {
+    err = "the eBPF data path is not loaded";
+    return false;
+  }
+  char name[IF_NAMESIZE] = {};
+  if (if_indextoname(ifindex, name) == nullptr) {
+    err = "no interface with index " + std::to_string(ifindex);
+    return false;
+  }
+  if (find(ifindex) != nullptr) {
+    set_targets(ifindex, t);
+    return true;
+  }
+  Iface i;
+  i.ifindex = ifindex;
+  i.l2_len = l2_len;
+  if (!claim_slot(i.slot)) {
+    err = "no free interface slot (at most " + std::to_string(TS_MAX_IFACES) + ")";
+    return false;
+  }
+  // The settings first: from the moment a program runs here it has its targets.
+  if (!write_iface(i, t)) {
+    err = "cannot write the interface's settings: " + errstr(errno);
+    slots_[i.slot] = false;
+    return false;
+  }
+  bpf_tc_hook both =
+      make_hook(ifindex, static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+  const int rc = bpf_tc_hook_create(&both);
+  if (rc != 0 && rc != -EEXIST) {
+    err = std::string("cannot create the clsact qdisc on ") + name + ": " + errstr(rc);
+  } else {
+    i.created_qdisc = rc == 0;
+    i.on_tc = true;
+    bpf_tc_hook eg = make_hook(ifindex, BPF_TC_EGRESS);
+    bpf_tc_hook in = make_hook(ifindex, BPF_TC_INGRESS);
+    if (attach_one(eg, bpf_program__fd(skel_->progs.tunshim_egress), "egress", err) &&
+        attach_one(in, bpf_program__fd(skel_->progs.tunshim_ingress), "ingress", err)) {
+      ifaces_.push_back(i);
+      return true;
+    }
+    detach_one(eg);
+    if (i.created_qdisc) bpf_tc_hook_destroy(&both);
+    err = std::string(name) + ": " + err;
+  }
+  const std::uint32_t key = ifindex;
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.ts_ifaces), &key);
+  slots_[i.slot] = false;
+  return false;
+}
+
+void BpfDatapath::detach(unsigned ifindex) noexcept {
+  for (auto it = ifaces_.begin(); it != ifaces_.end(); ++it) {
+    if (it->ifindex != ifindex) continue;
+    char name[IF_NAMESIZE] = {};
+    if (it->on_tc && if_indextoname(ifindex, name) != nullptr) {
+      bpf_tc_hook eg = make_hook(ifindex, BPF_TC_EGRESS);
+      bpf_tc_hook in = make_hook(ifindex, BPF_TC_INGRESS);
+      // Only tunshim's own filters: someone else's at another handle stays.
+      bpf_tc_opts q{};
+      q.sz = sizeof(q);
+      q.handle = TS_TC_HANDLE;
+      q.priority = TS_TC_PRIORITY;
+      if (bpf_tc_query(&eg, &q) == 0 && prog_name(q.prog_id).rfind("tunshim_", 0) == 0)
+        detach_one(eg);
+      q.prog_id = 0;
+      if (bpf_tc_query(&in, &q) == 0 && prog_name(q.prog_id).rfind("tunshim_", 0) == 0)
+        detach_one(in);
+      if (it->created_qdisc) {
+        bpf_tc_hook both = make_hook(
+            ifindex, static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+        bpf_tc_hook_destroy(&both);
+      }
+    }
+    if (skel_ != nullptr) {
+      const std::uint32_t key = ifindex;
+      bpf_map_delete_elem(bpf_map__fd(skel_->maps.ts_ifaces), &key);
+    }
+    slots_[it->slot] = false;
+    ifaces_.erase(it);
+    return;
+  }
+}
+
+bool BpfDatapath::attached(unsigned ifindex) const noexcept { return find(ifindex) != nullptr; }
+
+bool BpfDatapath::set_targets(unsigned ifindex, const BpfTargets& t) noexcept {
+  const Iface* i = find(ifindex);
+  return i != nullptr && skel_ != nullptr && write_iface(*i, t);
+}
+
+std::optional<BpfCounters> BpfDatapath::counters(unsigned ifindex) const {
+  const Iface* i = find(ifindex);
+  if (i == nullptr || skel_ == nullptr) return std::nullopt;
+  const int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return std::nullopt;
+  std::vector<ts_counters> per_cpu(static_cast<std::size_t>(ncpu));
+  const std::uint32_t key = i->slot;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.ts_counters), &key, per_cpu.data()) != 0)
+    return std::nullopt;
+  BpfCounters c;
+  for (const auto& p : per_cpu) {
+    for (std::size_t d = 0; d < 2; ++d)
+      for (std::size_t o = 0; o < BpfCounters::kOutcomes; ++o) c.clamp[d][o] += p.clamp[d][o];
+    c.guard_dropped += p.guard[TS_GUARD_DROPPED];
+    c.guard_lost += p.guard[TS_GUARD_LOST];
+    c.guard_probe += p.guard[TS_GUARD_PROBE];
+    c.guard_stale += p.guard[TS_GUARD_STALE];
+    c.guard_gso += p.guard[TS_GUARD_OVERSIZE_GSO];
+  }
+  return c;
+}
+
+void BpfDatapath::heartbeat() noexcept {
+  if (skel_ == nullptr) return;
+  const std::uint32_t key = 0;
+  const ts_state s{monotonic_ns(), stale_ns_};
+  bpf_map_update_elem(bpf_map__fd(skel_->maps.ts_state), &key, &s, BPF_ANY);
+}
+
+void BpfDatapath::stop_heartbeat() noexcept {
+  if (skel_ == nullptr) return;
+  const std::uint32_t key = 0;
+  const ts_state s{0, stale_ns_};
+  bpf_map_update_elem(bpf_map__fd(skel_->maps.ts_state), &key, &s, BPF_ANY);
+}
+
+int BpfDatapath::report_fd() const noexcept {
+  return ring_ == nullptr ? -1 : ring_buffer__epoll_fd(ring_);
+}
+
+int BpfDatapath::consume_reports() noexcept {
+  return ring_ == nullptr ? 0 : ring_buffer__consume(ring_);
+}
+
+int BpfDatapath::on_sample(void* ctx, void* data, std::size_t size) {
+  auto* self = static_cast<BpfDatapath*>(ctx);
+  if (size < sizeof(ts_report) || !self->on_report_) return 0;
+  const auto* r = static_cast<const ts_report*>(data);
+  BpfReport rep;
+  rep.ifindex = r->ifindex;
+  rep.mtu = r->mtu;
+  rep.wire_len = r->wire_len;
+  const std::size_t cap = r->cap_len <= TS_REPORT_BYTES ? r->cap_len : 0;
+  rep.head = clamp::ConstBytes(r->data, cap);
+  self->on_report_(rep);
+  return 0;
+}
+
+int BpfDatapath::egress_prog_fd() const noexcept {
+  return skel_ == nullptr ? -1 : bpf_program__fd(skel_->progs.tunshim_egress);
+}
+int BpfDatapath::ingress_prog_fd() const noexcept {
+  return skel_ == nullptr ? -1 : bpf_program__fd(skel_->progs.tunshim_ingress);
+}
+
+#else  // built without the eBPF data path: every operation reports why.
+
+bool BpfDatapath::compiled_in() noexcept { return false; }
+BpfDatapath::~BpfDatapath() = default;
+bool BpfDatapath::open(std::string& why, std::uint64_t) {
+  why = "tunshim was built without the eBPF data path (TUNSHIM_BPF=OFF)";
+  return false;
+}
+void BpfDatapath::close() noexcept {}
+bool BpfDatapath::attach(unsigned, std::uint8_t, const BpfTargets&, std::string& err) {
+  err = "the eBPF data path is not built in";
+  return false;
+}
+void BpfDatapath::detach(unsigned) noexcept {}
+bool BpfDatapath::attached(unsigned) const noexcept { return false; }
+bool BpfDatapath::set_targets(unsigned, const BpfTargets&) noexcept { return false; }
+std::optional<BpfCounters> BpfDatapath::counters(unsigned) const { return std::nullopt; }
+void BpfDatapath::heartbeat() noexcept {}
+void BpfDatapath::stop_heartbeat() noexcept {}
+int BpfDatapath::report_fd() const noexcept { return -1; }
+int BpfDatapath::consume_reports() noexcept { return 0; }
+int BpfDatapath::on_sample(void*, void*, std::size_t) { return 0; }
+int BpfDatapath::egress_prog_fd() const noexcept { return -1; }
+int BpfDatapath::ingress_prog_fd() const noexcept { return -1; }
+bool BpfDatapath::set_iface_for_test(unsigned, std::uint8_t, const BpfTargets&) {
+  return false;
+}
+
+#endif
+
+}  // namespace tunshim::proxy
