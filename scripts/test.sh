@@ -4,17 +4,23 @@
 #   2. clang with AddressSanitizer + UndefinedBehaviorSanitizer: unit tests again, and the
 #      libFuzzer harnesses for a bounded time each (TUNSHIM_FUZZ_SECONDS, default 60).
 # Needs root (the end-to-end tests build network namespaces).
+#
+# ctest runs tests side by side (-j): the end-to-end tests spend most of their time waiting
+# on timers and the network, so twice the cores keeps the CPUs busy without starving them.
+# Tests that measure time are marked RUN_SERIAL and run alone (tests/CMakeLists.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/deps.sh
 
 jobs=$(nproc)
+test_jobs=${TUNSHIM_TEST_JOBS:-$((2 * jobs))}
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTUNSHIM_WERROR=ON
 cmake --build build -j "$jobs"
-(cd build && ctest --output-on-failure --timeout 900)
+(cd build && ctest --output-on-failure --timeout 900 -j "$test_jobs")
 
 CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DTUNSHIM_WERROR=ON -DTUNSHIM_SANITIZE=ON -DTUNSHIM_FUZZ=ON -DTUNSHIM_BENCH=OFF
 cmake --build build-asan -j "$jobs"
+# Fuzzers are CPU-bound and each has its own time budget: one at a time.
 (cd build-asan && ctest --output-on-failure -L 'unit|fuzz' --timeout 900)

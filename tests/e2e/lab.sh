@@ -32,6 +32,9 @@ LAB_TUNSHIM_PID=""
 LAB_TUNSHIM_LOGPOS=0
 LAB_TUNSHIM_CONF="$E2E_TMP/tunshim.conf"
 LAB_TUNSHIM_LOG="$E2E_TMP/tunshim.log"
+# The daemon's control socket: this test's own, never the host's /run/tunshim.sock (tests
+# run side by side, and a real tunshim may be running).
+LAB_TUNSHIM_SOCK="$E2E_TMP/ctl.sock"
 
 # lab_bg PID: a background helper of this test, killed at exit on every path. Disowned so
 # the shell does not report its death; lab_gone tells whether it still runs.
@@ -230,7 +233,7 @@ lab_kernel_unclamp() {
 # lab_tunshim_conf MSS [MSS6] [EXTRA-GLOBAL-LINES]: writes the daemon's config for ppp0.
 lab_tunshim_conf() {
   {
-    printf '[global]\nlog_level = "info"\n%s\n' "${3:-}"
+    printf '[global]\nlog_level = "info"\ncontrol_socket = "%s"\n%s\n' "$LAB_TUNSHIM_SOCK" "${3:-}"
     printf '[[tunnel]]\ninterface = "ppp0"\nmss = %s\n' "$1"
     [ -z "${2:-}" ] || printf 'mss6 = %s\n' "$2"
   } >"$LAB_TUNSHIM_CONF"

@@ -35,6 +35,23 @@ require_cmd()  { local c; for c in "$@"; do command -v "$c" >/dev/null || skip "
 
 on_exit() { E2E_CLEANUP+=("$*"); }
 
+# Under a sanitizer build (scripts/test.sh runs the suite once against build-asan) every
+# ASan/LSan/UBSan report of a process this test starts is written to $E2E_TMP/sanitizer.*
+# and fails the test at exit (printed), whether or not the test looked at that process's exit
+# status. Other builds ignore these variables.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$E2E_TMP/sanitizer.asan"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$E2E_TMP/sanitizer.ubsan"
+_e2e_sanitizer_reports() {
+  local f found=0
+  for f in "$E2E_TMP"/sanitizer.*; do
+    [ -s "$f" ] || continue
+    found=1
+    printf '[%s] FAIL: sanitizer report %s:\n' "$E2E_NAME" "${f##*/}"
+    sed 's/^/    /' "$f"
+  done
+  return "$found"
+}
+
 # mkns NAME: creates namespace "$E2E_PREFIX-NAME" with loopback up; prints nothing.
 # Use "$(ns NAME)" for its full name, or `inns NAME cmd…` to run inside it.
 ns()   { printf '%s-%s' "$E2E_PREFIX" "$1"; }
@@ -50,6 +67,7 @@ _e2e_cleanup() {
     for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     ip netns del "$n" 2>/dev/null
   done
+  _e2e_sanitizer_reports || rc=1
   rm -rf "$E2E_TMP"
   exit "$rc"
 }

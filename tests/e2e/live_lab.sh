@@ -101,7 +101,7 @@ live_drop_clear() { inns router nft delete table inet live_drop 2>/dev/null || t
 # live_conf EXTRA-TUNNEL-LINES: tunshim config for ppp0 (mss 1300) plus liveness keys.
 live_conf() {
   {
-    printf '[global]\nlog_level = "info"\n'
+    printf '[global]\nlog_level = "info"\ncontrol_socket = "%s"\n' "$LAB_TUNSHIM_SOCK"
     printf '[[tunnel]]\ninterface = "ppp0"\nmss = 1300\n%s\n' "$1"
   } >"$LAB_TUNSHIM_CONF"
 }

@@ -48,6 +48,7 @@ conf() {  # conf FILE MSS4 MSS6
 log_level = "info"
 queue_num = $QNUM
 queue_maxlen = 1024
+control_socket = "$E2E_TMP/ctl.sock"
 
 [[tunnel]]
 interface = "ppp0"

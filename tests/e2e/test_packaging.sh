@@ -360,7 +360,7 @@ on_exit "rm -rf $CONFDIR"
 # The binary too: the sandbox's private /tmp would hide a build tree that lives under /tmp.
 SBIN=$CONFDIR/tunshim
 install -m 0755 "$TUNSHIM_BIN" "$SBIN"
-printf '[global]\nqueue_num = 4771\n\n[[tunnel]]\ninterface = "ppp0"\nmss = 1360\n' >"$CONFDIR/tunshim.conf"
+printf '[global]\nqueue_num = 4771\ncontrol_socket = "%s"\n\n[[tunnel]]\ninterface = "ppp0"\nmss = 1360\n' "$CONFDIR/tunshim.sock" >"$CONFDIR/tunshim.conf"
 NOTIFY=tunshim-e2e-$$
 # The listener stamps each message with what the namespace's mangle table holds at that moment.
 inns svc "$PY" -u - "$NOTIFY" >"$E2E_TMP/notify.log" 2>&1 <<'EOF' &
@@ -421,7 +421,7 @@ else
     || pass "no WatchdogSec in the unit, and the daemon sends no WATCHDOG=1 (consistent)"
 fi
 # The unit's ExecReload: check-config in the same sandbox, then SIGHUP to the main pid.
-printf '[global]\nqueue_num = 4771\n\n[[tunnel]]\ninterface = "ppp0"\nmss = 1360\n\n[[tunnel]]\ninterface = "tun7"\nmss = 1300\n' >"$CONFDIR/tunshim.conf"
+printf '[global]\nqueue_num = 4771\ncontrol_socket = "%s"\n\n[[tunnel]]\ninterface = "ppp0"\nmss = 1360\n\n[[tunnel]]\ninterface = "tun7"\nmss = 1300\n' "$CONFDIR/tunshim.sock" >"$CONFDIR/tunshim.conf"
 reload_ok=1
 while read -r r; do
   read -r -a rc <<<"$(echo "$r" | sed "s|/usr/sbin/tunshim|$SBIN|; s|/etc/tunshim/tunshim.conf|$CONFDIR/tunshim.conf|; s|\$MAINPID|$mainpid|")"

@@ -31,6 +31,7 @@ cat >"$E2E_TMP/tunshim.conf" <<EOF
 [global]
 queue_num = $QNUM
 queue_maxlen = $MAXLEN
+control_socket = "$E2E_TMP/ctl.sock"
 
 [[tunnel]]
 interface = "ppp0"

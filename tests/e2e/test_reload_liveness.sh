@@ -22,7 +22,7 @@ on_down = [[\"$HOOK\"]]
 hook_timeout = \"5s\"
 backoff_max = \"8s\""
   printf '[global]\nlog_level = "info"\ncontrol_socket = "%s"\nstats_listen = "off"\n' "$E2E_TMP/ctl.sock" \
-    >"$E2E_TMP/g" && sed '1,2d' "$LAB_TUNSHIM_CONF" >>"$E2E_TMP/g" && mv "$E2E_TMP/g" "$LAB_TUNSHIM_CONF"
+    >"$E2E_TMP/g" && sed '/^\[\[tunnel\]\]/,$!d' "$LAB_TUNSHIM_CONF" >>"$E2E_TMP/g" && mv "$E2E_TMP/g" "$LAB_TUNSHIM_CONF"
 }
 conf 1s
 lab_tunshim_start
