@@ -207,11 +207,15 @@ lab_syn_mss() {
     sed 's/^$/none/'
 }
 
-# lab_max_payload FILE SRC: largest TCP payload sent by SRC (an address) in FILE.
+# lab_max_payload FILE SRC: largest TCP payload sent by SRC (an address) in FILE, on the
+# connections SRC opened while FILE was captured (their SYN is in it). A connection from
+# before the capture does not count: a transfer that stalled in the black hole earlier
+# leaves its socket retransmitting full-size segments after its client has given up.
 lab_max_payload() {
   local f=ip.src
   case $2 in *:*) f=ipv6.src ;; esac
-  { tshark -r "$1" -Y "$f == $2" -T fields -e tcp.len 2>/dev/null || true; } | sort -n | tail -1
+  { tshark -r "$1" -Y "$f == $2" -T fields -e tcp.stream -e tcp.flags -e tcp.len 2>/dev/null || true; } |
+    awk '$2 ~ /^0x0*2$/ { opened[$1] = 1 } opened[$1] && $3 > max { max = $3 } END { if (max != "") print max }'
 }
 
 # --- the kernel's TCPMSS target: the reference clamp -------------------------------------
