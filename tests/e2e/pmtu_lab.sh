@@ -50,20 +50,18 @@ pmtu_lab_loss_dropped() {
     sed -n 's/.*counter packets \([0-9]*\) .*/\1/p' | head -1
 }
 
-# pmtu_ping_passes SIZE [ADDR]: true if one DF echo of total IPv4 size SIZE (or IPv6 when
-# ADDR has a colon) crosses the tunnel and its reply comes back. Up to 3 tries, so a lost
-# packet under loss does not decide; without loss the first try decides.
+# pmtu_ping_passes SIZE [ADDR]: true if a DF echo of total IPv4 size SIZE (or IPv6 when
+# ADDR has a colon) crosses the tunnel and its reply comes back. One echo every 0.2 s until
+# the first reply, for 2 s (10 tries), so a lost packet under loss does not decide; without
+# loss the first try decides, and a size that does not pass costs 2 s.
 pmtu_ping_passes() {
   local size=$1 addr=${2:-$LAB_S_TUN} hdr=28
   case $addr in *:*) hdr=48 ;; esac
-  for _ in 1 2 3; do
-    inns client ping -n -q -M "do" -s $((size - hdr)) -c 1 -W 1 "$addr" >/dev/null 2>&1 && return 0
-  done
-  return 1
+  inns client ping -n -q -M "do" -s $((size - hdr)) -c 1 -i 0.2 -w 2 "$addr" >/dev/null 2>&1
 }
 
 # pmtu_truth_check SIZE [ADDR]: the independent truth, without tunshim: a DF ping of total
-# size SIZE crosses the tunnel and is answered, and one of SIZE + 1 is not (3 tries each,
+# size SIZE crosses the tunnel and is answered, and one of SIZE + 1 is not (10 tries each,
 # so one lost packet does not decide either way). True if SIZE is exactly the largest size
 # that passes.
 pmtu_truth_check() {
