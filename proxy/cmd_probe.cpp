@@ -145,12 +145,13 @@ int ProbeRun::run() {
   std::string err;
   const bool opened = io_.open(
       opt_.iface, target_,
-      [this](std::uint32_t tag, std::uint16_t size) {
+      [this](std::uint64_t tag, std::uint16_t size) {
         if (opt_.verbose) std::fprintf(stderr, "%8.3f s  reply %u bytes\n", elapsed(), size);
-        apply(search_.on_probe_reply(tag, size, now()));
+        // Tags are the search's own 32-bit probe ids.
+        apply(search_.on_probe_reply(static_cast<std::uint32_t>(tag), size, now()));
         arm();
       },
-      [this](std::uint32_t, std::uint16_t mtu) {
+      [this](std::uint64_t, std::uint16_t mtu) {
         if (opt_.verbose)
           std::fprintf(stderr, "%8.3f s  too-big hint: MTU %u\n", elapsed(), mtu);
         // An RFC 792 router leaves the MTU field 0: a quote without a number narrows nothing.

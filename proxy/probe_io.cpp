@@ -211,10 +211,28 @@ ProbeIo::~ProbeIo() { close(); }
 bool ProbeIo::open(const std::string& iface, const IpAddress& target, ReplyFn on_reply,
                    HintFn on_hint, std::string& err) {
   close();
+  family_ = target.family;
   target_ = target;
   on_reply_ = std::move(on_reply);
   on_hint_ = std::move(on_hint);
-  const bool v4 = target.family == IpFamily::ipv4;
+  ident_ = static_cast<std::uint16_t>(random64());
+  return open_socket(&iface, err);
+}
+
+bool ProbeIo::open_shared(IpFamily family, std::uint16_t ident, ReplyFn on_reply,
+                          HintFn on_hint, std::string& err) {
+  close();
+  family_ = family;
+  target_ = IpAddress{};
+  target_.family = family;
+  on_reply_ = std::move(on_reply);
+  on_hint_ = std::move(on_hint);
+  ident_ = ident;
+  return open_socket(nullptr, err);
+}
+
+bool ProbeIo::open_socket(const std::string* iface, std::string& err) {
+  const bool v4 = family_ == IpFamily::ipv4;
   const int proto = v4 ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6};
   fd_ = socket(v4 ? AF_INET : AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
   if (fd_ < 0) {
@@ -229,8 +247,8 @@ bool ProbeIo::open(const std::string& iface, const IpAddress& target, ReplyFn on
     fd_ = -1;
     return false;
   };
-  if (setsockopt(fd_, SOL_SOCKET, SO_BINDTODEVICE, iface.c_str(),
-                 static_cast<socklen_t>(iface.size())) != 0) {
+  if (iface != nullptr && setsockopt(fd_, SOL_SOCKET, SO_BINDTODEVICE, iface->c_str(),
+                                     static_cast<socklen_t>(iface->size())) != 0) {
     return fail("binding the socket to the interface");
   }
   // PROBE: DF on every probe, sized by us, never capped by the PMTU the kernel cached
@@ -250,7 +268,6 @@ bool ProbeIo::open(const std::string& iface, const IpAddress& target, ReplyFn on
     }
     if (!set_icmp6_types(fd_)) return fail("setting ICMP6_FILTER");
   }
-  ident_ = static_cast<std::uint16_t>(random64());
   next_seq_ = static_cast<std::uint16_t>(random64());
   if (!(v4 ? attach_filter4(fd_, ident_) : attach_filter6(fd_, ident_))) {
     return fail("attaching the socket filter");
@@ -261,8 +278,7 @@ bool ProbeIo::open(const std::string& iface, const IpAddress& target, ReplyFn on
   }
   rx_.assign(65536, 0);
   tx_.assign(65536, 0);
-  slots_.fill(Outstanding{});
-
+  slots_.assign(kSlots, Outstanding{});
   poll_ = new uv_poll_t{};
   poll_->data = this;
   if (const int r = uv_poll_init(loop_, poll_, fd_); r != 0) {
@@ -294,11 +310,20 @@ void ProbeIo::close() noexcept {
   }
 }
 
-bool ProbeIo::send(std::uint32_t tag, std::uint16_t size, std::string* err) noexcept {
-  const bool v4 = target_.family == IpFamily::ipv4;
-  if (fd_ < 0 || size < min_probe_size(target_.family)) {
+bool ProbeIo::send(std::uint64_t tag, std::uint16_t size, std::string* err) noexcept {
+  return send_to(tag, size, target_, 0, err);
+}
+
+bool ProbeIo::send_to(std::uint64_t tag, std::uint16_t size, const IpAddress& target,
+                      unsigned ifindex, std::string* err) noexcept {
+  const bool v4 = family_ == IpFamily::ipv4;
+  if (fd_ < 0 || size < min_probe_size(family_) || target.family != family_) {
     ++stats_.send_errors;
-    if (err != nullptr) *err = fd_ < 0 ? "socket not open" : "probe size too small";
+    if (err != nullptr) {
+      *err = fd_ < 0                    ? "socket not open"
+             : target.family != family_ ? "wrong address family"
+                                        : "probe size too small";
+    }
     return false;
   }
   const std::size_t icmp_len = size - (v4 ? 20U : kIp6Header);
@@ -318,27 +343,59 @@ bool ProbeIo::send(std::uint32_t tag, std::uint16_t size, std::string* err) noex
   }
   // ICMPv6 raw sockets always have the kernel fill in the checksum (pseudo-header).
   if (v4) clamp::store16(m, 2, clamp::csum(m));
-
   sockaddr_storage ss{};
   socklen_t sl = 0;
+  // The interface to leave by, as ancillary data (the shared socket is bound to none).
+  alignas(cmsghdr) std::uint8_t control[CMSG_SPACE(sizeof(in6_pktinfo))] = {};
+  std::size_t control_len = 0;
   if (v4) {
     sockaddr_in s4{};
     s4.sin_family = AF_INET;
-    std::memcpy(&s4.sin_addr, target_.bytes.data(), 4);
+    std::memcpy(&s4.sin_addr, target.bytes.data(), 4);
     std::memcpy(&ss, &s4, sizeof s4);
     sl = sizeof s4;
+    if (ifindex != 0) {
+      in_pktinfo pi{};
+      pi.ipi_ifindex = static_cast<int>(ifindex);
+      control_len = CMSG_SPACE(sizeof pi);
+      cmsghdr c{};
+      c.cmsg_level = IPPROTO_IP;
+      c.cmsg_type = IP_PKTINFO;
+      c.cmsg_len = CMSG_LEN(sizeof pi);
+      std::memcpy(control, &c, sizeof c);
+      std::memcpy(control + (CMSG_LEN(0)), &pi, sizeof pi);
+    }
   } else {
     sockaddr_in6 s6{};
     s6.sin6_family = AF_INET6;
-    std::memcpy(&s6.sin6_addr, target_.bytes.data(), 16);
+    std::memcpy(&s6.sin6_addr, target.bytes.data(), 16);
     std::memcpy(&ss, &s6, sizeof s6);
     sl = sizeof s6;
+    if (ifindex != 0) {
+      in6_pktinfo pi{};
+      pi.ipi6_ifindex = ifindex;
+      control_len = CMSG_SPACE(sizeof pi);
+      cmsghdr c{};
+      c.cmsg_level = IPPROTO_IPV6;
+      c.cmsg_type = IPV6_PKTINFO;
+      c.cmsg_len = CMSG_LEN(sizeof pi);
+      std::memcpy(control, &c, sizeof c);
+      std::memcpy(control + (CMSG_LEN(0)), &pi, sizeof pi);
+    }
   }
   // Remember it before sending: on a fast path the reply can be read before sendto returns
   // to the loop (not today, single-threaded, but the order costs nothing).
   Outstanding& slot = slots_[seq % kSlots];
-  slot = Outstanding{true, seq, size, tag, nonce};
-  if (sendto(fd_, m.data(), m.size(), 0, reinterpret_cast<const sockaddr*>(&ss), sl) < 0) {
+  slot = Outstanding{true, seq, size, tag, nonce, target};
+  iovec iov{m.data(), m.size()};
+  msghdr mh{};
+  mh.msg_name = &ss;
+  mh.msg_namelen = sl;
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control_len != 0 ? control : nullptr;
+  mh.msg_controllen = control_len;
+  if (sendmsg(fd_, &mh, 0) < 0) {
     slot.used = false;
     ++stats_.send_errors;
     if (err != nullptr) *err = errno_text("sendto");
@@ -361,12 +418,13 @@ void ProbeIo::on_readable() noexcept {
 }
 
 ProbeIo::Outstanding* ProbeIo::find(std::uint16_t seq) noexcept {
+  if (slots_.empty()) return nullptr;
   Outstanding& s = slots_[seq % kSlots];
   return s.used && s.seq == seq ? &s : nullptr;
 }
 
 void ProbeIo::handle_datagram(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
-  if (target_.family == IpFamily::ipv4) {
+  if (family_ == IpFamily::ipv4) {
     handle_v4(pkt, src);
   } else {
     handle_v6(pkt, src);
@@ -390,10 +448,10 @@ void ProbeIo::handle_v4(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
     quoted_probe(icmp.subspan(kIcmpHeader), clamp::load16(icmp, 6));
     return;
   }
-  Outstanding* s = icmp[0] == kIcmpEchoReply && icmp[1] == 0 && src == target_ &&
-                           same_addr(pkt, 12, target_) && clamp::load16(icmp, 4) == ident_
+  Outstanding* s = icmp[0] == kIcmpEchoReply && icmp[1] == 0 && clamp::load16(icmp, 4) == ident_
                        ? find(clamp::load16(icmp, 6))
                        : nullptr;
+  if (s != nullptr && (!(src == s->target) || !same_addr(pkt, 12, s->target))) s = nullptr;
   if (s == nullptr || icmp.size() < kIcmpHeader + kNonceLen || load64(icmp, 8) != s->nonce) {
     ++stats_.ignored;
     return;
@@ -418,10 +476,10 @@ void ProbeIo::handle_v6(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
                  mtu > 65535 ? 65535 : static_cast<std::uint16_t>(mtu));
     return;
   }
-  Outstanding* s = pkt[0] == kIcmp6EchoReply && pkt[1] == 0 && src == target_ &&
-                           clamp::load16(pkt, 4) == ident_
+  Outstanding* s = pkt[0] == kIcmp6EchoReply && pkt[1] == 0 && clamp::load16(pkt, 4) == ident_
                        ? find(clamp::load16(pkt, 6))
                        : nullptr;
+  if (s != nullptr && !(src == s->target)) s = nullptr;
   if (s == nullptr || pkt.size() < kIcmpHeader + kNonceLen || load64(pkt, 8) != s->nonce) {
     ++stats_.ignored;
     return;
@@ -443,20 +501,20 @@ void ProbeIo::quoted_probe(clamp::ConstBytes quote, std::uint16_t mtu) noexcept 
   // destination is the target) and at least the first 8 bytes of the echo request.
   std::size_t hl = 0;
   bool ours = false;
-  if (target_.family == IpFamily::ipv4) {
-    ours = quote.size() >= 20 && (quote[0] >> 4) == 4 && quote[9] == kProtoIcmp &&
-           same_addr(quote, 16, target_);
+  const bool v4 = family_ == IpFamily::ipv4;
+  if (v4) {
+    ours = quote.size() >= 20 && (quote[0] >> 4) == 4 && quote[9] == kProtoIcmp;
     hl = ours ? std::size_t{quote[0] & 0x0fU} * 4 : 0;
   } else {
-    ours = quote.size() >= kIp6Header && (quote[0] >> 4) == 6 && quote[6] == kProtoIcmp6 &&
-           same_addr(quote, 24, target_);
+    ours = quote.size() >= kIp6Header && (quote[0] >> 4) == 6 && quote[6] == kProtoIcmp6;
     hl = kIp6Header;
   }
-  const std::uint8_t echo =
-      target_.family == IpFamily::ipv4 ? kIcmpEchoRequest : kIcmp6EchoRequest;
+  const std::uint8_t echo = v4 ? kIcmpEchoRequest : kIcmp6EchoRequest;
   ours = ours && hl >= 20 && quote.size() >= hl + kIcmpHeader && quote[hl] == echo &&
          clamp::load16(quote, hl + 4) == ident_;
   Outstanding* s = ours ? find(clamp::load16(quote, hl + 6)) : nullptr;
+  // The quoted destination is the target that probe was sent to.
+  if (s != nullptr && !same_addr(quote, v4 ? 16 : 24, s->target)) s = nullptr;
   // Most routers quote far more than 8 bytes (RFC 1812 4.3.2.3; RFC 4443 demands as much
   // as fits); when the nonce is there it must match.
   if (s != nullptr && quote.size() >= hl + kIcmpHeader + kNonceLen &&

@@ -75,10 +75,10 @@ constexpr std::uint16_t min_probe_size(IpFamily f) noexcept {
 class ProbeIo {
  public:
   // A matched reply: `tag` as given to send(), `size` its total IP length (== the probe's).
-  using ReplyFn = std::function<void(std::uint32_t tag, std::uint16_t size)>;
+  using ReplyFn = std::function<void(std::uint64_t tag, std::uint16_t size)>;
   // A too-big error quoting the probe sent with `tag`; `mtu` is the MTU it reports
   // (0 when the router left the field empty: an old RFC 792 router).
-  using HintFn = std::function<void(std::uint32_t tag, std::uint16_t mtu)>;
+  using HintFn = std::function<void(std::uint64_t tag, std::uint16_t mtu)>;
 
   struct Stats {
     std::uint64_t sent = 0;
@@ -101,6 +101,12 @@ class ProbeIo {
   // Needs CAP_NET_RAW. False with `err` one line saying what failed.
   bool open(const std::string& iface, const IpAddress& target, ReplyFn on_reply, HintFn on_hint,
             std::string& err);
+  // The daemon's one socket per family for every tunnel: bound to no interface; each
+  // send_to() names its target and the interface it must leave by (IP_PKTINFO /
+  // IPV6_PKTINFO), and a reply must come from the target its probe was sent to. `ident`
+  // is the ICMP identifier (the same for both families, so the guard knows our probes).
+  bool open_shared(IpFamily family, std::uint16_t ident, ReplyFn on_reply, HintFn on_hint,
+                   std::string& err);
   // Stops polling and closes the socket; no callback runs afterwards. Safe to repeat.
   void close() noexcept;
   bool is_open() const noexcept { return fd_ >= 0; }
@@ -109,7 +115,10 @@ class ProbeIo {
   // `tag` (opaque to ProbeIo: PmtuSearch's probe id, or a keepalive's echo id with a
   // distinguishing bit). False if the kernel refused it (counted; errno-based reason in
   // `err` when given): callers treat that as a lost probe.
-  bool send(std::uint32_t tag, std::uint16_t size, std::string* err = nullptr) noexcept;
+  bool send(std::uint64_t tag, std::uint16_t size, std::string* err = nullptr) noexcept;
+  // Sends to `target` out of interface `ifindex` (0: by the routing table).
+  bool send_to(std::uint64_t tag, std::uint16_t size, const IpAddress& target, unsigned ifindex,
+               std::string* err = nullptr) noexcept;
 
   // Feeds one datagram as the socket returns it (IPv4: from the IP header; IPv6: from the
   // ICMPv6 header, `src` the sender) through the matching. Used by the poll callback;
@@ -125,13 +134,16 @@ class ProbeIo {
     bool used = false;
     std::uint16_t seq = 0;
     std::uint16_t size = 0;
-    std::uint32_t tag = 0;
+    std::uint64_t tag = 0;
     std::uint64_t nonce = 0;
+    IpAddress target;
   };
-  // Probes remembered for matching: more than PmtuSearch keeps in flight (2 per try,
-  // 3 tries) with room for late replies.
-  static constexpr std::size_t kSlots = 64;
+  // Probes remembered for matching, indexed by sequence number: far more than every
+  // tunnel sharing the socket keeps in flight (PmtuSearch: 2 per try, 3 tries; Liveness:
+  // one echo), with room for late replies.
+  static constexpr std::size_t kSlots = 4096;
 
+  bool open_socket(const std::string* iface, std::string& err);
   void on_readable() noexcept;
   Outstanding* find(std::uint16_t seq) noexcept;
   void handle_v4(clamp::ConstBytes pkt, const IpAddress& src) noexcept;
@@ -142,13 +154,14 @@ class ProbeIo {
   uv_loop_t* loop_;
   uv_poll_t* poll_ = nullptr;
   int fd_ = -1;
-  IpAddress target_;
+  IpFamily family_ = IpFamily::ipv4;
+  IpAddress target_;  // open(): the one target; open_shared(): none
   ReplyFn on_reply_;
   HintFn on_hint_;
   std::uint16_t ident_ = 0;
   std::uint16_t next_seq_ = 0;
-  std::array<Outstanding, kSlots> slots_{};
-  std::vector<std::uint8_t> rx_;  // allocated by open(): a 64 KiB datagram each
+  std::vector<Outstanding> slots_;  // kSlots, allocated by open
+  std::vector<std::uint8_t> rx_;    // allocated by open(): a 64 KiB datagram each
   std::vector<std::uint8_t> tx_;
   Stats stats_;
 };

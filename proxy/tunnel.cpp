@@ -76,8 +76,9 @@ TunnelSettings tunnel_settings(const TunnelConfig& tc) {
   return s;
 }
 
-Tunnel::Tunnel(TunnelHost& host, TunnelSettings settings)
+Tunnel::Tunnel(TunnelHost& host, std::uint32_t id, TunnelSettings settings)
     : host_(host),
+      id_(id),
       cfg_(std::move(settings)),
       live_(cfg_.monitor.liveness),
       backoff_(cfg_.monitor.backoff),
@@ -129,10 +130,8 @@ void Tunnel::start() {
 void Tunnel::stop() {
   if (stopped_) return;
   stopped_ = true;
-  for (auto& io : io_) {
-    if (io) io->close();
-  }
-  io_ = {};
+  target_ = {};
+  io_target_ = {};
   up_pending_ = false;
   if (down_run_) down_run_->cancel();
   if (up_run_) up_run_->cancel();
@@ -224,10 +223,7 @@ void Tunnel::on_gone() {
   ifindex_ = 0;
   mtu_ = 0;
   owner_.gone();
-  for (auto& io : io_) {
-    if (io) io->close();
-  }
-  io_ = {};
+  target_ = {};
   io_target_ = {};
   const bool had_search = search_.has_value();
   search_.reset();
@@ -289,39 +285,37 @@ std::optional<IpAddress> Tunnel::resolve(const std::string& configured) const {
 
 // ---- probe sockets -------------------------------------------------------------------------
 
-ProbeIo* Tunnel::open_io(Prober who, const IpAddress& target) {
+bool Tunnel::set_target(Prober who, const IpAddress& target) {
   const auto me = static_cast<std::size_t>(who);
-  const std::size_t other = 1 - me;
-  const std::string text = target.to_string();
-  close_io(who);
-  if (io_[other] && io_[other]->is_open() && io_target_[other] == text) {
-    io_[me] = io_[other];  // same target: one socket, told apart by the tag's top bit
-  } else {
-    auto io = std::make_shared<ProbeIo>(host_.loop());
-    std::string err;
-    const bool ok = io->open(
-        cfg_.iface, target,
-        [this](std::uint32_t tag, std::uint16_t size) { on_io_reply(tag, size); },
-        [this](std::uint32_t tag, std::uint16_t mtu) { on_io_hint(tag, mtu); }, err);
-    if (!ok) {
-      spdlog::warn("tunnel {}: {} socket: {}", cfg_.iface,
-                   who == Prober::pmtu ? "path-MTU probe" : "keepalive", err);
-      return nullptr;
-    }
-    io_[me] = std::move(io);
+  clear_target(who);
+  if (host_.probes(target.family) == nullptr) {
+    spdlog::warn("tunnel {}: no {} probe socket (see above)", cfg_.iface,
+                 target.family == IpFamily::ipv4 ? "ICMP" : "ICMPv6");
+    return false;
   }
-  io_target_[me] = text;
-  return io_[me].get();
+  target_[me] = target;
+  io_target_[me] = target.to_string();
+  return true;
 }
 
-void Tunnel::close_io(Prober who) {
+void Tunnel::clear_target(Prober who) {
   const auto me = static_cast<std::size_t>(who);
-  if (io_[me] && io_[me].use_count() == 1) io_[me]->close();
-  io_[me].reset();
+  target_[me].reset();
   io_target_[me].clear();
 }
 
-void Tunnel::on_io_reply(std::uint32_t tag, std::uint16_t size) {
+bool Tunnel::send(Prober who, std::uint32_t tag, std::uint16_t size, std::string* err) {
+  const auto& target = target_[static_cast<std::size_t>(who)];
+  ProbeIo* io = target ? host_.probes(target->family) : nullptr;
+  if (io == nullptr) {
+    if (err != nullptr) *err = "no target";
+    return false;
+  }
+  return io->send_to((std::uint64_t{id_} << 32) | tag, size, *target, ifindex_, err);
+}
+
+void Tunnel::on_probe_reply(std::uint32_t tag, std::uint16_t size) {
+  if (stopped_ || !present_) return;
   const Timestamp t = now();
   if ((tag & kEchoTag) != 0) {
     ++mstats_.keepalive_replies;
@@ -341,8 +335,9 @@ void Tunnel::on_io_reply(std::uint32_t tag, std::uint16_t size) {
   host_.reschedule(*this);
 }
 
-void Tunnel::on_io_hint(std::uint32_t tag, std::uint16_t mtu) {
-  if ((tag & kEchoTag) != 0) return;  // keepalives are small: a hint is not theirs to use
+void Tunnel::on_probe_hint(std::uint32_t tag, std::uint16_t mtu) {
+  if (stopped_ || !present_ || (tag & kEchoTag) != 0)
+    return;  // keepalives are small: a hint is not theirs to use
   ++totals_.ptb_hints;
   // An RFC 792 router leaves the field 0: a quote without a number narrows nothing.
   if (search_ && mtu != 0) apply(search_->on_ptb_hint(mtu, now()));
@@ -362,7 +357,7 @@ PmtuSearch::State Tunnel::pmtu_state() const noexcept {
 void Tunnel::end_search() {
   search_.reset();
   confirmed_ = false;
-  close_io(Prober::pmtu);
+  clear_target(Prober::pmtu);
 }
 
 void Tunnel::begin_search() {
@@ -378,7 +373,7 @@ void Tunnel::begin_search() {
         cfg_.iface, cfg_.iface);
     return;
   }
-  if (open_io(Prober::pmtu, *target) == nullptr) {
+  if (!set_target(Prober::pmtu, *target)) {
     spdlog::warn("tunnel {}: the fallback MSS stays in effect", cfg_.iface);
     return;
   }
@@ -427,7 +422,7 @@ void Tunnel::apply(const PmtuSearch::Actions& actions) {
       // A refused send (above the interface MTU, ENOBUFS) is a lost probe: the search's
       // loss handling covers it.
       ++totals_.probes_sent;
-      if (!io_[0] || !io_[0]->send(p->id & ~kEchoTag, p->size)) ++totals_.probe_send_errors;
+      if (!send(Prober::pmtu, p->id & ~kEchoTag, p->size, nullptr)) ++totals_.probe_send_errors;
     } else if (const auto* c = std::get_if<PmtuSearch::PmtuChanged>(&a)) {
       notify = true;
       if (search_ && search_->state() == PmtuState::complete && confirmed_) {
@@ -546,7 +541,8 @@ void Tunnel::update_targets() {
   // larger packets the kernel already refuses or fragments itself.
   const bool guard_on = cfg_.guard && measured && host_.guard_ready() && pm < mtu_;
   const std::uint16_t guard_pmtu = guard_on ? pm : 0;
-  const std::uint16_t ident = io_[0] && io_[0]->is_open() ? io_[0]->identifier() : 0;
+  ProbeIo* io = target_[0] ? host_.probes(target_[0]->family) : nullptr;
+  const std::uint16_t ident = io != nullptr ? io->identifier() : 0;
   if (guard_pmtu != dp_.guard_pmtu || ident != dp_.probe_ident) change = true;
   dp_.guard_pmtu = guard_pmtu;
   dp_.probe_ident = ident;
@@ -585,7 +581,7 @@ void Tunnel::on_tick() {
 }
 
 void Tunnel::open_keepalive() {
-  close_io(Prober::keepalive);
+  clear_target(Prober::keepalive);
   if (!present_ || cfg_.monitor.liveness.mode == keepalive::KeepaliveMode::off) return;
   const auto target = resolve(cfg_.monitor.target);
   if (!target) {
@@ -595,21 +591,19 @@ void Tunnel::open_keepalive() {
         cfg_.iface);
     return;
   }
-  open_io(Prober::keepalive, *target);
+  set_target(Prober::keepalive, *target);
 }
 
 void Tunnel::handle(const Liveness::Actions& actions) {
   for (const auto& a : actions) {
     if (const auto* e = std::get_if<Liveness::SendEcho>(&a)) {
       std::string err;
-      ProbeIo* io = io_[1].get();
-      if (io != nullptr && io->is_open() && io->send(e->id | kEchoTag, kEchoSize, &err)) {
+      if (send(Prober::keepalive, e->id | kEchoTag, kEchoSize, &err)) {
         ++mstats_.keepalive_sent;
         spdlog::debug("tunnel {}: keepalive echo {} to {}", cfg_.iface, e->id, io_target_[1]);
       } else {
         ++mstats_.keepalive_send_errors;  // Liveness then judges it a miss, as it should
-        spdlog::debug("tunnel {}: keepalive echo {} not sent: {}", cfg_.iface, e->id,
-                      io != nullptr ? err : std::string("no target"));
+        spdlog::debug("tunnel {}: keepalive echo {} not sent: {}", cfg_.iface, e->id, err);
       }
       continue;
     }

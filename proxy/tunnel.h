@@ -116,6 +116,10 @@ class TunnelHost {
   virtual void targets_changed(Tunnel& t) = 0;
   // Whether oversize packets can be answered at all (the guard's socket is open).
   virtual bool guard_ready() const noexcept = 0;
+  // The shared probe socket of a family (opened on first use); nullptr if it cannot be
+  // opened. A probe's 64-bit tag carries the tunnel's id in its top 32 bits; the host
+  // hands replies back through on_probe_reply() / on_probe_hint().
+  virtual ProbeIo* probes(IpFamily family) = 0;
 
  protected:
   ~TunnelHost() = default;
@@ -138,7 +142,8 @@ class Tunnel {
     } epoch_out, epoch_in;
   };
 
-  Tunnel(TunnelHost& host, TunnelSettings settings);
+  // `id`: unique for the daemon's lifetime, never reused (stale replies find no one).
+  Tunnel(TunnelHost& host, std::uint32_t id, TunnelSettings settings);
   ~Tunnel();
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;
@@ -162,6 +167,9 @@ class Tunnel {
   void on_addr();
   // Re-read the interface by name (notifications were lost).
   void resync();
+  // A reply or a too-big error for one of this tunnel's probes (the tag's low 32 bits).
+  void on_probe_reply(std::uint32_t tag, std::uint16_t size);
+  void on_probe_hint(std::uint32_t tag, std::uint16_t mtu);
   // Serve every machine whose deadline has passed.
   void on_tick();
   keepalive::Timestamp next_deadline() const noexcept;
@@ -169,6 +177,7 @@ class Tunnel {
   // search its path MTU from scratch.
   void reprobe();
 
+  std::uint32_t id() const noexcept { return id_; }
   const std::string& iface() const noexcept { return cfg_.iface; }
   const TunnelSettings& settings() const noexcept { return cfg_; }
   bool present() const noexcept { return present_; }
@@ -202,11 +211,10 @@ class Tunnel {
   void appear(const LinkInfo& li);
   void link_mtu_changed(std::uint32_t mtu);
   std::optional<IpAddress> resolve(const std::string& configured) const;
-  // Opens (or reuses) the socket toward `target` for `who`; nullptr when it cannot.
-  ProbeIo* open_io(Prober who, const IpAddress& target);
-  void close_io(Prober who);
-  void on_io_reply(std::uint32_t tag, std::uint16_t size);
-  void on_io_hint(std::uint32_t tag, std::uint16_t mtu);
+  // Points `who` at `target` (the shared socket of its family); false if none opens.
+  bool set_target(Prober who, const IpAddress& target);
+  void clear_target(Prober who);
+  bool send(Prober who, std::uint32_t tag, std::uint16_t size, std::string* err);
 
   // Path MTU.
   void begin_search();
@@ -228,6 +236,7 @@ class Tunnel {
   void changed();
 
   TunnelHost& host_;
+  const std::uint32_t id_;
   TunnelSettings cfg_;
   bool started_ = false;
   bool stopped_ = false;
@@ -238,8 +247,8 @@ class Tunnel {
   unsigned ifindex_ = 0;
   std::uint32_t mtu_ = 0;
 
-  // Probe sockets: [0] path MTU, [1] keepalive; one object when both have the same target.
-  std::array<std::shared_ptr<ProbeIo>, 2> io_;
+  // Probe targets: [0] path MTU, [1] keepalive.
+  std::array<std::optional<IpAddress>, 2> target_;
   std::array<std::string, 2> io_target_;  // text of each one's target ("" = none)
 
   // Path MTU.

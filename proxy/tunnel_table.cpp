@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <random>
 
 #include "proxy/config.h"
 
@@ -10,6 +11,8 @@ namespace tunshim::proxy {
 
 TunnelTable::TunnelTable(uv_loop_t* loop, Callbacks callbacks)
     : loop_(loop), cb_(std::move(callbacks)), rtnl_(loop) {
+  std::random_device rd;
+  probe_ident_ = static_cast<std::uint16_t>(rd());
   timer_ = new uv_timer_t{};
   uv_timer_init(loop_, timer_);
   timer_->data = this;
@@ -45,8 +48,9 @@ void TunnelTable::reconfigure(const Config& config) {
       next.push_back(std::move(*it));
       next.back()->reconfigure(std::move(s));
     } else {
-      next.push_back(std::make_unique<Tunnel>(*this, std::move(s)));
+      next.push_back(std::make_unique<Tunnel>(*this, next_id_++, std::move(s)));
       fresh.push_back(next.back().get());
+      by_id_[next.back()->id()] = next.back().get();
     }
   }
   for (auto& t : tunnels_) {
@@ -71,7 +75,10 @@ void TunnelTable::reconfigure(const Config& config) {
 }
 
 void TunnelTable::drop_retired() {
-  for (auto& r : retired_) unindex(*r);
+  for (auto& r : retired_) {
+    unindex(*r);
+    by_id_.erase(r->id());
+  }
   retired_.clear();
 }
 
@@ -83,6 +90,9 @@ void TunnelTable::stop() {
   for (auto& t : retired_) t->stop();
   deadlines_.clear();
   scheduled_.clear();
+  for (auto& p : probes_) {
+    if (p) p->close();
+  }
   if (timer_ != nullptr) {
     uv_close(reinterpret_cast<uv_handle_t*>(timer_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
@@ -106,6 +116,35 @@ const Tunnel* TunnelTable::find(std::string_view iface) const noexcept {
     if (t->iface() == iface) return t.get();
   }
   return nullptr;
+}
+
+ProbeIo* TunnelTable::probes(IpFamily family) {
+  const auto i = static_cast<std::size_t>(family == IpFamily::ipv4 ? 0 : 1);
+  if (probes_[i] && probes_[i]->is_open()) return probes_[i].get();
+  if (stopped_) return nullptr;
+  auto io = std::make_unique<ProbeIo>(loop_);
+  std::string err;
+  auto reply = [this](std::uint64_t tag, std::uint16_t size) {
+    if (auto it = by_id_.find(static_cast<std::uint32_t>(tag >> 32)); it != by_id_.end()) {
+      it->second->on_probe_reply(static_cast<std::uint32_t>(tag), size);
+    }
+  };
+  auto hint = [this](std::uint64_t tag, std::uint16_t mtu) {
+    if (auto it = by_id_.find(static_cast<std::uint32_t>(tag >> 32)); it != by_id_.end()) {
+      it->second->on_probe_hint(static_cast<std::uint32_t>(tag), mtu);
+    }
+  };
+  if (!io->open_shared(family, probe_ident_, reply, hint, err)) {
+    if (!probes_failed_[i]) {
+      spdlog::error("{} probe socket: {} (path-MTU probes and keepalives cannot be sent)",
+                    family == IpFamily::ipv4 ? "ICMP" : "ICMPv6", err);
+    }
+    probes_failed_[i] = true;
+    return nullptr;
+  }
+  probes_failed_[i] = false;
+  probes_[i] = std::move(io);
+  return probes_[i].get();
 }
 
 // ---- rtnetlink -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -76,6 +77,7 @@ class TunnelTable final : public TunnelHost {
   void reschedule(Tunnel& t) override;
   void targets_changed(Tunnel& t) override;
   bool guard_ready() const noexcept override { return cb_.guard_ready && cb_.guard_ready(); }
+  ProbeIo* probes(IpFamily family) override;
 
  private:
   void on_link(const LinkInfo& li);
@@ -92,6 +94,13 @@ class TunnelTable final : public TunnelHost {
   Rtnl rtnl_;
   uv_timer_t* timer_ = nullptr;
   bool stopped_ = false;
+  // One probe socket per family for every tunnel, opened on first use; a probe's tag
+  // carries its tunnel's id, so a reply reaches the tunnel that sent it, or no one.
+  std::array<std::unique_ptr<ProbeIo>, 2> probes_;
+  std::array<bool, 2> probes_failed_{};  // said once; retried on each use
+  std::uint16_t probe_ident_ = 0;
+  std::uint32_t next_id_ = 1;
+  std::unordered_map<std::uint32_t, Tunnel*> by_id_;
   std::vector<std::unique_ptr<Tunnel>> tunnels_;
   std::vector<std::unique_ptr<Tunnel>> retired_;
   std::unordered_map<unsigned, Tunnel*> by_ifindex_;
