@@ -27,7 +27,7 @@
 CAP_S=4            # backoff_max
 TIMEOUT_S=2        # hook_timeout; SIGKILL follows SIGTERM after 2 s (hooks.h kill_grace_ms)
 GRACE_S=2
-INITIAL_S=1        # tunnel_monitor.cpp: the daemon's first backoff delay
+INITIAL_S=1        # tunnel.cpp: the daemon's first backoff delay
 JITTER_PCT=25      # backoff.h: jitter takes away at most 25 % of a delay
 TOL_LO=50          # ms: log and hook clocks are read at slightly different moments
 TOL_HI=${TUNSHIM_E2E_SCHED_TOL_MS:-400}  # ms: timer, fork/exec of the hook, a busy shared box
