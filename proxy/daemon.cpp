@@ -171,10 +171,14 @@ bool Daemon::start(std::string& err) {
                queue_.fail_open() ? "on" : "REFUSED");
 
   loop_ = uv_default_loop();
-  uv_poll_init(loop_, &poll_, queue_.fd());
-  poll_.data = this;
-  uv_poll_start(&poll_, UV_READABLE, [](uv_poll_t* p, int status, int) {
+  if (const int rc = poll_.init(loop_, uv_poll_init, queue_.fd()); rc != 0) {
+    err = std::string("nfqueue poll: ") + uv_strerror(rc);
+    return false;
+  }
+  poll_->data = this;
+  uv_poll_start(poll_.get(), UV_READABLE, [](uv_poll_t* p, int status, int) {
     auto* self = static_cast<Daemon*>(p->data);
+    if (self == nullptr) return;
     if (status < 0) {
       spdlog::warn("nfqueue poll: {}", uv_strerror(status));
       return;
@@ -183,15 +187,15 @@ bool Daemon::start(std::string& err) {
     if (self->table_) self->table_->sync_links();
     self->queue_.drain(*self);  // handles spurious readiness: recv just says EAGAIN
   });
-  std::pair<uv_signal_t*, int> sigs[] = {
-      {&sig_term_, SIGTERM}, {&sig_int_, SIGINT}, {&sig_hup_, SIGHUP}, {&sig_usr1_, SIGUSR1}};
-  for (auto [h, signum] : sigs) {
-    uv_signal_init(loop_, h);
-    h->data = this;
+  constexpr int kSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+  for (std::size_t i = 0; i < signals_.size(); ++i) {
+    signals_[i].init(loop_, uv_signal_init);
+    signals_[i]->data = this;
     uv_signal_start(
-        h,
+        signals_[i].get(),
         [](uv_signal_t* s, int sn) {
           auto* self = static_cast<Daemon*>(s->data);
+          if (self == nullptr) return;
           if (sn == SIGHUP) {
             self->reload();
           } else if (sn == SIGUSR1) {
@@ -201,15 +205,10 @@ bool Daemon::start(std::string& err) {
             self->stop();
           }
         },
-        signum);
+        kSignals[i]);
   }
-  uv_timer_init(loop_, &counts_timer_);
-  counts_timer_.data = this;
-  uv_timer_start(
-      &counts_timer_,
-      [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->refresh_counts(false); },
-      kCountsIntervalMs, kCountsIntervalMs);
-  handles_open_ = true;
+  counts_timer_.init(loop_);
+  counts_timer_.start(kCountsIntervalMs, kCountsIntervalMs, [this] { refresh_counts(false); });
 
   installed_ = fw_tunnels();
   if (!firewall_.install(installed_, err)) {
@@ -251,19 +250,9 @@ int Daemon::run() {
   if (!start(err)) {
     spdlog::error("{}", err);
     queue_.close();
-    if (handles_open_) {
-      handles_open_ = false;
-      stopped_ = true;
-      for (uv_handle_t* h :
-           {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
-            reinterpret_cast<uv_handle_t*>(&sig_int_),
-            reinterpret_cast<uv_handle_t*>(&sig_hup_),
-            reinterpret_cast<uv_handle_t*>(&sig_usr1_),
-            reinterpret_cast<uv_handle_t*>(&counts_timer_)}) {
-        uv_close(h, nullptr);
-      }
-      uv_run(loop_, UV_RUN_DEFAULT);
-    }
+    stopped_ = true;
+    close_handles();
+    if (loop_ != nullptr) uv_run(loop_, UV_RUN_DEFAULT);  // the close callbacks
     return 1;
   }
   sd_notify(0, "READY=1");
@@ -303,16 +292,13 @@ void Daemon::finish_stop() {
   guard_.close();
   log_counters();
   if (stats_) stats_->stop();
-  if (handles_open_) {
-    handles_open_ = false;
-    for (uv_handle_t* h :
-         {reinterpret_cast<uv_handle_t*>(&poll_), reinterpret_cast<uv_handle_t*>(&sig_term_),
-          reinterpret_cast<uv_handle_t*>(&sig_int_), reinterpret_cast<uv_handle_t*>(&sig_hup_),
-          reinterpret_cast<uv_handle_t*>(&sig_usr1_),
-          reinterpret_cast<uv_handle_t*>(&counts_timer_)}) {
-      uv_close(h, nullptr);
-    }
-  }
+  close_handles();
+}
+
+void Daemon::close_handles() noexcept {
+  poll_.reset();
+  for (auto& s : signals_) s.reset();
+  counts_timer_.reset();
 }
 
 // ---- reload ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include "proxy/nfqueue.h"
 #include "proxy/stats_service.h"
 #include "proxy/tunnel_table.h"
+#include "proxy/uv_handle.h"
 
 namespace tunshim::proxy {
 
@@ -54,6 +55,7 @@ class Daemon final : public PacketHandler {
   bool start(std::string& err);
   void stop();
   void finish_stop();
+  void close_handles() noexcept;
   void reload();
   void refresh_counts(bool log_after);
   void update_bypassed(Tunnel& t, const RulePackets& rp, std::uint64_t unaccounted);
@@ -71,10 +73,9 @@ class Daemon final : public PacketHandler {
   std::unique_ptr<TunnelTable> table_;  // every tunnel, by ifindex (tunnel_table.h)
 
   uv_loop_t* loop_ = nullptr;
-  uv_poll_t poll_{};
-  uv_signal_t sig_term_{}, sig_int_{}, sig_hup_{}, sig_usr1_{};
-  uv_timer_t counts_timer_{};
-  bool handles_open_ = false;
+  UvHandle<uv_poll_t> poll_;                      // the queue's socket
+  std::array<UvHandle<uv_signal_t>, 4> signals_;  // TERM, INT, HUP, USR1
+  UvTimer counts_timer_;
 
   bool fw_busy_ = false;         // a rule change is running
   bool reload_pending_ = false;  // SIGHUP arrived while busy

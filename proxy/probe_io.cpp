@@ -109,6 +109,19 @@ bool set_icmp6_types(int fd) {
   return setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &f, sizeof f) == 0;
 }
 
+// Writes one control message carrying `data` at `buf` (room for CMSG_SPACE(sizeof data));
+// returns its space. memcpy, not CMSG_DATA's casts: `buf` is a plain byte array.
+template <class T>
+std::size_t put_cmsg(std::uint8_t* buf, int level, int type, const T& data) noexcept {
+  cmsghdr c{};
+  c.cmsg_level = level;
+  c.cmsg_type = type;
+  c.cmsg_len = CMSG_LEN(sizeof data);
+  std::memcpy(buf, &c, sizeof c);
+  std::memcpy(buf + CMSG_LEN(0), &data, sizeof data);
+  return CMSG_SPACE(sizeof data);
+}
+
 std::string errno_text(const char* what) {
   return std::string(what) + ": " + std::strerror(errno);
 }
@@ -279,17 +292,14 @@ bool ProbeIo::open_socket(const std::string* iface, std::string& err) {
   rx_.assign(65536, 0);
   tx_.assign(65536, 0);
   slots_.assign(kSlots, Outstanding{});
-  poll_ = new uv_poll_t{};
-  poll_->data = this;
-  if (const int r = uv_poll_init(loop_, poll_, fd_); r != 0) {
-    delete poll_;
-    poll_ = nullptr;
+  if (const int r = poll_.init(loop_, uv_poll_init, fd_); r != 0) {
     err = std::string("uv_poll_init: ") + uv_strerror(r);
     ::close(fd_);
     fd_ = -1;
     return false;
   }
-  uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int status, int) {
+  poll_->data = this;
+  uv_poll_start(poll_.get(), UV_READABLE, [](uv_poll_t* h, int status, int) {
     auto* self = static_cast<ProbeIo*>(h->data);
     if (self != nullptr && status == 0) self->on_readable();
   });
@@ -297,13 +307,7 @@ bool ProbeIo::open_socket(const std::string* iface, std::string& err) {
 }
 
 void ProbeIo::close() noexcept {
-  if (poll_ != nullptr) {
-    poll_->data = nullptr;
-    uv_poll_stop(poll_);
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-  }
+  poll_.reset();
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
@@ -357,13 +361,7 @@ bool ProbeIo::send_to(std::uint64_t tag, std::uint16_t size, const IpAddress& ta
     if (ifindex != 0) {
       in_pktinfo pi{};
       pi.ipi_ifindex = static_cast<int>(ifindex);
-      control_len = CMSG_SPACE(sizeof pi);
-      cmsghdr c{};
-      c.cmsg_level = IPPROTO_IP;
-      c.cmsg_type = IP_PKTINFO;
-      c.cmsg_len = CMSG_LEN(sizeof pi);
-      std::memcpy(control, &c, sizeof c);
-      std::memcpy(control + (CMSG_LEN(0)), &pi, sizeof pi);
+      control_len = put_cmsg(control, IPPROTO_IP, IP_PKTINFO, pi);
     }
   } else {
     sockaddr_in6 s6{};
@@ -374,13 +372,7 @@ bool ProbeIo::send_to(std::uint64_t tag, std::uint16_t size, const IpAddress& ta
     if (ifindex != 0) {
       in6_pktinfo pi{};
       pi.ipi6_ifindex = ifindex;
-      control_len = CMSG_SPACE(sizeof pi);
-      cmsghdr c{};
-      c.cmsg_level = IPPROTO_IPV6;
-      c.cmsg_type = IPV6_PKTINFO;
-      c.cmsg_len = CMSG_LEN(sizeof pi);
-      std::memcpy(control, &c, sizeof c);
-      std::memcpy(control + (CMSG_LEN(0)), &pi, sizeof pi);
+      control_len = put_cmsg(control, IPPROTO_IPV6, IPV6_PKTINFO, pi);
     }
   }
   // Remember it before sending: on a fast path the reply can be read before sendto returns

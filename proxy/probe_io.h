@@ -32,6 +32,7 @@
 
 #include "clamp/bytes.h"
 #include "keepalive/pmtu_search.h"
+#include "proxy/uv_handle.h"
 
 namespace tunshim::proxy {
 
@@ -152,7 +153,7 @@ class ProbeIo {
   void quoted_probe(clamp::ConstBytes quote, std::uint16_t mtu) noexcept;
 
   uv_loop_t* loop_;
-  uv_poll_t* poll_ = nullptr;
+  UvHandle<uv_poll_t> poll_;
   int fd_ = -1;
   IpFamily family_ = IpFamily::ipv4;
   IpAddress target_;  // open(): the one target; open_shared(): none

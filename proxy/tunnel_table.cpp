@@ -13,9 +13,7 @@ TunnelTable::TunnelTable(uv_loop_t* loop, Callbacks callbacks)
     : loop_(loop), cb_(std::move(callbacks)), rtnl_(loop) {
   std::random_device rd;
   probe_ident_ = static_cast<std::uint16_t>(rd());
-  timer_ = new uv_timer_t{};
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
+  timer_.init(loop_);
 }
 
 TunnelTable::~TunnelTable() { stop(); }
@@ -93,11 +91,7 @@ void TunnelTable::stop() {
   for (auto& p : probes_) {
     if (p) p->close();
   }
-  if (timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    timer_ = nullptr;
-  }
+  timer_.reset();
 }
 
 void TunnelTable::sync_links() noexcept {
@@ -231,16 +225,14 @@ void TunnelTable::reschedule(Tunnel& t) {
 }
 
 void TunnelTable::arm() {
-  if (stopped_ || timer_ == nullptr) return;
+  if (stopped_ || !timer_) return;
   if (deadlines_.empty()) {
-    uv_timer_stop(timer_);
+    timer_.stop();
     return;
   }
   const std::int64_t now = static_cast<std::int64_t>(uv_now(loop_));
   const std::int64_t delay = std::max<std::int64_t>(0, deadlines_.begin()->first - now);
-  uv_timer_start(
-      timer_, [](uv_timer_t* tm) { static_cast<TunnelTable*>(tm->data)->on_timer(); },
-      static_cast<std::uint64_t>(delay), 0);
+  timer_.start(static_cast<std::uint64_t>(delay), [this] { on_timer(); });
 }
 
 void TunnelTable::on_timer() {

@@ -28,6 +28,7 @@
 
 #include "proxy/rtnl.h"
 #include "proxy/tunnel.h"
+#include "proxy/uv_handle.h"
 
 namespace tunshim::proxy {
 
@@ -92,7 +93,7 @@ class TunnelTable final : public TunnelHost {
   uv_loop_t* loop_;
   Callbacks cb_;
   Rtnl rtnl_;
-  uv_timer_t* timer_ = nullptr;
+  UvTimer timer_;
   bool stopped_ = false;
   // One probe socket per family for every tunnel, opened on first use; a probe's tag
   // carries its tunnel's id, so a reply reaches the tunnel that sent it, or no one.
