@@ -2,6 +2,7 @@
 """Checks that every metric name the shipped monitoring uses is one a running tunshim exports.
 
     check_metric_names.py SCRAPE FILE...
+    check_metric_names.py --self-test
 
 SCRAPE is a /metrics exposition taken from a running daemon. Each FILE is a Prometheus
 rules file (.yml/.yaml: every rule's expr) or a Grafana dashboard (.json: every "expr" and
@@ -33,8 +34,12 @@ IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 def metric_names(expr):
     """The metric names a PromQL expression (or a Grafana label_values() query) reads."""
     e = expr
-    # Grafana: label_values(metric, label) / label_values(label) -> the metric part only.
-    e = re.sub(r"\blabel_values\s*\(\s*([^,()]*?)\s*(?:,[^()]*)?\)", r" \1 ", e)
+    # Grafana: label_values(metric{...}, label) reads the metric; label_values(label) none.
+    e = re.sub(
+        r"\blabel_values\s*\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)?\s*(\{[^}]*\})?\s*(,\s*[a-zA-Z_][a-zA-Z0-9_]*)?\s*\)",
+        lambda m: f" {m.group(1) or ''}{m.group(2) or ''} " if m.group(3) else " ",
+        e,
+    )
     e = re.sub(r"\bquery_result\s*\((.*)\)", r" \1 ", e)
     # Grafana variables: $var, ${var}, ${var:fmt}, [[var]].
     e = re.sub(r"\$\{[^}]*\}|\$[a-zA-Z_][a-zA-Z0-9_]*|\[\[[^\]]*\]\]", " ", e)
@@ -116,7 +121,49 @@ def dashboard_exprs(path):
     yield from walk(doc, "dashboard")
 
 
+# Expressions of the kinds the rules and the dashboard use, with the names they read.
+SELF_TEST = [
+    ('up{job="tunshim"} == 0', ["up"]),
+    ('absent(tunshim_build_info{job="tunshim"}) unless on (job) up{job="tunshim"} == 0',
+     ["tunshim_build_info", "up"]),
+    ('sum without (to) (increase(a_total{to=~"down|absent"}[30m])) >= 3', ["a_total"]),
+    ('sum by (tunnel, hook, result) (increase(b_total{x="sum(c)"}[$__rate_interval])) > 0',
+     ["b_total"]),
+    ("c_bytes < max_over_time(c_bytes[1h] offset 5m)", ["c_bytes", "c_bytes"]),
+    ("clamp_min(1 - rate(r_total[5m]) / rate(s_total[5m]), 0) * 1e3", ["r_total", "s_total"]),
+    ("histogram_quantile(0.9, sum by (le) (rate(h_seconds_bucket[5m])))", ["h_seconds_bucket"]),
+    ("time() - t_seconds{instance=~\"$instance\"}", ["t_seconds"]),
+    ("x_total and on (tunnel) group_left (version) y_info", ["x_total", "y_info"]),
+    ("rate(z_total[${__range}])", ["z_total"]),
+    ("label_values(tunshim_interface_present{instance=~\"$instance\"}, tunnel)",
+     ["tunshim_interface_present"]),
+    ("label_values(instance)", []),
+    ('label_values(m_info{a="1",b=~"x,y"}, tunnel)', ["m_info"]),
+]
+
+
+def self_test():
+    bad = 0
+    for expr, want in SELF_TEST:
+        got = metric_names(expr)
+        if got != want:
+            print(f"FAIL: {expr!r}: got {got}, want {want}")
+            bad += 1
+    samples = {"h_seconds_bucket", "plain"}
+    families = {"h_seconds": "histogram", "s": "summary"}
+    for name, want in [("plain", True), ("up", True), ("h_seconds_bucket", True),
+                       ("h_seconds_count", True), ("s_sum", True), ("h_seconds", False),
+                       ("plain_total", False), ("s_bucketx", False)]:
+        if known(name, samples, families) != want:
+            print(f"FAIL: known({name!r}) != {want}")
+            bad += 1
+    print(f"self-test: {len(SELF_TEST)} expressions, {bad} wrong")
+    return 1 if bad else 0
+
+
 def main(argv):
+    if argv[1:] == ["--self-test"]:
+        return self_test()
     if len(argv) < 3:
         print(__doc__.strip(), file=sys.stderr)
         return 2
