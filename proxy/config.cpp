@@ -1111,7 +1111,145 @@ std::string read_regular_file(const std::string& path, std::string& text) {
   }
 }
 
+std::string mode_text(mode_t mode) {
+  std::array<char, 8> buf{};
+  std::snprintf(buf.data(), buf.size(), "%04o", static_cast<unsigned>(mode & 07777));
+  return buf.data();
+}
+
+// What root may not trust about one entry met on a path (lstat() result); "" if nothing.
+std::string entry_problem(const std::string& shown, const struct stat& st) {
+  const bool dir = S_ISDIR(st.st_mode);
+  const bool link = S_ISLNK(st.st_mode);
+  const std::string what = dir ? "directory " + shown : link ? "symlink " + shown : shown;
+  const std::string can = dir ? "can replace what is in it" : "can change it";
+  if (st.st_uid != 0) {
+    return what + " is owned by uid " + std::to_string(st.st_uid) +
+           ", not root, so that user " + can + "; fix: chown " + (link ? "-h " : "") + "root " +
+           shown;
+  }
+  // A symlink's own mode means nothing; a sticky directory (like /tmp) lets no one but
+  // root rename or remove the root-owned entries checked after it.
+  const mode_t writable = st.st_mode & (S_IWGRP | S_IWOTH);
+  if (link || writable == 0 || (dir && (st.st_mode & S_ISVTX) != 0)) return "";
+  const std::string who = writable == (S_IWGRP | S_IWOTH) ? "group and others"
+                          : writable == S_IWGRP           ? "group"
+                                                          : "others";
+  return what + " is writable by " + who + " (mode " + mode_text(st.st_mode) +
+         "), so users other than root " + can + "; fix: chmod go-w " + shown;
+}
+
 }  // namespace
+
+std::vector<std::string> trust_problems(const std::string& path) {
+  std::vector<std::string> problems;
+  // The walk the kernel does to open `path`, one component at a time: every directory
+  // passed through, every symlink followed (and the directories of its target) and the
+  // file itself are checked, so no one but root can change what the path leads to.
+  std::vector<std::string> todo;  // components still to walk, the next one last
+  const auto push_front = [&todo](const std::string& p) {
+    std::vector<std::string> parts;
+    std::size_t at = 0;
+    while (at <= p.size()) {
+      const std::size_t slash = std::min(p.find('/', at), p.size());
+      if (slash > at) parts.push_back(p.substr(at, slash - at));
+      at = slash + 1;
+    }
+    todo.insert(todo.end(), parts.rbegin(), parts.rend());
+  };
+  push_front(path);
+  std::string at;  // the real path walked so far; "" is "/"
+  if (path.empty() || path.front() != '/') {
+    std::array<char, 4096> cwd{};
+    if (::getcwd(cwd.data(), cwd.size()) == nullptr) {
+      return {"cannot check " + one_line(path) + ": " + std::strerror(errno)};
+    }
+    push_front(cwd.data());
+  }
+  struct stat st {};
+  if (::lstat("/", &st) != 0) return {std::string("cannot check /: ") + std::strerror(errno)};
+  if (std::string p = entry_problem("/", st); !p.empty()) problems.push_back(p);
+  int links = 0;
+  while (!todo.empty()) {
+    const std::string name = std::move(todo.back());
+    todo.pop_back();
+    if (name == ".") continue;
+    if (name == "..") {
+      at.resize(at.rfind('/') == std::string::npos ? 0 : at.rfind('/'));
+      continue;
+    }
+    const std::string next = at + '/' + name;
+    const std::string shown = one_line(next);
+    if (::lstat(next.c_str(), &st) != 0) {
+      problems.push_back("cannot check " + shown + ": " + std::strerror(errno));
+      return problems;
+    }
+    if (std::string p = entry_problem(shown, st); !p.empty()) problems.push_back(p);
+    if (!S_ISLNK(st.st_mode)) {
+      at = next;
+      continue;
+    }
+    // Linux follows at most 40 symlinks in one lookup.
+    std::array<char, 4096> link_to{};
+    const ssize_t n =
+        ++links > 40 ? -1 : ::readlink(next.c_str(), link_to.data(), link_to.size());
+    if (n < 0 || static_cast<std::size_t>(n) >= link_to.size()) {
+      problems.push_back("cannot check " + shown + ": " +
+                         std::strerror(links > 40 ? ELOOP
+                                       : n < 0    ? errno
+                                                  : ENAMETOOLONG));
+      return problems;
+    }
+    const std::string to(link_to.data(), static_cast<std::size_t>(n));
+    if (!to.empty() && to.front() == '/') at.clear();
+    push_front(to);
+  }
+  return problems;
+}
+
+std::vector<ConfigError> check_hooks(const Config& config) {
+  std::vector<ConfigError> errors;
+  std::map<std::string, std::vector<std::string>> seen;  // program -> its problems
+  const auto problems_of = [&seen](const std::string& program) {
+    const auto found = seen.find(program);
+    if (found != seen.end()) return found->second;
+    std::vector<std::string> out;
+    const std::string shown = one_line(program);
+    struct stat st {};
+    if (::stat(program.c_str(), &st) != 0) {
+      out.push_back(errno == ENOENT
+                        ? "does not exist"
+                        : std::string("cannot be checked: ") + std::strerror(errno));
+    } else if (const std::string kind = special_kind(st.st_mode); !kind.empty()) {
+      out.push_back("is " + kind + ", not a program");
+    } else {
+      if ((st.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)) == 0) {
+        out.push_back("is not executable (mode " + mode_text(st.st_mode) +
+                      "); fix: chmod u+x " + shown);
+      }
+      for (const std::string& p : trust_problems(program)) {
+        out.push_back("could be changed by users other than root, and it runs as root: " + p);
+      }
+    }
+    seen.emplace(program, out);
+    return out;
+  };
+  for (const TunnelConfig& t : config.tunnels) {
+    for (const auto& [key, commands, at] : {std::tuple{"on_down", &t.on_down, &t.on_down_at},
+                                            std::tuple{"on_up", &t.on_up, &t.on_up_at}}) {
+      for (std::size_t i = 0; i < commands->size(); ++i) {
+        const std::string& program = (*commands)[i].at(0);
+        const SourcePosition where = i < at->size() ? (*at)[i] : SourcePosition{t.line, 0};
+        for (const std::string& p : problems_of(program)) {
+          errors.push_back(
+              {config.path, where.line, where.column,
+               std::string("the program in ") + key + ", " + quoted(program) + ", " + p});
+        }
+      }
+    }
+  }
+  return errors;
+}
 
 ConfigResult read_config(const std::string& path) {
   std::string text;
@@ -1121,7 +1259,24 @@ ConfigResult read_config(const std::string& path) {
   return parse_config(text, path);
 }
 
-ConfigResult load_config(const std::string& path) { return read_config(path); }
+ConfigResult load_config(const std::string& path) {
+  std::string text;
+  if (std::string why = read_regular_file(path, text); !why.empty()) {
+    return std::vector<ConfigError>{{path, 0, 0, "cannot read: " + why}};
+  }
+  std::vector<ConfigError> errors;
+  for (const std::string& p : trust_problems(path)) {
+    errors.push_back({path, 0, 0, "refused, root runs what this file says: " + p});
+  }
+  ConfigResult parsed = parse_config(text, path);
+  if (auto* more = std::get_if<std::vector<ConfigError>>(&parsed)) {
+    errors.insert(errors.end(), more->begin(), more->end());
+  } else {
+    for (ConfigError& e : check_hooks(std::get<Config>(parsed))) errors.push_back(std::move(e));
+  }
+  if (!errors.empty()) return errors;
+  return parsed;
+}
 
 void log_config_warnings(const Config& config) {
   for (const ConfigError& w : config.warnings) spdlog::warn("{}", one_line(w.to_string()));

@@ -1,5 +1,6 @@
 // The daemon's configuration: TOML in, a validated immutable Config out. Nothing here changes
-// the system, so a reload can be refused cleanly.
+// the system, so a reload can be refused cleanly. load_config() also refuses a file, or a hook
+// program, that a user other than root could change (see tunshim.conf(5), FILE PERMISSIONS).
 #pragma once
 
 #include <chrono>
@@ -100,7 +101,7 @@ struct TunnelConfig {
   int down_after_misses = kDefaultDownAfterMisses;
   std::vector<Argv> on_down;  // run in order when the tunnel goes down (e.g. reconnect)
   std::vector<Argv> on_up;    // run in order when it comes back (e.g. restart the app)
-  // Where each command's program (argv[0]) is written, for messages about it.
+  // Where each command's program (argv[0]) is written, for the checks of check_hooks().
   std::vector<SourcePosition> on_down_at;
   std::vector<SourcePosition> on_up_at;
   Millis hook_timeout = kDefaultHookTimeout;  // a hook still running then is killed
@@ -180,7 +181,20 @@ ConfigResult parse_config(std::string_view text, const std::string& name);
 // tools that read a config they do not act on.
 ConfigResult read_config(const std::string& path);
 
-// What `run`, reload (SIGHUP) and `check-config` use.
+// Why root should not act on `path`, one message per problem (empty: it may). `path` and every
+// directory and symlink met while resolving it must be owned by root and not writable by
+// group or others; a directory writable by others is accepted only with the sticky bit (like
+// /tmp), since then no one but root can rename or remove the root-owned entry under it.
+// Each problem names the offending path and the command that fixes it.
+std::vector<std::string> trust_problems(const std::string& path);
+
+// The hook programs of `config` (argv[0] of every on_down and on_up command): each must
+// exist, be an executable regular file and pass trust_problems(). Errors carry the position
+// of the program in the file.
+std::vector<ConfigError> check_hooks(const Config& config);
+
+// What `run`, reload (SIGHUP) and `check-config` use: read_config(), plus the file's
+// trust_problems() and check_hooks(). Every problem is returned.
 ConfigResult load_config(const std::string& path);
 
 // Logs each of config.warnings at warning level, as file:line:column: message.

@@ -1,12 +1,20 @@
 // Config parsing: exact messages and positions for bad files, values and defaults for good
 // ones, every range edge, and check-config's output re-parsing to the same values.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/test/unit_test.hpp>
+#include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <random>
 #include <string>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -1310,6 +1318,288 @@ BOOST_AUTO_TEST_CASE(commented_settings_are_valid_and_defaults) {
   BOOST_TEST(t.backoff_max.count() == u.backoff_max.count());
   BOOST_TEST(t.on_down.size() == 2u);
   BOOST_TEST(t.on_up.size() == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- whom a config and its hooks are trusted from (tunshim.conf(5), FILE PERMISSIONS)
+// --------
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory, root-owned and 0755 when run as root, removed at the end.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "tunshim-trust.XXXXXX").string();
+    BOOST_TEST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+    ::chmod(path.c_str(), 0755);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  // A file with `text` and `mode` (chmod: the umask does not apply).
+  std::string file(const std::string& name, mode_t mode, const std::string& text = "") const {
+    const fs::path p = path / name;
+    std::ofstream(p) << text;
+    ::chmod(p.c_str(), mode);
+    return p.string();
+  }
+  std::string dir(const std::string& name, mode_t mode) const {
+    const fs::path p = path / name;
+    fs::create_directory(p);
+    ::chmod(p.c_str(), mode);
+    return p.string();
+  }
+};
+
+constexpr uid_t kNobody = 65534;
+bool root() { return ::geteuid() == 0; }
+
+std::vector<std::string> strings(const std::vector<ConfigError>& errors) {
+  std::vector<std::string> out;
+  for (const ConfigError& e : errors) out.push_back(e.to_string());
+  return out;
+}
+
+std::vector<std::string> load_errors(const std::string& path) {
+  const ConfigResult r = load_config(path);
+  const auto* errors = std::get_if<std::vector<ConfigError>>(&r);
+  return errors != nullptr ? strings(*errors) : std::vector<std::string>{};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(config_trust)
+
+BOOST_AUTO_TEST_CASE(file_modes_and_owner) {
+  const TempDir d;
+  const std::string f = d.file("t.conf", 0644);
+  if (!root()) {
+    // check-config by a user on a file of their own still says what is wrong: here, that
+    // the user owns the directory and the file.
+    const std::string uid = std::to_string(::geteuid());
+    const std::string dir = d.path.string();
+    BOOST_TEST(
+        trust_problems(f) ==
+            (std::vector<std::string>{
+                "directory " + dir + " is owned by uid " + uid +
+                    ", not root, so that user can replace what is in it; fix: chown root " +
+                    dir,
+                f + " is owned by uid " + uid +
+                    ", not root, so that user can change it; fix: chown root " + f}),
+        boost::test_tools::per_element());
+    return;
+  }
+  BOOST_TEST(trust_problems(f).empty());
+  BOOST_TEST(trust_problems(d.file("ro.conf", 0400)).empty());
+  const auto writable = [](const std::string& p, const char* who, const char* mode) {
+    return std::vector<std::string>{
+        p + " is writable by " + who + " (mode " + mode +
+        "), so users other than root can change it; fix: chmod go-w " + p};
+  };
+  BOOST_TEST(trust_problems(d.file("a.conf", 0666)) ==
+                 writable(d.path / "a.conf", "group and others", "0666"),
+             boost::test_tools::per_element());
+  BOOST_TEST(
+      trust_problems(d.file("g.conf", 0664)) == writable(d.path / "g.conf", "group", "0664"),
+      boost::test_tools::per_element());
+  BOOST_TEST(
+      trust_problems(d.file("o.conf", 0602)) == writable(d.path / "o.conf", "others", "0602"),
+      boost::test_tools::per_element());
+  const std::string n = d.file("n.conf", 0644);
+  BOOST_TEST_REQUIRE(::chown(n.c_str(), kNobody, kNobody) == 0);
+  BOOST_TEST(trust_problems(n) ==
+                 std::vector<std::string>{n +
+                                          " is owned by uid 65534, not root, so that user can "
+                                          "change it; fix: chown root " +
+                                          n},
+             boost::test_tools::per_element());
+  // Both at once: both reported.
+  BOOST_TEST_REQUIRE(::chmod(n.c_str(), 0666) == 0);
+  BOOST_TEST(trust_problems(n).size() == 1u);  // the owner problem already says who can write
+  BOOST_TEST(trust_problems((d.path / "missing.conf").string()) ==
+                 std::vector<std::string>{"cannot check " + (d.path / "missing.conf").string() +
+                                          ": No such file or directory"},
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(directories_on_the_path) {
+  if (!root()) return;  // needs chown; the non-root case is in file_modes_and_owner
+  const TempDir d;
+  const std::string g = d.dir("g", 0775);
+  BOOST_TEST(
+      trust_problems(d.file("g/t.conf", 0644)) ==
+          std::vector<std::string>{"directory " + g +
+                                   " is writable by group (mode 0775), so users other "
+                                   "than root can replace what is in it; fix: chmod go-w " +
+                                   g},
+      boost::test_tools::per_element());
+  const std::string u = d.dir("u", 0755);
+  BOOST_TEST_REQUIRE(::chown(u.c_str(), kNobody, kNobody) == 0);
+  BOOST_TEST(trust_problems(d.file("u/t.conf", 0644)) ==
+                 std::vector<std::string>{"directory " + u +
+                                          " is owned by uid 65534, not root, so that user can "
+                                          "replace what is in it; fix: chown root " +
+                                          u},
+             boost::test_tools::per_element());
+  // Deeper: every level is checked, not only the file's own directory.
+  d.dir("g/sub", 0755);
+  BOOST_TEST(trust_problems(d.file("g/sub/t.conf", 0644)).size() == 1u);
+  // A root-owned sticky directory (like /tmp): others cannot rename or remove root's entries.
+  d.dir("sticky", 01777);
+  BOOST_TEST(trust_problems(d.file("sticky/t.conf", 0644)).empty());
+  // … but a file there that is not root's is refused for its owner.
+  const std::string theirs = d.file("sticky/theirs.conf", 0644);
+  BOOST_TEST_REQUIRE(::chown(theirs.c_str(), kNobody, kNobody) == 0);
+  BOOST_TEST(trust_problems(theirs).size() == 1u);
+  // A sticky directory that is not root's: its owner can replace anything in it.
+  const std::string us = d.dir("usticky", 01777);
+  BOOST_TEST_REQUIRE(::chown(us.c_str(), kNobody, kNobody) == 0);
+  BOOST_TEST(trust_problems(d.file("usticky/t.conf", 0644)).size() == 1u);
+  // ".." and "." are walked like the kernel walks them.
+  BOOST_TEST(
+      trust_problems((d.path / "sticky" / ".." / "." / "sticky" / "t.conf").string()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(symlinks_are_followed_and_checked) {
+  if (!root()) return;
+  const TempDir d;
+  const std::string g = d.dir("g", 0777);
+  d.file("g/t.conf", 0644);
+  d.dir("ok", 0755);
+  const std::string target = d.file("ok/t.conf", 0644);
+  // A safe link to a file in an unsafe directory: the target's directory is named.
+  const fs::path l1 = d.path / "ok" / "to-g.conf";
+  fs::create_symlink(d.path / "g" / "t.conf", l1);
+  const auto p1 = trust_problems(l1.string());
+  BOOST_TEST_REQUIRE(p1.size() == 1u);
+  BOOST_TEST(
+      p1[0].rfind("directory " + g + " is writable by group and others (mode 0777)", 0) == 0);
+  // A relative link to a safe file is fine.
+  const fs::path l2 = d.path / "ok" / "rel.conf";
+  fs::create_symlink("t.conf", l2);
+  BOOST_TEST(trust_problems(l2.string()).empty());
+  // A link in an unsafe directory to a safe file: the link can be repointed.
+  const fs::path l3 = d.path / "g" / "to-ok.conf";
+  fs::create_symlink(target, l3);
+  BOOST_TEST(trust_problems(l3.string()).size() == 1u);
+  // A link owned by another user.
+  const fs::path l4 = d.path / "ok" / "theirs.conf";
+  fs::create_symlink(target, l4);
+  BOOST_TEST_REQUIRE(::lchown(l4.c_str(), kNobody, kNobody) == 0);
+  BOOST_TEST(trust_problems(l4.string()) ==
+                 std::vector<std::string>{"symlink " + l4.string() +
+                                          " is owned by uid 65534, not root, so that user can "
+                                          "change it; fix: chown -h root " +
+                                          l4.string()},
+             boost::test_tools::per_element());
+  // A loop ends with ELOOP.
+  const fs::path loop = d.path / "ok" / "loop";
+  fs::create_symlink(loop, loop);
+  const auto p5 = trust_problems(loop.string());
+  BOOST_TEST_REQUIRE(p5.size() == 1u);
+  BOOST_TEST(p5[0].find("Too many levels of symbolic links") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(hook_programs_checked_with_positions) {
+  const TempDir d;
+  const std::string good_hook = d.file("up.sh", 0755, "#!/bin/sh\n");
+  const std::string plain = d.file("plain.sh", 0644, "#!/bin/sh\n");
+  const std::string missing = (d.path / "nope.sh").string();
+  const std::string open = d.file("open.sh", 0777, "#!/bin/sh\n");
+  const std::string text = kTunnel + "on_down = [[\"" + missing + "\"], [\"" + plain +
+                           "\", \"x\"]]\non_up = [[\"" + good_hook + "\"], [\"" +
+                           d.path.string() + "\"], [\"" + open + "\"]]\n";
+  const Config c = good(text);
+  const std::vector<std::string> errors = strings(check_hooks(c));
+  // Columns: on_down = [[" is 12 characters, on_up = [[" 10.
+  const int second = static_cast<int>(13 + missing.size() + 6);
+  const int up2 = static_cast<int>(11 + good_hook.size() + 6);
+  const int up3 = static_cast<int>(up2 + d.path.string().size() + 6);
+  std::vector<std::string> expected = {
+      "t.conf:4:13: the program in on_down, \"" + missing + "\", does not exist",
+      "t.conf:4:" + std::to_string(second) + ": the program in on_down, \"" + plain +
+          "\", is not executable (mode 0644); fix: chmod u+x " + plain,
+      "t.conf:5:" + std::to_string(up2) + ": the program in on_up, \"" + d.path.string() +
+          "\", is a directory, not a program",
+  };
+  if (root()) {
+    expected.push_back(
+        "t.conf:5:" + std::to_string(up3) + ": the program in on_up, \"" + open +
+        "\", could be changed by users other than root, and it runs as root: " + open +
+        " is writable by group and others (mode 0777), so users other than root "
+        "can change it; fix: chmod go-w " +
+        open);
+    BOOST_TEST(errors == expected, boost::test_tools::per_element());
+  } else {
+    // Not root: every program here is the user's, so each is also reported for that.
+    BOOST_TEST(errors.size() > expected.size());
+  }
+  // Pure parsing does not look at the programs.
+  BOOST_TEST(errors_of(text).empty());
+}
+
+BOOST_AUTO_TEST_CASE(load_applies_every_check_and_read_none) {
+  const TempDir d;
+  const std::string hook = d.file("hook", 0755, "#!/bin/sh\n");
+  const std::string text = kTunnel + "on_down = [[\"" + hook + "\"]]\n";
+  const std::string f = d.file("t.conf", 0644, text);
+  BOOST_TEST(std::holds_alternative<Config>(read_config(f)));
+  if (!root()) {
+    BOOST_TEST(!load_errors(f).empty());
+    return;
+  }
+  BOOST_TEST(load_errors(f).empty());
+  BOOST_TEST_REQUIRE(::chmod(f.c_str(), 0666) == 0);
+  BOOST_TEST(std::holds_alternative<Config>(read_config(f)));
+  BOOST_TEST(
+      load_errors(f) ==
+          std::vector<std::string>{f + ": refused, root runs what this file says: " + f +
+                                   " is writable by group and others (mode 0666), so "
+                                   "users other than root can change it; fix: chmod go-w " +
+                                   f},
+      boost::test_tools::per_element());
+  // The content is still checked, so one run shows every problem.
+  std::ofstream(f) << text << "bogus = 1\n";
+  BOOST_TEST(load_errors(f).size() == 2u);
+  BOOST_TEST_REQUIRE(::chmod(f.c_str(), 0644) == 0);
+  std::ofstream(f) << text;
+  BOOST_TEST_REQUIRE(::chmod(hook.c_str(), 0775) == 0);
+  const auto errors = load_errors(f);
+  BOOST_TEST_REQUIRE(errors.size() == 1u);
+  BOOST_TEST(errors[0].rfind(f + ":4:13: the program in on_down", 0) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(special_files_refused_without_blocking) {
+  const TempDir d;
+  BOOST_TEST(load_errors("/dev/null") ==
+                 std::vector<std::string>{
+                     "/dev/null: cannot read: it is a character device, and a config must be a "
+                     "regular file"},
+             boost::test_tools::per_element());
+  const std::string fifo = (d.path / "fifo.conf").string();
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // With a writer that sends nothing, a blocking read would wait for ever: the writer is
+  // closed after 5 s so that a failure ends.
+  const int writer = ::open(fifo.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  BOOST_TEST_REQUIRE(writer >= 0);
+  std::promise<std::vector<std::string>> done;
+  std::future<std::vector<std::string>> result = done.get_future();
+  std::thread reader([&] { done.set_value(load_errors(fifo)); });
+  const bool prompt = result.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  ::close(writer);
+  reader.join();
+  BOOST_TEST(prompt, "load_config blocked on a FIFO");
+  BOOST_TEST(
+      result.get() ==
+          std::vector<std::string>{fifo + ": cannot read: it is a FIFO, and a config must be a "
+                                          "regular file"},
+      boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
