@@ -197,7 +197,7 @@ hup_refused "a missing hook program" "$LAB_TUNSHIM_CONF:10:13: the program in on
 mv "$LAB_TUNSHIM_CONF" "$PUB/saved.conf"
 mkfifo -m 600 "$LAB_TUNSHIM_CONF"
 hup_refused "a FIFO at the config path" "it is a FIFO, and a config must be a regular file"
-code=$(metrics)
+code=$(metrics || true)  # curl fails (28) if the loop is blocked
 [ "$code" = 200 ] && pass "after SIGHUP with a FIFO config, /metrics answers (HTTP $code)" \
   || fail "after SIGHUP with a FIFO config, /metrics: '$code'"
 rm -f "$LAB_TUNSHIM_CONF"; mv "$PUB/saved.conf" "$LAB_TUNSHIM_CONF"
