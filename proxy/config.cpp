@@ -27,6 +27,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "proxy/iface_pattern.h"
 #include "proxy/log.h"
 
 namespace tunshim::proxy {
@@ -337,6 +338,20 @@ void Checker::check_root(const toml::table& root, Config& out) {
         tunnels[i].ok = false;
         break;
       }
+      // An exact name beats a pattern; two patterns that could match one name leave no
+      // rule to pick the settings by.
+      const std::string& a = tunnels[i].config.interface;
+      const std::string& b = tunnels[j].config.interface;
+      if (tunnels[j].has_interface && iface_patterns_overlap(a, b)) {
+        error(tunnels[i].interface_at,
+              "interface pattern " + quoted(a) + " overlaps " + quoted(b) +
+                  " of the [[tunnel]] at line " + std::to_string(tunnels[j].config.line) +
+                  ": an interface such as " + quoted(iface_overlap_longer(a, b)) +
+                  " would match both (make the prefixes part, e.g. \"ppp+\" and \"tun+\", "
+                  "or name the interface exactly: an exact name beats a pattern)");
+        tunnels[i].ok = false;
+        break;
+      }
     }
     if (tunnels[i].ok) out.tunnels.push_back(tunnels[i].config);
   }
@@ -623,8 +638,8 @@ std::optional<std::string> Checker::interface_name(const toml::node& v) {
     return std::nullopt;
   }
   const std::string& name = s->get();
-  // The kernel's dev_valid_name() rules, plus '+' (an iptables wildcard: the rules would
-  // match more than this tunnel) and control characters (they would garble logs).
+  // The kernel's dev_valid_name() rules, plus control characters (they would garble logs);
+  // a final '+' makes it a pattern (iface_pattern.h), as in iptables.
   std::string problem;
   if (name.empty()) {
     problem = "it is empty";
@@ -634,7 +649,8 @@ std::optional<std::string> Checker::interface_name(const toml::node& v) {
   } else if (name == "." || name == "..") {
     problem = "Linux reserves \".\" and \"..\"";
   } else {
-    for (const char c : name) {
+    for (std::size_t i = 0; i < name.size(); ++i) {
+      const char c = name[i];
       const auto u = static_cast<unsigned char>(c);
       // The kernel's isspace() also counts Latin-1 NBSP (0xA0), a byte inside some UTF-8.
       if (c == ' ' || (c >= '\t' && c <= '\r') || u == 0xA0) {
@@ -643,8 +659,12 @@ std::optional<std::string> Checker::interface_name(const toml::node& v) {
         problem = "it contains a control character";
       } else if (c == '/' || c == ':') {
         problem = std::string("it contains '") + c + "'";
-      } else if (c == '+') {
-        problem = "it contains '+', which iptables would read as a wildcard";
+      } else if (c == '+' && i + 1 != name.size()) {
+        problem = "'+' may only end it (\"ppp+\": every interface whose name starts with ppp)";
+      } else if (c == '+' && name.size() == 1) {
+        problem =
+            "\"+\" alone would match every interface (lo and the LAN included); "
+            "write the prefix, e.g. \"ppp+\"";
       }
       if (!problem.empty()) break;
     }
@@ -653,6 +673,13 @@ std::optional<std::string> Checker::interface_name(const toml::node& v) {
     error(v.source(),
           "interface " + quoted(name) + " is not a valid Linux interface name: " + problem);
     return std::nullopt;
+  }
+  // '*' is a legal byte in a name and iptables reads it literally: so does tunshim.
+  if (name.find('*') != std::string::npos) {
+    warnings_.push_back(at(v.source(), "interface " + quoted(name) +
+                                           " is matched literally ('*' is no wildcard); for "
+                                           "every interface starting with a prefix write \"" +
+                                           name.substr(0, name.find('*')) + "+\""));
   }
   return name;
 }

@@ -140,8 +140,15 @@ inline constexpr std::uint16_t kDefaultStatsPort = 9477;
 inline constexpr std::string_view kDefaultControlSocket = "/run/tunshim.sock";
 inline constexpr std::size_t kMaxSocketPath = 107;
 
+// Path-MTU searches running at once, over all tunnels: a concentrator whose thousand
+// sessions appear together sends a few searches' probes at a time, not a thousand.
+inline constexpr std::uint32_t kDefaultMaxConcurrentSearches = 16;
+inline constexpr std::uint32_t kMinMaxConcurrentSearches = 1;
+inline constexpr std::uint32_t kMaxMaxConcurrentSearches = 1024;
+
 struct GlobalConfig {
   std::string log_level = "info";
+  std::uint32_t max_concurrent_searches = kDefaultMaxConcurrentSearches;
   std::uint16_t queue_num = kDefaultQueueNum;
   std::uint32_t queue_maxlen = kDefaultQueueMaxlen;
   // nullopt: stats server off ("off" or "" in the file).

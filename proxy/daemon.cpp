@@ -54,24 +54,13 @@ Daemon::Daemon(Config config)
 Daemon::~Daemon() = default;
 
 std::vector<FirewallTunnel> Daemon::fw_tunnels() const {
+  if (table_) return table_->firewall_tunnels();  // one rule set per name or pattern
   std::vector<FirewallTunnel> out;
-  if (!table_) {
-    for (const auto& tc : config_.tunnels) {
-      const bool dup = std::any_of(out.begin(), out.end(), [&](const FirewallTunnel& o) {
-        return o.iface == tc.interface;
-      });
-      if (!dup) out.push_back(FirewallTunnel{tc.interface, tc.mss4 != 0, tc.mss6 != 0});
-    }
-    return out;
-  }
-  for (const auto& tp : table_->tunnels()) {
-    const Tunnel::Datapath& d = tp->datapath();
-    FirewallTunnel ft{tp->iface(), d.target.mss4 != 0, d.target.mss6 != 0};
-    ft.guard4 = d.guard_pmtu;
-    // Below 1280 IPv6 cannot work over the tunnel at all, and hosts raise a smaller
-    // packet-too-big to 1280 (RFC 8201 4): the guard has nothing useful to say.
-    ft.guard6 = d.guard_pmtu >= clamp::kMinMtu6 ? d.guard_pmtu : 0;
-    out.push_back(std::move(ft));
+  for (const auto& tc : config_.tunnels) {
+    const bool dup = std::any_of(out.begin(), out.end(), [&](const FirewallTunnel& o) {
+      return o.iface == tc.interface;
+    });
+    if (!dup) out.push_back(FirewallTunnel{tc.interface, tc.mss4 != 0, tc.mss6 != 0});
   }
   return out;
 }
@@ -133,8 +122,9 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
       return 0;
     default:
       // Outbound non-SYNs come from the guard rule: the segments of a GSO/GRO packet that
-      // matched its length as a whole, each within the path MTU. Theirs, not the clamp's.
-      if (out && t.guard_pmtu != 0 &&
+      // matched its length as a whole, each within the path MTU, or (a pattern's rule is
+      // at its smallest instance's limit) packets within this instance's. The guard's.
+      if (out && (t.guard_pmtu != 0 || tp->settings().guard) &&
           (r.outcome == clamp::Outcome::not_syn || r.outcome == clamp::Outcome::not_tcp ||
            r.outcome == clamp::Outcome::fragment || r.outcome == clamp::Outcome::disabled)) {
         ++t.guard_counters.passed;
@@ -486,6 +476,9 @@ StatsSnapshot Daemon::stats_snapshot() const {
       add_monitor_stats(*tp, ts);
       s.tunnels.push_back(std::move(ts));
     }
+    s.patterns = table_->pattern_stats();
+    s.searches_running = table_->searches_running();
+    s.searches_waiting = table_->searches_waiting();
   }
   return s;
 }
@@ -493,8 +486,10 @@ StatsSnapshot Daemon::stats_snapshot() const {
 void Daemon::reapply(const std::string& iface, std::function<void(bool, std::string)> done) {
   const FirewallTunnel* ft = nullptr;
   std::string names;
+  // An instance of a pattern ("ppp7" of "ppp+") re-applies its pattern's rules.
+  const std::string rule = table_ ? table_->rule_name(iface) : iface;
   for (const auto& t : installed_) {
-    if (t.iface == iface) ft = &t;
+    if (t.iface == rule) ft = &t;
     names += (names.empty() ? "" : ", ") + t.iface;
   }
   if (ft == nullptr)

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -106,6 +107,95 @@ const MetricDef kMetrics[] = {
      "Queued packets whose interface belongs to no configured tunnel (accepted unchanged).",
      {},
      [](const StatsSnapshot& s, Samples& o) { o.add({}, s.queue.unknown_iface); }},
+    {"tunshim_pmtu_searches",
+     T::gauge,
+     "Path-MTU searches running now, and waiting for a place (max_concurrent_searches).",
+     {"state"},
+     [](const StatsSnapshot& s, Samples& o) {
+       // Exported when some tunnel searches (like the per-tunnel path-MTU families).
+       const bool any = std::any_of(s.tunnels.begin(), s.tunnels.end(),
+                                    [](const TunnelStats& t) { return !t.pmtu_state.empty(); });
+       if (!any && s.searches_running + s.searches_waiting == 0) return;
+       o.add({"running"}, s.searches_running);
+       o.add({"waiting"}, s.searches_waiting);
+     }},
+
+    // Per interface pattern ("ppp+"): every instance it ever had, gone ones included. The
+    // instances themselves are tunnels below (tunnel="ppp7") while their interface exists.
+    {"tunshim_pattern_interfaces",
+     T::gauge,
+     "Interfaces matching the pattern now, each a tunnel of its own.",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.instances);
+     }},
+    {"tunshim_pattern_interfaces_measured",
+     T::gauge,
+     "Of the interfaces matching the pattern now, those with a measured path MTU.",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.measured);
+     }},
+    {"tunshim_pattern_interfaces_appeared_total",
+     T::counter,
+     "Interfaces that appeared matching the pattern (tunnels started for it).",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.appeared);
+     }},
+    {"tunshim_pattern_interfaces_gone_total",
+     T::counter,
+     "Interfaces matching the pattern that were deleted or renamed away (tunnels ended).",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.gone);
+     }},
+    {"tunshim_pattern_syn_total",
+     T::counter,
+     "tunshim_syn_total summed over every interface the pattern ever matched.",
+     {"pattern", "direction", "action"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) {
+         for (auto [dir, c] : {std::pair{"out", &p.syn.out}, std::pair{"in", &p.syn.in}}) {
+           for (auto [action, field] : kSynActions) o.add({p.pattern, dir, action}, c->*field);
+         }
+       }
+     }},
+    {"tunshim_pattern_oversize_dropped_total",
+     T::counter,
+     "tunshim_oversize_dropped_total summed over every interface the pattern ever matched.",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.oversize_dropped);
+     }},
+    {"tunshim_pattern_icmp_ptb_sent_total",
+     T::counter,
+     "tunshim_icmp_ptb_sent_total summed over every interface the pattern ever matched.",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.icmp_ptb_sent);
+     }},
+    {"tunshim_pattern_keepalive_sent_total",
+     T::counter,
+     "Keepalive echoes sent, summed over every interface the pattern ever matched.",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.keepalive_sent);
+     }},
+    {"tunshim_pattern_probes_sent_total",
+     T::counter,
+     "Path-MTU probes sent, summed over every interface the pattern ever matched.",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.probes_sent);
+     }},
+    {"tunshim_pattern_pmtu_searches_completed_total",
+     T::counter,
+     "Path-MTU searches that completed, summed over every interface the pattern ever matched.",
+     {"pattern"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& p : s.patterns) o.add({p.pattern}, p.searches_completed);
+     }},
 
     // Per tunnel (label tunnel="IF" first).
     {"tunshim_interface_present",

@@ -63,6 +63,22 @@ struct TunnelStats {
   std::string last_hook;  // one line, e.g. "on_down #1 exit 0 at 12:03:11"; "" = none yet
 };
 
+// One [[tunnel]] whose interface is a pattern ("ppp+"): its instances now, and the
+// counters of every instance it ever had, those of interfaces gone included.
+struct PatternStats {
+  std::string pattern;
+  std::uint64_t instances = 0;  // interfaces matching it now
+  std::uint64_t measured = 0;   // of those, with a measured path MTU
+  std::uint64_t appeared = 0;   // instances started, ever
+  std::uint64_t gone = 0;       // instances ended (interface deleted or renamed away)
+  TunnelCounters syn;
+  std::uint64_t oversize_dropped = 0;
+  std::uint64_t icmp_ptb_sent = 0;
+  std::uint64_t keepalive_sent = 0;
+  std::uint64_t probes_sent = 0;
+  std::uint64_t searches_completed = 0;
+};
+
 // Everything reported, copied out of the daemon at one instant.
 struct StatsSnapshot {
   std::string version;
@@ -73,6 +89,9 @@ struct StatsSnapshot {
   std::uint64_t reloads_ok = 0;
   std::uint64_t reloads_failed = 0;
   std::vector<TunnelStats> tunnels;
+  std::vector<PatternStats> patterns;
+  std::uint64_t searches_running = 0;  // path-MTU searches now, and waiting for a place
+  std::uint64_t searches_waiting = 0;
 };
 
 enum class MetricType : std::uint8_t { counter, gauge };

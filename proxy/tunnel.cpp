@@ -97,6 +97,11 @@ Timestamp Tunnel::now() const noexcept {
 void Tunnel::start() {
   if (started_) return;
   started_ = true;
+  // An instance of a pattern: the table logged the pattern's settings once.
+  if (!cfg_.pattern.empty()) {
+    resync();
+    return;
+  }
   auto show = [](std::uint16_t v, bool is_auto) {
     if (v == 0) return std::string("off");
     return is_auto ? fmt::format("auto (fallback {} until the path MTU is measured)", v)
@@ -130,6 +135,7 @@ void Tunnel::start() {
 void Tunnel::stop() {
   if (stopped_) return;
   stopped_ = true;
+  host_.release_search(*this);
   target_ = {};
   io_target_ = {};
   up_pending_ = false;
@@ -227,6 +233,7 @@ void Tunnel::on_gone() {
   io_target_ = {};
   const bool had_search = search_.has_value();
   search_.reset();
+  host_.release_search(*this);
   confirmed_ = false;
   if (had_search)
     spdlog::info("tunnel {}: path-MTU search stopped (interface gone)", cfg_.iface);
@@ -356,12 +363,26 @@ PmtuSearch::State Tunnel::pmtu_state() const noexcept {
 
 void Tunnel::end_search() {
   search_.reset();
+  host_.release_search(*this);
   confirmed_ = false;
   clear_target(Prober::pmtu);
 }
 
+void Tunnel::search_granted() {
+  if (stopped_ || !present_ || !cfg_.pmtu.enabled) {
+    host_.release_search(*this);
+    return;
+  }
+  begin_search();
+  update_targets();
+  host_.reschedule(*this);
+}
+
 void Tunnel::begin_search() {
   end_search();
+  // Many interfaces appearing at once (a concentrator's restart) search a few at a time;
+  // the fallback MSS is in effect meanwhile.
+  if (!host_.acquire_search(*this)) return;
   const auto target = resolve(cfg_.pmtu.target);
   if (!target) {
     // Never a guess from silence: without a target the fallback stays in effect.
@@ -371,10 +392,12 @@ void Tunnel::begin_search() {
         "tunnel {}: no path-MTU probe target yet ({} has no point-to-point peer address; "
         "waiting for one, or set probe_target): the fallback MSS is in effect",
         cfg_.iface, cfg_.iface);
+    host_.release_search(*this);
     return;
   }
   if (!set_target(Prober::pmtu, *target)) {
     spdlog::warn("tunnel {}: the fallback MSS stays in effect", cfg_.iface);
+    host_.release_search(*this);
     return;
   }
   keepalive::PmtuConfig pc;
@@ -450,6 +473,7 @@ void Tunnel::apply(const PmtuSearch::Actions& actions) {
           logged_pmtu_ = v;
           ++totals_.searches_completed;
           confirmed_ = true;
+          host_.release_search(*this);
           break;
         }
         case PmtuState::search:
@@ -469,6 +493,7 @@ void Tunnel::apply(const PmtuSearch::Actions& actions) {
           break;
         case PmtuState::error:
           ++totals_.silent;
+          host_.release_search(*this);
           spdlog::warn(
               "tunnel {}: probe target {} answers no probes, not even {} bytes: keeping path "
               "MTU {} (is the tunnel up? does the target answer ping? set probe_target)",

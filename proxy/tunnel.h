@@ -70,6 +70,9 @@ struct MonitorConfig {
 // Everything a Tunnel needs from its [[tunnel]] table.
 struct TunnelSettings {
   std::string iface;
+  // For an instance of an interface pattern (tunnel_table.h): the [[tunnel]]'s pattern
+  // ("ppp+"); iface is then the interface's own name. "" for an exact name.
+  std::string pattern;
   clamp::ClampTarget fallback;  // the configured MSS (with "auto": until a search completes)
   bool mss4_auto = false;
   bool mss6_auto = false;
@@ -120,6 +123,12 @@ class TunnelHost {
   // opened. A probe's 64-bit tag carries the tunnel's id in its top 32 bits; the host
   // hands replies back through on_probe_reply() / on_probe_hint().
   virtual ProbeIo* probes(IpFamily family) = 0;
+  // Path-MTU searches run a bounded number at a time. A tunnel asks before it starts one:
+  // false means it waits in line and the host calls search_granted() when its turn comes.
+  // It releases its place when the search has an answer (complete or silent), ends, or
+  // the tunnel stops; the periodic re-searches that follow need no place.
+  virtual bool acquire_search(Tunnel& t) = 0;
+  virtual void release_search(Tunnel& t) = 0;
 
  protected:
   ~TunnelHost() = default;
@@ -173,6 +182,8 @@ class Tunnel {
   // Serve every machine whose deadline has passed.
   void on_tick();
   keepalive::Timestamp next_deadline() const noexcept;
+  // The host's answer to acquire_search(): the search this tunnel waited for may start.
+  void search_granted();
   // `tunshim reapply`: re-read the interface, write its MTU again if configured, and
   // search its path MTU from scratch.
   void reprobe();
@@ -194,6 +205,8 @@ class Tunnel {
   keepalive::Liveness::State state() const noexcept { return live_.state(); }
   const keepalive::Liveness& liveness() const noexcept { return live_; }
   const MonitorStats& monitor_stats() const noexcept { return mstats_; }
+  std::uint64_t probes_sent() const noexcept { return totals_.probes_sent; }
+  std::uint64_t searches_completed() const noexcept { return totals_.searches_completed; }
 
   // Fills the tunnel's stats (data path, path MTU, liveness, hooks).
   void fill(TunnelStats& t) const;

@@ -67,6 +67,11 @@ StatsSnapshot full() {
   t.hook_runs = {{{"on_down", "ok"}, 1}, {{"on_up", "failed"}, 2}};
   t.reconnects = 1;
   t.last_hook = "on_up #1 exit 1";
+  t.pmtu_state = "complete";
+  PatternStats p;
+  p.pattern = "ppp+";
+  p.instances = 2;
+  s.patterns.push_back(p);
   return s;
 }
 
