@@ -112,8 +112,10 @@ fi
 # 200k records pass the progress hook several times (it runs every 65536 records).
 if command -v script >/dev/null; then
   "$PY" "$TUNSHIM_SRC/bench/gen_pcap.py" "$T/big.pcap" 200000 >/dev/null
+  # The terminal's view: a progress line is redrawn after "\r" and erased ("\r", ESC [K)
+  # before the summary, which then starts its own line there.
   script -qec "$TUNSHIM_BIN clamp --json --mss 1360 $T/big.pcap $T/big_out.pcap" /dev/null \
-    | tr -d '\r' | grep '^{' >"$T/tty.json" || true
+    | tr '\r' '\n' | sed 's/^\x1b\[K//' | grep '^{' >"$T/tty.json" || true
   if [ "$(json_get "$T/tty.json" packets 2>/dev/null)" = 200000 ] &&
      [ "$(json_get "$T/tty.json" clamped 2>/dev/null)" = 4000 ] &&
      [ "$(json_get "$T/tty.json" written 2>/dev/null)" = 200000 ]; then
