@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds tunshim twice, and runs the whole test suite:
 #   1. gcc, warnings as errors: unit tests, end-to-end tests (namespaces, real netfilter)
-#   2. clang with AddressSanitizer + UndefinedBehaviorSanitizer: unit tests again, and the
-#      libFuzzer harnesses for a bounded time each (TUNSHIM_FUZZ_SECONDS, default 60).
+#   2. clang with AddressSanitizer + UndefinedBehaviorSanitizer: unit tests again, the
+#      libFuzzer harnesses for a bounded time each (TUNSHIM_FUZZ_SECONDS, default 60), and
+#      the end-to-end tests once more against the sanitized daemon.
 # Needs root (the end-to-end tests build network namespaces).
 #
 # ctest runs tests side by side (-j): the end-to-end tests spend most of their time waiting
@@ -24,3 +25,9 @@ CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug 
 cmake --build build-asan -j "$jobs"
 # Fuzzers are CPU-bound and each has its own time budget: one at a time.
 (cd build-asan && ctest --output-on-failure -L 'unit|fuzz' --timeout 900)
+# The sanitized daemon through every end-to-end test. Any report (leak, overflow, UB) of any
+# process a test starts fails that test: tests/e2e/lib.sh points log_path into the test's
+# directory and checks it at exit; the builds abort on the first error
+# (-fno-sanitize-recover=all). Leaks are checked at every normal exit of the daemon.
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 \
+  UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -L e2e --timeout 900 -j "$test_jobs")
