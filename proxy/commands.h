@@ -61,4 +61,18 @@ struct DemoOptions {
 };
 int cmd_demo(const DemoOptions& opt);
 
+// `tunshim doctor IFACE` (live, root) or `tunshim doctor --read FILE`: what is wrong with a
+// tunnel, from a capture and DF probes, and the [[tunnel]] block that fixes it. Exit code
+// 0 when the verdict is healthy, 1 when it found risks, 2 when it could not run.
+struct DoctorOptions {
+  std::string iface;
+  std::string read;        // --read FILE: a capture instead of the live interface
+  std::uint16_t pmtu = 0;  // --pmtu N: the path MTU, when known (capture files)
+  double seconds = 5.0;    // --seconds N: live capture window
+  std::string target;      // --target ADDR: what to probe; default the p-t-p peer
+  std::string socket = "/run/tunshim.sock";
+  bool json = false;
+};
+int cmd_doctor(const DoctorOptions& opt);
+
 }  // namespace tunshim::proxy

@@ -106,6 +106,24 @@ int main(int argc, char** argv) {
   demo->add_flag("--keep", demo_opt.keep,
                  "Leave the lab up afterwards, until Ctrl-C, and print how to look at it");
 
+  proxy::DoctorOptions doctor_opt;
+  auto* doctor = app.add_subcommand(
+      "doctor",
+      "Say what is wrong with a tunnel, with the evidence, and the config that fixes it");
+  doctor->add_option("IFACE", doctor_opt.iface, "Tunnel interface to examine live (root)");
+  doctor->add_option("--read", doctor_opt.read,
+                     "Examine a capture file (pcap or pcapng) instead");
+  doctor->add_option("--pmtu", doctor_opt.pmtu, "The path MTU, when known (with --read)")
+      ->check(CLI::Range(68, 65535));
+  doctor->add_option("--seconds", doctor_opt.seconds, "How long to capture")
+      ->capture_default_str()
+      ->check(CLI::Range(0.5, 3600.0));
+  doctor->add_option("--target", doctor_opt.target,
+                     "Address to probe (default: the interface's point-to-point peer)");
+  doctor->add_option("--socket", doctor_opt.socket, "Control socket of a running tunshim")
+      ->capture_default_str();
+  doctor->add_flag("--json", doctor_opt.json, "Print the report as JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -118,6 +136,7 @@ int main(int argc, char** argv) {
   if (*stats) return proxy::cmd_stats(stats_opt);
   if (*reapply) return proxy::cmd_reapply(reapply_opt);
   if (*demo) return proxy::cmd_demo(demo_opt);
+  if (*doctor) return proxy::cmd_doctor(doctor_opt);
   if (*clamp) {
     if (!mss && !mtu) {
       std::fprintf(stderr,
