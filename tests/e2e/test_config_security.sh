@@ -124,6 +124,7 @@ hook "$LEGIT" "$LEGIT_LOG"
 PWNED=$E2E_TMP/pwned   # where the attacker's on_down would write, as root
 GOOD="[global]
 stats_listen = \"0.0.0.0:$PORT\"
+control_socket = \"$E2E_TMP/ctl.sock\"
 [[tunnel]]
 interface = \"ppp0\"
 mss = 1300
@@ -188,10 +189,10 @@ hup_refused "a group-writable config" "$LAB_TUNSHIM_CONF is writable by group \(
 chmod 644 "$LAB_TUNSHIM_CONF"; chown "$NOBODY" "$LAB_TUNSHIM_CONF"
 hup_refused "a config owned by uid $NOBODY" "$LAB_TUNSHIM_CONF is owned by uid $NOBODY, not root"
 chown 0 "$LAB_TUNSHIM_CONF"; chmod 777 "$LEGIT"
-hup_refused "a world-writable hook program" "$LAB_TUNSHIM_CONF:10:13: the program in on_down, \"$LEGIT\", could be changed"
+hup_refused "a world-writable hook program" "$LAB_TUNSHIM_CONF:11:13: the program in on_down, \"$LEGIT\", could be changed"
 chmod 755 "$LEGIT"
 printf '%s\n' "${GOOD/$LEGIT/$PUB/missing.sh}" >"$LAB_TUNSHIM_CONF"
-hup_refused "a missing hook program" "$LAB_TUNSHIM_CONF:10:13: the program in on_down, \"$PUB/missing.sh\", does not exist"
+hup_refused "a missing hook program" "$LAB_TUNSHIM_CONF:11:13: the program in on_down, \"$PUB/missing.sh\", does not exist"
 
 # A FIFO at the config path: refused at once; the loop keeps serving /metrics.
 mv "$LAB_TUNSHIM_CONF" "$PUB/saved.conf"
