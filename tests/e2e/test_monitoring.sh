@@ -3,8 +3,9 @@
 #
 #   lan (10.1.0.1) ── rt: lan0 | ppp0 (veth) ── peer (10.2.0.1)
 #
-# tunshim runs in rt with every feature that exports metrics switched on for ppp0 (mss
-# "auto" with the guard and the path-MTU search, keepalives, recovery hooks).
+# tunshim runs in rt with every feature that exports metrics switched on: for ppp0 mss
+# "auto" with the guard and the path-MTU search, keepalives, recovery hooks; an interface
+# pattern "tun+" with one matching interface (tun5, one end of a veth pair).
 #  1. Every metric name in conf/prometheus/tunshim.rules.yml and conf/grafana/tunshim.json
 #     appears in a real /metrics scrape (tests/monitoring/check_metric_names.py); the same
 #     check fails on a dashboard holding one name the daemon does not export.
@@ -37,6 +38,7 @@ inns lan ip addr add 10.1.0.1/24 dev eth0
 inns peer ip addr add 10.2.0.1/24 dev eth0
 for n in lan rt peer; do for l in $(inns "$n" ls /sys/class/net); do inns "$n" ip link set "$l" up; done; done
 inns lan ip route add default via 10.1.0.254
+inns rt ip link add tun5 type veth peer name x5; inns rt ip link set tun5 up; inns rt ip link set x5 up
 inns peer ip route add default via 10.2.0.254
 # The path beyond ppp0 carries 1400 bytes: larger echo requests vanish without an error, so
 # the path-MTU search has a black hole to find and SYNs (MSS 1460) get clamped to 1360.
@@ -63,6 +65,11 @@ keepalive_interval = "1s"
 keepalive_target = "10.2.0.1"
 on_down = [["/bin/true"]]
 on_up = [["/bin/true"]]
+
+# A pattern, for the pattern totals (tun5 matches it).
+[[tunnel]]
+interface = "tun+"
+mss = 1360
 EOF
 TS_LOG=$E2E_TMP/tunshim.log
 ip netns exec "$(ns rt)" "$TUNSHIM_BIN" run -c "$CONF" >"$TS_LOG" 2>&1 &
@@ -127,7 +134,7 @@ for row in "SYN out clamped/inserted" "SYN in clamped/inserted"; do
     fail "$row: first '$c1', second '$c2', interval '$over' (want +$N and $N/interval)"
   fi
 done
-grep -q '^every 3s: tunshim stats --watch; rates from the next refresh$' "$W" && [ "$(grep -c '^tunnel  *ppp0$' "$W")" = 2 ] &&
+grep -q '^every 3s: tunshim stats --watch; rates from the next refresh$' "$W" && [ "$(grep -c '^tunnel  *ppp0  *tun5$' "$W")" = 2 ] &&
   pass "two plain tables, the first without rates" || fail "table heads: $(grep -E '^(every|tunnel)' "$W" | tr '\n' ';')"
 
 # On a terminal: refreshed in place, no full-screen clear after the first frame.
