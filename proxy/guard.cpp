@@ -112,7 +112,7 @@ bool OversizeGuard::KernelRoute::source_for(clamp::ConstBytes to, clamp::Bytes f
       if (fd < 0) return;
       sockaddr unspec{};
       unspec.sa_family = AF_UNSPEC;
-      ::connect(fd, &unspec, sizeof unspec);
+      static_cast<void>(::connect(fd, &unspec, sizeof unspec));  // best effort
     }
   };
   if (to.size() == 4 && from.size() == 4) {
