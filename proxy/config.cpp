@@ -804,6 +804,8 @@ const std::vector<Key<GlobalConfig>> kGlobalKeys{
     member("queue_num", &GlobalConfig::queue_num, integer(0, 65535), number),
     member("queue_maxlen", &GlobalConfig::queue_maxlen,
            integer(kMinQueueMaxlen, kMaxQueueMaxlen), number),
+    member("max_concurrent_searches", &GlobalConfig::max_concurrent_searches,
+           integer(kMinMaxConcurrentSearches, kMaxMaxConcurrentSearches), number),
     member(
         "stats_listen", &GlobalConfig::stats_listen,
         [](Checker& c, const toml::node& v, std::string_view k) {

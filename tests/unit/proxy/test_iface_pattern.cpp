@@ -128,4 +128,24 @@ BOOST_AUTO_TEST_CASE(config_refuses_overlap_with_position) {
   BOOST_TEST(plus[0].find("would match every interface") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(max_concurrent_searches_range) {
+  const std::string tunnel = tunnels({"ppp+"});
+  auto with = [&](const std::string& v) {
+    return "[global]\nmax_concurrent_searches = " + v + "\n" + tunnel;
+  };
+  for (const char* v : {"1", "1024"}) {
+    const ConfigResult r = parse_config(with(v), "t.conf");
+    const auto* c = std::get_if<Config>(&r);
+    BOOST_REQUIRE(c != nullptr);
+    BOOST_TEST(c->global.max_concurrent_searches == std::stoul(v));
+  }
+  for (const char* v : {"0", "1025"}) {
+    const auto e = errors_of(with(v));
+    BOOST_REQUIRE(e.size() == 1U);
+    BOOST_TEST(e[0].starts_with("t.conf:2:27: max_concurrent_searches must be"), e[0]);
+  }
+  const ConfigResult r = parse_config(tunnel, "t.conf");
+  BOOST_TEST(std::get<Config>(r).global.max_concurrent_searches == 16U);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
