@@ -189,28 +189,32 @@ void Analyser::add_not_ip(std::int64_t ts_us) noexcept {
 }
 
 void Analyser::add(std::int64_t ts, Direction dir, ConstBytes pkt) noexcept {
-  // Phase 1: copy what the headers need and make the length field agree with it.
-  std::array<std::uint8_t, kScratch> scratch;
-  const std::size_t have = std::min(pkt.size(), kScratch);
-  std::memcpy(scratch.data(), pkt.data(), have);
-  const clamp::Bytes buf(scratch.data(), have);
-  std::size_t wire_len = 0;  // the packet's length as its IP header says
-  bool cut = false;
-  if (have >= 1 && (buf[0] >> 4) == 4 && have >= 4) {
-    wire_len = load16(buf, 2);
-    if (wire_len > have) {
-      clamp::store16(buf, 2, static_cast<std::uint16_t>(have));
-      cut = true;
-    }
-  } else if (have >= 1 && (buf[0] >> 4) == 6 && have >= 40) {
-    const std::size_t payload = load16(buf, 4);
+  // Phase 1: the packet's length as its IP header says. A packet captured whole is parsed
+  // where it lies; a cut one (headers-only snaplen) is copied and the copy's length field
+  // lowered to what was captured, so parse_ip walks the headers it has.
+  std::size_t wire_len = 0;
+  const int version = pkt.empty() ? 0 : pkt[0] >> 4;
+  if (version == 4 && pkt.size() >= 4) {
+    wire_len = load16(pkt, 2);
+  } else if (version == 6 && pkt.size() >= 40) {
+    const std::size_t payload = load16(pkt, 4);
     wire_len = payload == 0 ? 0 : 40 + payload;  // 0: a jumbogram, parse_ip refuses it
-    if (wire_len > have) {
-      clamp::store16(buf, 4, static_cast<std::uint16_t>(have - 40));
-      cut = true;
-    }
   }
-  const clamp::IpInfo ip = clamp::parse_ip(ConstBytes(buf.data(), have));
+  std::array<std::uint8_t, kScratch> scratch;
+  ConstBytes buf = pkt;
+  const bool cut = wire_len > pkt.size();
+  if (cut) {
+    const std::size_t have = std::min(pkt.size(), kScratch);
+    std::memcpy(scratch.data(), pkt.data(), have);
+    const clamp::Bytes w(scratch.data(), have);
+    if (version == 4) {
+      clamp::store16(w, 2, static_cast<std::uint16_t>(have));
+    } else {
+      clamp::store16(w, 4, static_cast<std::uint16_t>(have - 40));
+    }
+    buf = ConstBytes(scratch.data(), have);
+  }
+  const clamp::IpInfo ip = clamp::parse_ip(buf);
 
   // Echoes of the doctor's own probes are not the network's traffic: not even a gap end.
   if (opt_.ignore_echo_id >= 0 && is_echo(buf, ip) &&
@@ -460,6 +464,7 @@ const Findings& Analyser::finish(std::int64_t end_us) noexcept {
   if (have_last_ && end_us > last_ts_) {
     add_gap(last_ts_, end_us - last_ts_);
     last_ts_ = end_us;
+    f_.last_us = end_us;  // the capture lasted until then, silent or not
   }
   f_.stalled_connections = 0;
   f_.connections_used = 0;
