@@ -779,6 +779,7 @@ const auto duration_value = [](Millis d) { return quoted(duration_text(d)); };
 
 constexpr std::array<std::string_view, 2> kGuardNames{"off", "icmp"};  // Guard's order
 constexpr std::array<std::string_view, 3> kKeepaliveNames{"idle", "always", "off"};
+constexpr std::array<std::string_view, 3> kDatapathNames{"auto", "bpf", "queue"};  // Datapath's
 
 const std::vector<Key<GlobalConfig>> kGlobalKeys{
     member(
@@ -801,6 +802,8 @@ const std::vector<Key<GlobalConfig>> kGlobalKeys{
           return s->get();
         },
         quoted),
+    member("datapath", &GlobalConfig::datapath, choice(kDatapathNames),
+           choice_text<Datapath>(kDatapathNames)),
     member("queue_num", &GlobalConfig::queue_num, integer(0, 65535), number),
     member("queue_maxlen", &GlobalConfig::queue_maxlen,
            integer(kMinQueueMaxlen, kMaxQueueMaxlen), number),

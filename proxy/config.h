@@ -146,8 +146,14 @@ inline constexpr std::uint32_t kDefaultMaxConcurrentSearches = 16;
 inline constexpr std::uint32_t kMinMaxConcurrentSearches = 1;
 inline constexpr std::uint32_t kMaxMaxConcurrentSearches = 1024;
 
+// Where the per-packet work runs: "bpf" (tc programs on each tunnel interface, see
+// docs/DATAPATH.md), "queue" (NFQUEUE, in the daemon) or "auto" (bpf where the kernel and
+// the privileges allow it, else queue). Default "auto".
+enum class Datapath : std::uint8_t { automatic, bpf, queue };
+
 struct GlobalConfig {
   std::string log_level = "info";
+  Datapath datapath = Datapath::automatic;
   std::uint32_t max_concurrent_searches = kDefaultMaxConcurrentSearches;
   std::uint16_t queue_num = kDefaultQueueNum;
   std::uint32_t queue_maxlen = kDefaultQueueMaxlen;

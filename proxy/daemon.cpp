@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -140,10 +141,11 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
 bool Daemon::start(std::string& err) {
   if (!have_net_admin()) {
     err =
-        "tunshim run needs CAP_NET_ADMIN (run it as root): it binds an NFQUEUE and "
-        "installs netfilter rules";
+        "tunshim run needs CAP_NET_ADMIN (run it as root): it binds an NFQUEUE or attaches "
+        "eBPF programs, and installs netfilter rules";
     return false;
   }
+  if (!choose_datapath(err)) return false;
   // A live process on our queue number is most likely another tunshim: its rules are not
   // stale, so refuse before touching anything. (A killed run's queue is unbound at once.)
   if (KernelQueueStats ks; NfQueue::read_kernel_stats(config_.global.queue_num, ks)) {
@@ -153,30 +155,34 @@ bool Daemon::start(std::string& err) {
     return false;
   }
   // Rules left by a run that died (kill -9, crash) go first, so nothing is duplicated and
-  // nothing queues to a queue number we are about to bind.
+  // nothing queues to a queue number we are about to bind. With the eBPF data path there
+  // are no rules of ours at all: a queue-path predecessor's go too.
   if (!firewall_.remove_all(err)) return false;
-  if (!queue_.open(config_.global.queue_num, config_.global.queue_maxlen, err)) return false;
-  spdlog::info("nfqueue {}: bound, maxlen {}, receive buffer {} bytes, fail-open {}",
-               queue_.num(), config_.global.queue_maxlen, queue_.rcvbuf(),
-               queue_.fail_open() ? "on" : "REFUSED");
-
   loop_ = uv_default_loop();
-  if (const int rc = poll_.init(loop_, uv_poll_init, queue_.fd()); rc != 0) {
-    err = std::string("nfqueue poll: ") + uv_strerror(rc);
+  if (!bpf_active()) {
+    if (!queue_.open(config_.global.queue_num, config_.global.queue_maxlen, err)) return false;
+    spdlog::info("nfqueue {}: bound, maxlen {}, receive buffer {} bytes, fail-open {}",
+                 queue_.num(), config_.global.queue_maxlen, queue_.rcvbuf(),
+                 queue_.fail_open() ? "on" : "REFUSED");
+    if (const int rc = poll_.init(loop_, uv_poll_init, queue_.fd()); rc != 0) {
+      err = std::string("nfqueue poll: ") + uv_strerror(rc);
+      return false;
+    }
+    poll_->data = this;
+    uv_poll_start(poll_.get(), UV_READABLE, [](uv_poll_t* p, int status, int) {
+      auto* self = static_cast<Daemon*>(p->data);
+      if (self == nullptr) return;
+      if (status < 0) {
+        spdlog::warn("nfqueue poll: {}", uv_strerror(status));
+        return;
+      }
+      // Link notifications first: a packet is never judged by an interface's old name.
+      if (self->table_) self->table_->sync_links();
+      self->queue_.drain(*self);  // handles spurious readiness: recv just says EAGAIN
+    });
+  } else if (!start_bpf_handles(err)) {
     return false;
   }
-  poll_->data = this;
-  uv_poll_start(poll_.get(), UV_READABLE, [](uv_poll_t* p, int status, int) {
-    auto* self = static_cast<Daemon*>(p->data);
-    if (self == nullptr) return;
-    if (status < 0) {
-      spdlog::warn("nfqueue poll: {}", uv_strerror(status));
-      return;
-    }
-    // Link notifications first: a packet is never judged by an interface's old name.
-    if (self->table_) self->table_->sync_links();
-    self->queue_.drain(*self);  // handles spurious readiness: recv just says EAGAIN
-  });
   constexpr int kSignals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
   for (std::size_t i = 0; i < signals_.size(); ++i) {
     signals_[i].init(loop_, uv_signal_init);
@@ -200,34 +206,46 @@ bool Daemon::start(std::string& err) {
   counts_timer_.init(loop_);
   counts_timer_.start(kCountsIntervalMs, kCountsIntervalMs, [this] { refresh_counts(false); });
 
-  installed_ = fw_tunnels();
-  if (!firewall_.install(installed_, err)) {
-    std::string e2;
-    firewall_.remove_all(e2);  // a half-installed family must not stay behind
-    return false;
-  }
-  for (Family f : {Family::v4, Family::v6}) {
-    for (const auto& line : firewall_.describe(installed_, f)) {
-      spdlog::info("installed ({}, mangle): {}",
-                   f == Family::v4 ? "iptables-nft" : "ip6tables-nft", line);
+  if (!bpf_active()) {
+    installed_ = fw_tunnels();
+    if (!firewall_.install(installed_, err)) {
+      std::string e2;
+      firewall_.remove_all(e2);  // a half-installed family must not stay behind
+      return false;
+    }
+    for (Family f : {Family::v4, Family::v6}) {
+      for (const auto& line : firewall_.describe(installed_, f)) {
+        spdlog::info("installed ({}, mangle): {}",
+                     f == Family::v4 ? "iptables-nft" : "ip6tables-nft", line);
+      }
     }
   }
   if (guard_wanted()) {
     std::string gerr;
     if (guard_.open(gerr)) {
-      spdlog::info("oversize guard: ready (rules follow each tunnel's path MTU once measured)");
+      spdlog::info("oversize guard: ready ({} follow each tunnel's path MTU once measured)",
+                   bpf_active() ? "the eBPF programs' limits" : "rules");
     } else {
       spdlog::error("oversize guard: {}; guard = \"icmp\" has no effect", gerr);
     }
   }
   table_ = std::make_unique<TunnelTable>(
-      loop_, TunnelTable::Callbacks{[this](Tunnel&) { sync_rules(); },
+      loop_, TunnelTable::Callbacks{[this](Tunnel& t) {
+                                      if (bpf_active()) {
+                                        sync_bpf(t);
+                                      } else {
+                                        sync_rules();
+                                      }
+                                    },
                                     [this] { return guard_.is_open(); }});
   table_->start(config_);
   // Reporting starts once the rules are in place; its own failures are logged, not fatal.
   stats_ = std::make_unique<StatsService>(
       loop_, StatsSources{
-                 [this] { return stats_snapshot(); },
+                 [this] {
+                   if (bpf_active()) pull_bpf_counters();
+                   return stats_snapshot();
+                 },
                  [this](const std::string& iface, std::function<void(bool, std::string)> done) {
                    reapply(iface, std::move(done));
                  }});
@@ -242,12 +260,18 @@ int Daemon::run() {
     queue_.close();
     stopped_ = true;
     close_handles();
+    bpf_.close();
     if (loop_ != nullptr) uv_run(loop_, UV_RUN_DEFAULT);  // the close callbacks
     return 1;
   }
   sd_notify(0, "READY=1");
-  spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION,
-               table_->tunnels().size(), queue_.num());
+  if (bpf_active()) {
+    spdlog::info("tunshim {} running: {} tunnel(s), eBPF data path", TUNSHIM_VERSION,
+                 table_->tunnels().size());
+  } else {
+    spdlog::info("tunshim {} running: {} tunnel(s), queue {}", TUNSHIM_VERSION,
+                 table_->tunnels().size(), queue_.num());
+  }
   uv_run(loop_, UV_RUN_DEFAULT);
   table_.reset();
   uv_run(loop_, UV_RUN_DEFAULT);  // their handles' close callbacks
@@ -270,7 +294,13 @@ void Daemon::finish_stop() {
   // Rules first, so no new SYN is queued; then answer what is already queued (unbinding
   // drops packets still waiting for a verdict); then unbind.
   std::string err;
-  if (!firewall_.remove_all(err)) {
+  if (bpf_active()) {
+    // Counters first (they live in the programs' maps), then every filter and the maps.
+    pull_bpf_counters();
+    bpf_.close();
+    bpf_tunnels_.clear();
+    spdlog::info("eBPF programs detached");
+  } else if (!firewall_.remove_all(err)) {
     spdlog::error("removing rules: {}", err);
     exit_code_ = 1;
   } else {
@@ -289,6 +319,8 @@ void Daemon::close_handles() noexcept {
   poll_.reset();
   for (auto& s : signals_) s.reset();
   counts_timer_.reset();
+  bpf_poll_.reset();
+  heartbeat_timer_.reset();
 }
 
 // ---- reload ---------------------------------------------------------------------------------
@@ -318,6 +350,10 @@ void Daemon::reload() {
                  config_.global.queue_num, next.global.queue_num, config_.global.queue_num);
     next.global.queue_num = config_.global.queue_num;
   }
+  if (next.global.datapath != config_.global.datapath) {
+    spdlog::warn("datapath: a change needs a restart; keeping the {} data path", datapath_);
+    next.global.datapath = config_.global.datapath;
+  }
   if (next.global.queue_maxlen != config_.global.queue_maxlen) {
     queue_.set_maxlen(next.global.queue_maxlen);
     spdlog::info("queue maxlen {} -> {}, receive buffer {} bytes", config_.global.queue_maxlen,
@@ -339,6 +375,24 @@ void Daemon::reload() {
   // their state and counters; removed ones keep clamping until their rules are gone.
   table_->reconfigure(config_);
 
+  if (bpf_active()) {
+    // No rules to change: retired tunnels' programs go, the others take their new targets.
+    fw_busy_ = false;
+    for (auto it = bpf_tunnels_.begin(); it != bpf_tunnels_.end();) {
+      const bool active = std::any_of(table_->tunnels().begin(), table_->tunnels().end(),
+                                      [&](const auto& tp) { return tp.get() == it->first; });
+      if (!active && it->second.ifindex != 0) bpf_.detach(it->second.ifindex);
+      it = active ? std::next(it) : bpf_tunnels_.erase(it);
+    }
+    table_->drop_retired();
+    for (const auto& tp : table_->tunnels()) sync_bpf(*tp);
+    ++reloads_ok_;
+    spdlog::info("reload applied: {} tunnel(s)", table_->tunnels().size());
+    sd_notify(0, "READY=1");
+    if (stats_) stats_->apply(config_.global);
+    after_rule_change();
+    return;
+  }
   const std::vector<FirewallTunnel> to = fw_tunnels();
   firewall_.apply_async(loop_, installed_, to, [this, to](bool ok, std::string err) {
     fw_busy_ = false;
@@ -388,6 +442,14 @@ void Daemon::update_bypassed(Tunnel& tunnel, const RulePackets& rp, std::uint64_
 
 void Daemon::refresh_counts(bool log_after) {
   if (stopped_) return;
+  if (bpf_active()) {  // no rules and no queue: the programs' counters are the whole story
+    pull_bpf_counters();
+    if (log_after) {
+      log_counters();
+      if (stats_) stats_->log_summary();
+    }
+    return;
+  }
   log_after_counts_ = log_after_counts_ || log_after;
   if (counts_busy_) return;
   counts_busy_ = true;
@@ -444,6 +506,8 @@ void Daemon::log_counters() const {
           g.send_errors, g.passed, g.malformed);
     }
   }
+  spdlog::info("datapath {}: {}", datapath_, datapath_reason_);
+  if (bpf_active()) return;
   const QueueCounters& q = queue_.counters();
   spdlog::info(
       "queue {}: packets={} verdicts={} batches={} modified={} dropped={} id_gaps={} "
@@ -467,6 +531,8 @@ StatsSnapshot Daemon::stats_snapshot() const {
   s.start_time = start_time_;
   s.queue_num = queue_.num();
   s.queue = queue_.counters();
+  s.datapath = datapath_;
+  s.datapath_reason = datapath_reason_;
   s.reloads_ok = reloads_ok_;
   s.reloads_failed = reloads_failed_;
   if (table_) {
@@ -484,6 +550,19 @@ StatsSnapshot Daemon::stats_snapshot() const {
 }
 
 void Daemon::reapply(const std::string& iface, std::function<void(bool, std::string)> done) {
+  if (bpf_active()) {
+    Tunnel* t = table_ ? table_->find(iface) : nullptr;
+    if (t == nullptr) return done(false, iface + " is not a configured tunnel");
+    if (stopped_) return done(false, "tunshim is stopping");
+    t->reprobe();  // the interface may have been re-created with a new ifindex
+    sync_bpf(*t);
+    const auto it = bpf_tunnels_.find(t);
+    const bool on = it != bpf_tunnels_.end() && it->second.ifindex != 0;
+    std::string msg = on ? "eBPF programs attached to " + iface
+                         : "eBPF programs not attached (" + iface + " absent)";
+    if (t->settings().pmtu.enabled) msg += "; path-MTU search restarted";
+    return done(on, msg);
+  }
   const FirewallTunnel* ft = nullptr;
   std::string names;
   // An instance of a pattern ("ppp7" of "ppp+") re-applies its pattern's rules.
@@ -522,7 +601,7 @@ void Daemon::after_rule_change() {
 }
 
 void Daemon::sync_rules() {
-  if (stopped_) return;
+  if (stopped_ || bpf_active()) return;
   if (fw_busy_) {
     rules_pending_ = true;
     return;
@@ -559,6 +638,178 @@ void Daemon::sync_rules() {
     }
     after_rule_change();
   });
+}
+
+// ---- the eBPF data path -------------------------------------------------------------------
+
+namespace {
+
+// Bytes in front of the IP header as tc sees the interface's packets: Ethernet-like links
+// (veth, TAP, bridges) carry a 14-byte header, TUN, WireGuard, PPP and IP tunnels none.
+std::uint8_t link_header_len(const std::string& iface) {
+  std::ifstream f("/sys/class/net/" + iface + "/type");
+  int type = -1;
+  f >> type;
+  return type == 1 ? 14 : 0;  // ARPHRD_ETHER
+}
+
+TunnelCounters bpf_tunnel_counters(const BpfCounters& c) {
+  // Outcome order of clamp::Outcome. Only what a SYN rule would have queued is counted:
+  // the programs see every packet, and not_syn / not_tcp / fragment are not the clamp's.
+  auto dir = [&c](std::size_t d) {
+    DirectionCounters o;
+    o.clamped = c.clamp[d][0];
+    o.inserted = c.clamp[d][1];
+    o.unchanged = c.clamp[d][2];
+    o.malformed = c.clamp[d][7];
+    o.other = c.clamp[d][3] + c.clamp[d][8];  // no room, family off
+    return o;
+  };
+  return TunnelCounters{dir(0), dir(1)};
+}
+
+DirectionCounters add(const DirectionCounters& a, const DirectionCounters& b) {
+  DirectionCounters o;
+  o.clamped = a.clamped + b.clamped;
+  o.inserted = a.inserted + b.inserted;
+  o.unchanged = a.unchanged + b.unchanged;
+  o.malformed = a.malformed + b.malformed;
+  o.other = a.other + b.other;
+  return o;
+}
+
+}  // namespace
+
+bool Daemon::choose_datapath(std::string& err) {
+  const Datapath want = config_.global.datapath;
+  if (want == Datapath::queue) {
+    datapath_ = "queue";
+    datapath_reason_ = "configured (datapath = \"queue\")";
+    spdlog::info("datapath: queue ({})", datapath_reason_);
+    return true;
+  }
+  std::string why;
+  if (bpf_.open(why)) {
+    datapath_ = "bpf";
+    datapath_reason_ = want == Datapath::bpf ? "configured (datapath = \"bpf\")"
+                                             : "auto: the kernel accepted the eBPF programs";
+    spdlog::info("datapath: bpf ({}); no NFQUEUE rules", datapath_reason_);
+    return true;
+  }
+  if (want == Datapath::bpf) {
+    err = "datapath = \"bpf\": " + why;
+    return false;
+  }
+  datapath_ = "queue";
+  datapath_reason_ = "auto: eBPF unavailable: " + why;
+  spdlog::warn("datapath: queue ({})", datapath_reason_);
+  return true;
+}
+
+bool Daemon::start_bpf_handles(std::string& err) {
+  report_buf_.assign(65536, 0);
+  bpf_.set_report_handler([this](const BpfReport& r) { on_bpf_report(r); });
+  if (const int rc = bpf_poll_.init(loop_, uv_poll_init, bpf_.report_fd()); rc != 0) {
+    err = std::string("eBPF report poll: ") + uv_strerror(rc);
+    return false;
+  }
+  bpf_poll_->data = this;
+  uv_poll_start(bpf_poll_.get(), UV_READABLE, [](uv_poll_t* p, int status, int) {
+    auto* self = static_cast<Daemon*>(p->data);
+    if (self == nullptr) return;
+    if (status < 0) {
+      spdlog::warn("eBPF report poll: {}", uv_strerror(status));
+      return;
+    }
+    self->bpf_.consume_reports();
+  });
+  // The guard drops only while this beats (BpfDatapath::kDefaultStaleNs: 3 s).
+  bpf_.heartbeat();
+  heartbeat_timer_.init(loop_);
+  heartbeat_timer_.start(1000, 1000, [this] { bpf_.heartbeat(); });
+  return true;
+}
+
+void Daemon::sync_bpf(Tunnel& t) {
+  if (stopped_ || !bpf_active()) return;
+  BpfTunnel& b = bpf_tunnels_[&t];
+  const unsigned want = t.present() ? t.ifindex() : 0;
+  if (b.ifindex != 0 && b.ifindex != want) {
+    pull_bpf_counters();
+    b.base.out = add(b.base.out, b.last.out);
+    b.base.in = add(b.base.in, b.last.in);
+    b.guard_dropped_base += b.guard_dropped_last;
+    b.last = {};
+    b.guard_dropped_last = 0;
+    bpf_.detach(b.ifindex);
+    spdlog::info("tunnel {}: eBPF programs detached (ifindex {} gone)", t.iface(), b.ifindex);
+    b.ifindex = 0;
+  }
+  if (want == 0) return;
+  const Tunnel::Datapath& d = t.datapath();
+  const BpfTargets bt{d.target.mss4, d.target.mss6, d.guard_pmtu, d.probe_ident};
+  if (b.ifindex == want) {
+    if (!bpf_.set_targets(want, bt))
+      spdlog::error("tunnel {}: writing the eBPF targets failed", t.iface());
+    spdlog::debug("tunnel {}: eBPF targets mss {}/{}, guard above {}", t.iface(), bt.mss4,
+                  bt.mss6, bt.guard_mtu);
+    return;
+  }
+  std::string err;
+  const std::uint8_t l2 = link_header_len(t.iface());
+  if (!bpf_.attach(want, l2, bt, err)) {
+    spdlog::error("tunnel {}: eBPF programs not attached: {}", t.iface(), err);
+    return;
+  }
+  b.ifindex = want;
+  spdlog::info(
+      "tunnel {}: eBPF programs attached (ifindex {}, link header {} bytes{}): mss {}/{}, "
+      "guard above {}",
+      t.iface(), want, l2, bpf_.adopted(want) ? ", replacing a dead tunshim's" : "", bt.mss4,
+      bt.mss6, bt.guard_mtu);
+}
+
+void Daemon::pull_bpf_counters() {
+  if (!table_ || !bpf_active()) return;
+  for (const auto& tp : table_->tunnels()) {
+    const auto it = bpf_tunnels_.find(tp.get());
+    if (it == bpf_tunnels_.end()) continue;
+    BpfTunnel& b = it->second;
+    if (b.ifindex != 0) {
+      if (const auto c = bpf_.counters(b.ifindex)) {
+        b.last = bpf_tunnel_counters(*c);
+        b.guard_dropped_last = c->guard_dropped;
+      }
+    }
+    Tunnel::Datapath& d = tp->datapath();
+    d.counters.out = add(b.base.out, b.last.out);
+    d.counters.in = add(b.base.in, b.last.in);
+    d.guard_counters.dropped = b.guard_dropped_base + b.guard_dropped_last;
+  }
+}
+
+void Daemon::on_bpf_report(const BpfReport& r) {
+  Tunnel* tp = table_ ? table_->by_ifindex(r.ifindex) : nullptr;
+  if (tp == nullptr || r.head.size() < 20 || r.head.size() > report_buf_.size()) return;
+  // The kernel dropped the packet and kept its first bytes; the guard answers from those
+  // (its quote never reaches past them) once the packet has its full IP length again.
+  const std::uint8_t version = r.head[0] >> 4;
+  std::size_t ip_len = version == 4                          ? clamp::load16(r.head, 2)
+                       : version == 6 && r.head.size() >= 40 ? 40U + clamp::load16(r.head, 4)
+                                                             : r.head.size();
+  if (ip_len < r.head.size() || ip_len > report_buf_.size()) ip_len = r.head.size();
+  std::copy(r.head.begin(), r.head.end(), report_buf_.begin());
+  GuardCounters g;  // the kernel counted the drop; the answer's outcome is counted here
+  guard_.handle(clamp::ConstBytes(report_buf_.data(), ip_len), r.mtu, uv_now(loop_), g);
+  std::fill(report_buf_.begin(),
+            report_buf_.begin() + static_cast<std::ptrdiff_t>(r.head.size()), std::uint8_t{0});
+  GuardCounters& t = tp->datapath().guard_counters;
+  t.ptb_sent += g.ptb_sent;
+  t.rate_limited += g.rate_limited;
+  t.not_answered += g.not_answered;
+  t.send_errors += g.send_errors;
+  t.passed += g.passed;
+  t.malformed += g.malformed;
 }
 
 }  // namespace tunshim::proxy

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "clamp/mss.h"
 #include "proxy/config.h"
 #include "proxy/counters.h"
+#include "proxy/datapath_bpf.h"
 #include "proxy/firewall.h"
 #include "proxy/guard.h"
 #include "proxy/nfqueue.h"
@@ -65,6 +67,19 @@ class Daemon final : public PacketHandler {
   // Brings the firewall to what tunnels_ needs now (guard rules follow the path MTU).
   void sync_rules();
 
+  // ---- the eBPF data path (datapath = "bpf", or "auto" where it loads) ----
+  bool bpf_active() const noexcept { return bpf_.is_open(); }
+  // Loads the programs if the config asks for them; false only if "bpf" was required and
+  // could not be had. Sets datapath_ and datapath_reason_.
+  bool choose_datapath(std::string& err);
+  bool start_bpf_handles(std::string& err);
+  // Attaches, retargets or detaches `t`'s interface to match what it says of itself.
+  void sync_bpf(Tunnel& t);
+  // A packet the guard dropped in the kernel: answered by the guard as a queued one.
+  void on_bpf_report(const BpfReport& r);
+  // Copies the kernel's counters into the tunnels' (carried over re-attachments).
+  void pull_bpf_counters();
+
   Config config_;
   std::vector<FirewallTunnel> installed_;  // what the firewall holds now
   Firewall firewall_;
@@ -89,6 +104,25 @@ class Daemon final : public PacketHandler {
   std::uint64_t reloads_failed_ = 0;
   double start_time_ = 0;                // unix seconds
   std::unique_ptr<StatsService> stats_;  // from start() to finish_stop()
+
+  BpfDatapath bpf_;
+  std::string datapath_ = "queue";  // in effect: "bpf" or "queue"
+  std::string datapath_reason_;
+  UvHandle<uv_poll_t> bpf_poll_;  // the programs' report ring buffer
+  UvTimer heartbeat_timer_;
+  // Per tunnel: the interface its programs are attached to (0: none) and what earlier
+  // attachments counted (a re-created interface starts a fresh kernel slot).
+  struct BpfTunnel {
+    unsigned ifindex = 0;
+    TunnelCounters base;
+    std::uint64_t guard_dropped_base = 0;
+    TunnelCounters last;
+    std::uint64_t guard_dropped_last = 0;
+  };
+  std::map<const Tunnel*, BpfTunnel> bpf_tunnels_;
+  // A reported packet rebuilt at its full IP length for OversizeGuard::handle (which
+  // quotes only its first bytes): zero beyond what a report copies in, and zeroed again.
+  std::vector<std::uint8_t> report_buf_;
 };
 
 }  // namespace tunshim::proxy

@@ -9,10 +9,14 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #ifdef TUNSHIM_HAVE_BPF
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <libmnl/libmnl.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
 
 #include "bpf/tunshim_bpf.h"
 #include "clamp.skel.h"
@@ -59,14 +63,54 @@ std::string prog_name(std::uint32_t id) {
   return name;
 }
 
-// Attaches `prog_fd` at tunshim's handle/priority on one hook, replacing a tunshim program
-// found there. False with `err` if someone else's program holds the place.
-bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, std::string& err) {
+std::uint32_t prog_id_of(int fd) {
+  bpf_prog_info info{};
+  std::uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+// How long ago the daemon that loaded program `id` beat (its ts_state map); nullopt if
+// that cannot be read.
+std::optional<std::uint64_t> heartbeat_age_ns(std::uint32_t id) {
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return std::nullopt;
+  std::array<std::uint32_t, 16> maps{};
+  bpf_prog_info info{};
+  info.nr_map_ids = maps.size();
+  info.map_ids = reinterpret_cast<std::uintptr_t>(maps.data());
+  std::uint32_t len = sizeof(info);
+  std::optional<std::uint64_t> age;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+    for (std::uint32_t i = 0; i < info.nr_map_ids && i < maps.size(); ++i) {
+      const int mfd = bpf_map_get_fd_by_id(maps[i]);
+      if (mfd < 0) continue;
+      bpf_map_info mi{};
+      std::uint32_t mlen = sizeof(mi);
+      ts_state st{};
+      const std::uint32_t key = 0;
+      if (bpf_obj_get_info_by_fd(mfd, &mi, &mlen) == 0 && std::string(mi.name) == "ts_state" &&
+          mi.value_size == sizeof(st) && bpf_map_lookup_elem(mfd, &key, &st) == 0) {
+        const std::uint64_t now = monotonic_ns();
+        age =
+            st.heartbeat_ns == 0 || st.heartbeat_ns > now ? UINT64_MAX : now - st.heartbeat_ns;
+      }
+      ::close(mfd);
+    }
+  }
+  ::close(fd);
+  return age;
+}
+
+// Attaches `prog_fd` at tunshim's handle/priority on one hook, replacing ("adopting") a
+// tunshim program found there whose daemon is dead (heartbeat older than `stale_ns`). False
+// with `err` if someone else's program holds the place, or a live tunshim's.
+bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, std::uint64_t stale_ns,
+                bool& adopted, std::string& err) {
   bpf_tc_opts q{};
   q.sz = sizeof(q);
   q.handle = TS_TC_HANDLE;
   q.priority = TS_TC_PRIORITY;
-  if (bpf_tc_query(&hook, &q) == 0) {
+  if (bpf_tc_query(&hook, &q) == 0 && q.prog_id != prog_id_of(prog_fd)) {
     const std::string name = prog_name(q.prog_id);
     if (name.rfind("tunshim_", 0) != 0) {
       err = std::string(dir) + " filter handle " + std::to_string(TS_TC_HANDLE) + " priority " +
@@ -74,6 +118,13 @@ bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, std::string& er
             " \"" + name + "\", not tunshim's";
       return false;
     }
+    const auto age = heartbeat_age_ns(q.prog_id);
+    if (age && *age <= stale_ns) {
+      err = "another tunshim is running on it (its " + std::string(dir) +
+            " program's heartbeat is " + std::to_string(*age / 1000000) + " ms old)";
+      return false;
+    }
+    adopted = true;
   }
   bpf_tc_opts o{};
   o.sz = sizeof(o);
@@ -95,6 +146,55 @@ void detach_one(bpf_tc_hook& hook) noexcept {
   o.handle = TS_TC_HANDLE;
   o.priority = TS_TC_PRIORITY;
   bpf_tc_detach(&hook, &o);
+}
+
+// Filters on the interface's clsact hooks (both directions), from an rtnetlink dump; -1 if
+// the dump fails. tc lists a "head" per priority without a handle; those are not counted.
+int other_filters(unsigned ifindex) {
+  mnl_socket* nl = mnl_socket_open(NETLINK_ROUTE);
+  if (nl == nullptr) return -1;
+  int count = 0;
+  bool ok = mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) == 0;
+  for (const std::uint32_t parent :
+       {TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS)}) {
+    if (!ok) break;
+    std::array<char, 8192> buf{};
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+    nlh->nlmsg_type = RTM_GETTFILTER;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    nlh->nlmsg_seq = 1;
+    auto* tcm = static_cast<tcmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(tcmsg)));
+    tcm->tcm_family = AF_UNSPEC;
+    tcm->tcm_ifindex = static_cast<int>(ifindex);
+    tcm->tcm_parent = parent;
+    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+      ok = false;
+      break;
+    }
+    for (;;) {
+      const ssize_t n = mnl_socket_recvfrom(nl, buf.data(), buf.size());
+      if (n <= 0) {
+        ok = false;
+        break;
+      }
+      const int rc = mnl_cb_run(
+          buf.data(), static_cast<std::size_t>(n), 1, mnl_socket_get_portid(nl),
+          [](const nlmsghdr* h, void* data) {
+            const auto* t = static_cast<const tcmsg*>(mnl_nlmsg_get_payload(h));
+            if (h->nlmsg_type == RTM_NEWTFILTER && t->tcm_handle != 0)
+              ++*static_cast<int*>(data);
+            return MNL_CB_OK;
+          },
+          &count);
+      if (rc == MNL_CB_STOP) break;
+      if (rc < 0) {
+        ok = false;
+        break;
+      }
+    }
+  }
+  mnl_socket_close(nl);
+  return ok ? count : -1;
 }
 
 bpf_tc_hook make_hook(unsigned ifindex, bpf_tc_attach_point where) {
@@ -254,12 +354,16 @@ bool BpfDatapath::attach(unsigned ifindex, std::uint8_t l2_len, const BpfTargets
     i.on_tc = true;
     bpf_tc_hook eg = make_hook(ifindex, BPF_TC_EGRESS);
     bpf_tc_hook in = make_hook(ifindex, BPF_TC_INGRESS);
-    if (attach_one(eg, bpf_program__fd(skel_->progs.tunshim_egress), "egress", err) &&
-        attach_one(in, bpf_program__fd(skel_->progs.tunshim_ingress), "ingress", err)) {
+    bool adopted = false;
+    const bool eg_ok = attach_one(eg, bpf_program__fd(skel_->progs.tunshim_egress), "egress",
+                                  stale_ns_, adopted, err);
+    if (eg_ok && attach_one(in, bpf_program__fd(skel_->progs.tunshim_ingress), "ingress",
+                            stale_ns_, adopted, err)) {
+      i.adopted = adopted;
       ifaces_.push_back(i);
       return true;
     }
-    detach_one(eg);
+    if (eg_ok) detach_one(eg);  // only what this call attached: never a live tunshim's
     if (i.created_qdisc) bpf_tc_hook_destroy(&both);
     err = std::string(name) + ": " + err;
   }
@@ -286,7 +390,9 @@ void BpfDatapath::detach(unsigned ifindex) noexcept {
       q.prog_id = 0;
       if (bpf_tc_query(&in, &q) == 0 && prog_name(q.prog_id).rfind("tunshim_", 0) == 0)
         detach_one(in);
-      if (it->created_qdisc) {
+      // The qdisc goes if this run created it, or if it adopted a dead run's programs (which
+      // created it) and no filter of anyone else is left on it.
+      if (it->created_qdisc || (it->adopted && other_filters(ifindex) == 0)) {
         bpf_tc_hook both = make_hook(
             ifindex, static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
         bpf_tc_hook_destroy(&both);
@@ -303,6 +409,11 @@ void BpfDatapath::detach(unsigned ifindex) noexcept {
 }
 
 bool BpfDatapath::attached(unsigned ifindex) const noexcept { return find(ifindex) != nullptr; }
+
+bool BpfDatapath::adopted(unsigned ifindex) const noexcept {
+  const Iface* i = find(ifindex);
+  return i != nullptr && i->adopted;
+}
 
 bool BpfDatapath::set_targets(unsigned ifindex, const BpfTargets& t) noexcept {
   const Iface* i = find(ifindex);
@@ -389,6 +500,7 @@ bool BpfDatapath::attach(unsigned, std::uint8_t, const BpfTargets&, std::string&
 }
 void BpfDatapath::detach(unsigned) noexcept {}
 bool BpfDatapath::attached(unsigned) const noexcept { return false; }
+bool BpfDatapath::adopted(unsigned) const noexcept { return false; }
 bool BpfDatapath::set_targets(unsigned, const BpfTargets&) noexcept { return false; }
 std::optional<BpfCounters> BpfDatapath::counters(unsigned) const { return std::nullopt; }
 void BpfDatapath::heartbeat() noexcept {}

@@ -5,8 +5,9 @@
 // answers and their rate limits, stats). docs/DATAPATH.md has the operator's view.
 //
 // Restarts: the filters sit at a fixed handle and priority (TS_TC_HANDLE/TS_TC_PRIORITY).
-// attach() replaces a tunshim program it finds there (a predecessor killed without clean-up
-// keeps clamping with its last targets until then) and refuses to replace anyone else's.
+// attach() replaces a tunshim program it finds there whose daemon is dead (a predecessor
+// killed without clean-up keeps clamping with its last targets until then), and refuses to
+// replace anyone else's or a live tunshim's (its heartbeat, read from its own map, is fresh).
 // Nothing is pinned: the maps live as long as the programs that use them.
 //
 // Faults: the guard drops only while heartbeat() has been called within stale_ns (3 s by
@@ -88,6 +89,8 @@ class BpfDatapath {
   // interface. Harmless for an interface not attached or already gone.
   void detach(unsigned ifindex) noexcept;
   bool attached(unsigned ifindex) const noexcept;
+  // attach() replaced programs a dead tunshim had left on the interface.
+  bool adopted(unsigned ifindex) const noexcept;
 
   // New settings for an attached interface, in one map update: no SYN sees a half-written
   // target. False if the interface is not attached.
@@ -125,7 +128,8 @@ class BpfDatapath {
     std::uint8_t l2_len = 0;
     std::uint8_t slot = 0;
     bool created_qdisc = false;
-    bool on_tc = false;  // attach()ed (set_iface_for_test() only writes the map)
+    bool on_tc = false;    // attach()ed (set_iface_for_test() only writes the map)
+    bool adopted = false;  // replaced the programs of a tunshim that died
   };
   Iface* find(unsigned ifindex) noexcept;
   const Iface* find(unsigned ifindex) const noexcept;

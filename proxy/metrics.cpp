@@ -46,6 +46,14 @@ const MetricDef kMetrics[] = {
      "Always 1; the version label says which tunshim is running.",
      {"version"},
      [](const StatsSnapshot& s, Samples& o) { o.add({s.version}, std::uint64_t{1}); }},
+    {"tunshim_datapath_info",
+     T::gauge,
+     "Always 1; datapath says where packets are clamped (bpf: tc programs in the kernel, "
+     "queue: NFQUEUE), reason why.",
+     {"datapath", "reason"},
+     [](const StatsSnapshot& s, Samples& o) {
+       if (!s.datapath.empty()) o.add({s.datapath, s.datapath_reason}, std::uint64_t{1});
+     }},
     {"tunshim_start_time_seconds",
      T::gauge,
      "When the daemon started, in seconds since the Unix epoch.",
@@ -532,6 +540,10 @@ std::string render_json(const StatsSnapshot& s) {
       "  \"uptime_seconds\": {},\n",
       json_number(MetricValue{false, 0, s.now > s.start_time ? s.now - s.start_time : 0.0}));
   out += fmt::format("  \"queue_num\": {},\n", s.queue_num);
+  if (!s.datapath.empty()) {
+    out += fmt::format("  \"datapath\": {},\n", json_string(s.datapath));
+    out += fmt::format("  \"datapath_reason\": {},\n", json_string(s.datapath_reason));
+  }
   out += "  \"global\": {";
   write_json_metrics(out, s, nullptr, "    ");
   out += "  },\n  \"tunnels\": [";

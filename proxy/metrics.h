@@ -86,6 +86,8 @@ struct StatsSnapshot {
   double start_time = 0;  // unix seconds when the daemon started
   std::uint16_t queue_num = 0;
   QueueCounters queue;
+  std::string datapath;         // "bpf" or "queue" (docs/DATAPATH.md)
+  std::string datapath_reason;  // why that one: configured, or what "auto" found
   std::uint64_t reloads_ok = 0;
   std::uint64_t reloads_failed = 0;
   std::vector<TunnelStats> tunnels;

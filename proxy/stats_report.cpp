@@ -192,6 +192,7 @@ std::string render_table(const StatsSnapshot& s, const StatsSnapshot* prev) {
       q.modified, q.id_gaps + q.kernel_queue_dropped + q.kernel_user_dropped, q.id_gaps,
       q.kernel_queue_dropped + q.kernel_user_dropped, q.unknown_iface, s.reloads_ok,
       s.reloads_failed);
+  if (!s.datapath.empty()) out += "datapath " + s.datapath + ": " + s.datapath_reason + "\n";
   if (s.tunnels.empty()) return out + "no tunnels configured\n";
 
   std::vector<std::vector<std::string>> cols;  // [tunnel][row]
@@ -528,6 +529,8 @@ std::optional<StatsSnapshot> parse_stats_json(std::string_view json, std::string
   }
   read(doc.get("version"), s.version);
   read_narrow(doc.get("queue_num"), s.queue_num);
+  read(doc.get("datapath"), s.datapath);
+  read(doc.get("datapath_reason"), s.datapath_reason);
   read(g->get("start_time_seconds"), s.start_time);
   read(at(g, "config_reloads_total", "ok"), s.reloads_ok);
   read(at(g, "config_reloads_total", "failed"), s.reloads_failed);

@@ -51,6 +51,8 @@ StatsSnapshot known() {
 // The same, plus a value for every feature-owned field, so every row has samples.
 StatsSnapshot full() {
   StatsSnapshot s = known();
+  s.datapath = "bpf";
+  s.datapath_reason = "auto: the kernel accepted the eBPF programs";
   TunnelStats& t = s.tunnels[0];
   t.up = true;
   t.transitions = {{"down", 1}, {"up", 2}};
