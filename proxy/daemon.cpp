@@ -14,6 +14,7 @@
 #include "proxy/log.h"
 #include "proxy/rule_reapply.h"
 #include "proxy/stats_sources.h"
+#include "proxy/test_knobs.h"
 
 namespace tunshim::proxy {
 namespace {
@@ -681,7 +682,10 @@ DirectionCounters add(const DirectionCounters& a, const DirectionCounters& b) {
 }  // namespace
 
 bool Daemon::choose_datapath(std::string& err) {
-  const Datapath want = config_.global.datapath;
+  Datapath want = config_.global.datapath;
+  if (!config_.global.from_file("datapath")) {
+    if (const auto t = test_datapath()) want = *t;
+  }
   if (want == Datapath::queue) {
     datapath_ = "queue";
     datapath_reason_ = "configured (datapath = \"queue\")";

@@ -63,4 +63,24 @@ void apply_test_timers(keepalive::BackoffConfig& config) {
   config.reset_after = divided(config.reset_after, k);
 }
 
+std::optional<Datapath> test_datapath() {
+  const char* raw = std::getenv(kTestDatapathEnv);
+  if (raw == nullptr || *raw == '\0') return std::nullopt;
+  const std::string v(raw);
+  std::optional<Datapath> d;
+  if (v == "auto") d = Datapath::automatic;
+  if (v == "bpf") d = Datapath::bpf;
+  if (v == "queue") d = Datapath::queue;
+  if (!d) {
+    spdlog::error("{}=\"{}\" ignored: want auto, bpf or queue (test-only)", kTestDatapathEnv,
+                  v);
+  } else {
+    spdlog::warn(
+        "{}={}: TEST ONLY: the data path the config file does not set; never set "
+        "this in production",
+        kTestDatapathEnv, v);
+  }
+  return d;
+}
+
 }  // namespace tunshim::proxy

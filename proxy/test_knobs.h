@@ -16,6 +16,7 @@
 
 #include "keepalive/backoff.h"
 #include "keepalive/pmtu_search.h"
+#include "proxy/config.h"
 
 namespace tunshim::proxy {
 
@@ -33,5 +34,12 @@ int test_timer_divisor();
 // proxy/ builds the machines' configs; a no-op when the knob is unset.
 void apply_test_timers(keepalive::PmtuConfig& config);
 void apply_test_timers(keepalive::BackoffConfig& config);
+
+// TUNSHIM_TEST_DATAPATH=auto|bpf|queue: the data path of a daemon whose config file does
+// not set `datapath`, so that the end-to-end suite runs each script on either path without
+// a second copy of its config (tests/e2e/lib.sh sets it from TUNSHIM_DATAPATH, default
+// queue). nullopt when unset or unusable (said so); set, the daemon warns at start.
+inline constexpr const char* kTestDatapathEnv = "TUNSHIM_TEST_DATAPATH";
+std::optional<Datapath> test_datapath();
 
 }  // namespace tunshim::proxy

@@ -266,7 +266,16 @@ lab_tunshim_start() {
   fi
 }
 lab_tunshim_ready() {
-  ! lab_gone "$LAB_TUNSHIM_PID" && lab_tunshim_logged 'tunshim .* running' && [ "$(lab_tunshim_rules)" -gt 0 ]
+  ! lab_gone "$LAB_TUNSHIM_PID" && lab_tunshim_logged 'tunshim .* running' && lab_tunshim_hooked
+}
+# lab_tunshim_hooked: the daemon's packet hooks exist: its NFQUEUE rules, or with
+# TUNSHIM_DATAPATH=bpf its tc filter on ppp0.
+lab_tunshim_hooked() {
+  if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+    inns client tc filter show dev ppp0 egress 2>/dev/null | grep -q tunshim_egress
+  else
+    [ "$(lab_tunshim_rules)" -gt 0 ]
+  fi
 }
 # lab_tunshim_logged REGEX: true if the current run logged a line matching REGEX. (Not grep -q:
 # stopping at the first match would cut tail's pipe, and pipefail would turn that into false.)

@@ -19,6 +19,10 @@ E2E_PASSES=0
 TUNSHIM_SRC=${TUNSHIM_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 TUNSHIM_BIN=${TUNSHIM_BIN:-$TUNSHIM_SRC/build/proxy/tunshim}
 PY=/usr/bin/python3   # Debian's interpreter: the one with python3-scapy
+# The data path the daemons of this run use where their config does not say
+# (docs/DATAPATH.md): tests/CMakeLists.txt runs some scripts once per path.
+TUNSHIM_DATAPATH=${TUNSHIM_DATAPATH:-queue}
+export TUNSHIM_TEST_DATAPATH=$TUNSHIM_DATAPATH
 
 log()  { printf '[%s] %s\n' "$E2E_NAME" "$*"; }
 pass() { E2E_PASSES=$((E2E_PASSES + 1)); printf '[%s] PASS: %s\n' "$E2E_NAME" "$*"; }
