@@ -240,6 +240,11 @@ bool Daemon::start(std::string& err) {
                                     },
                                     [this] { return guard_.is_open(); }});
   table_->start(config_);
+  // Interfaces present now get their programs now: a tunnel with a fixed MSS reports no
+  // target change after its start.
+  if (bpf_active()) {
+    for (const auto& tp : table_->tunnels()) sync_bpf(*tp);
+  }
   // Reporting starts once the rules are in place; its own failures are logged, not fatal.
   stats_ = std::make_unique<StatsService>(
       loop_, StatsSources{
