@@ -47,7 +47,7 @@ start_bpf() {
   ip netns exec "$(ns client)" "$TUNSHIM_BIN" run -c "$LAB_TUNSHIM_CONF" >>"$LAB_TUNSHIM_LOG" 2>&1 &
   LAB_TUNSHIM_PID=$!
   lab_bg "$LAB_TUNSHIM_PID"
-  if ! wait_for 15 ready_bpf; then
+  if ! wait_for 40 ready_bpf; then
     sed 's/^/  tunshim: /' "$LAB_TUNSHIM_LOG" | tail -20
     die "tunshim (eBPF) did not become ready"
   fi
