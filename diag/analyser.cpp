@@ -133,6 +133,7 @@ struct Half {
   std::uint32_t snd_max = 0;  // highest sequence number sent + 1 (serial arithmetic)
   std::uint32_t ack_max = 0;  // highest acknowledgment this side sent
   std::array<std::uint32_t, Analyser::kSeqRing> seqs{};
+  std::array<std::uint8_t, Analyser::kSeqRing> resent{};  // retransmissions of seqs[i]
 };
 
 // RFC 1982 serial-number comparison: a is after b.
@@ -272,7 +273,7 @@ void Analyser::add(std::int64_t ts, Direction dir, ConstBytes pkt) noexcept {
         return;
       }
       const Address dst = addr_at(buf, ip.family == 4 ? 16 : 24, ip.family);
-      tcp(ts, dir, src, dst, l4, seg);
+      tcp(ts, dir, src, dst, l4, seg, wire_len);
       return;
     }
     case clamp::kProtoUdp:
@@ -382,7 +383,7 @@ Analyser::Conn* Analyser::lookup(const Address& src, const Address& dst, std::ui
 }
 
 void Analyser::tcp(std::int64_t ts, Direction dir, const Address& src, const Address& dst,
-                   ConstBytes l4, std::size_t seg_len) noexcept {
+                   ConstBytes l4, std::size_t seg_len, std::size_t wire_len) noexcept {
   const std::uint16_t sport = load16(l4, 0);
   const std::uint16_t dport = load16(l4, 2);
   const std::uint32_t seq = load32(l4, 4);
@@ -452,9 +453,13 @@ void Analyser::tcp(std::int64_t ts, Direction dir, const Address& src, const Add
         ++f_.retrans_connections;
       ++h.full_retrans;
       ++f_.full_retrans;
+      if (h.resent[i] > 0) ++f_.full_retrans_repeated;
+      if (h.resent[i] < 255) ++h.resent[i];
+      if (opt_.path_mtu != 0 && wire_len > opt_.path_mtu) ++f_.full_retrans_oversize;
       return;
     }
   }
+  h.resent[h.seq_next] = 0;
   h.seqs[h.seq_next] = seq;
   h.seq_next = static_cast<std::uint8_t>((h.seq_next + 1) % kSeqRing);
   if (h.seq_count < kSeqRing) ++h.seq_count;

@@ -154,6 +154,11 @@ struct Findings {
   IcmpTooBig too_big;
 
   std::uint64_t full_retrans = 0;  // full-size retransmissions, all connections
+  // Of those: a segment retransmitted more than once (the sender keeps trying the same
+  // bytes: a stall), and segments longer than the path MTU (they can never arrive). A
+  // single retransmission of a segment that fits is ordinary loss recovery.
+  std::uint64_t full_retrans_repeated = 0;
+  std::uint64_t full_retrans_oversize = 0;
   std::uint64_t retrans_connections = 0;
   std::uint64_t stalled_connections = 0;
   // The connections worth quoting: most full-size retransmissions first, then stalled
@@ -196,7 +201,7 @@ class Analyser {
   struct Conn;
   void tick(std::int64_t ts_us) noexcept;
   void tcp(std::int64_t ts, Direction dir, const Address& src, const Address& dst,
-           ConstBytes l4, std::size_t seg_len) noexcept;
+           ConstBytes l4, std::size_t seg_len, std::size_t wire_len) noexcept;
   void icmp(const Address& src, std::uint8_t family, ConstBytes l4) noexcept;
   void oversize(std::int64_t ts, const Address& src, std::size_t len) noexcept;
   Conn* lookup(const Address& src, const Address& dst, std::uint16_t sport, std::uint16_t dport,

@@ -207,7 +207,15 @@ Assessment assess(const Findings& f, const ActiveFacts& a) {
               num(c.full_retrans[k]) + " x " + num(c.max_payload[k]) + "-byte segments";
       }
     }
-    add(Severity::high, "full-size TCP segments are retransmitted: the stall symptom", ev);
+    if (f.full_retrans_repeated > 0 || f.full_retrans_oversize > 0) {
+      ev += "; " + num(f.full_retrans_repeated) + " of them repeat a retransmission, " +
+            num(f.full_retrans_oversize) + " are larger than the path";
+      add(Severity::high,
+          "full-size TCP segments are retransmitted again and again: the stall symptom", ev);
+    } else {
+      add(Severity::low,
+          "some full-size segments were retransmitted once each: ordinary loss recovery", ev);
+    }
   }
 
   if (f.stalled_connections > 0) {
@@ -297,8 +305,8 @@ Assessment assess(const Findings& f, const ActiveFacts& a) {
     out.verdict += "; in " + secs(window) + " of traffic (" +
                    plural(f.counts.records, "packet", "packets") + ", " +
                    plural(syns_seen(f), "handshake", "handshakes") +
-                   ") no full-size segment was retransmitted and no DF packet was larger "
-                   "than the path.";
+                   ") no segment was retransmitted again and again and no DF packet was "
+                   "larger than the path.";
   } else {
     out.verdict = name + " has problems (" + out.risks.front().title + ").";
     if (pmtu != 0 && !clamped)

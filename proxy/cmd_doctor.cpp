@@ -321,8 +321,11 @@ void print_text(const Report& r) {
     row("ICMP too-big", s);
   }
   {
-    std::string s = fmt::format("{} full-size segments on {} connections", f.full_retrans,
-                                f.retrans_connections);
+    std::string s = fmt::format(
+        "{} full-size segments on {} connections ({} repeating a retransmission, {} larger "
+        "than the path)",
+        f.full_retrans, f.retrans_connections, f.full_retrans_repeated,
+        f.full_retrans_oversize);
     row("retransmitted", s);
     s = fmt::format("{} connections", f.stalled_connections);
     row("stalled", s);
@@ -433,6 +436,8 @@ void print_json(const Report& r) {
                      jaddr(f.too_big.mtus[i].reporter));
   o += "]},\n";
   o += fmt::format("  \"full_size_retransmissions\": {},\n", f.full_retrans);
+  o += fmt::format("  \"full_size_retransmissions_repeated\": {},\n", f.full_retrans_repeated);
+  o += fmt::format("  \"full_size_retransmissions_oversize\": {},\n", f.full_retrans_oversize);
   o += fmt::format("  \"retransmitting_connections\": {},\n", f.retrans_connections);
   o += fmt::format("  \"stalled_connections\": {},\n", f.stalled_connections);
   o += "  \"connections\": [";

@@ -58,7 +58,8 @@ check "the most severe risk is the black hole" "$J1" \
   '(d["risks"][0]["severity"], "black hole" in d["risks"][0]["title"])' "('critical', True)"
 check "the verdict names it in plain words" "$J1" \
   '"black hole" in d["verdict"] and "1372" in d["verdict"] and "filtered" in d["verdict"]' True
-check "flags full-size retransmissions (the stalled upload)" "$J1" 'd["full_size_retransmissions"] > 0' True
+check "flags full-size retransmissions (the stalled upload)" "$J1" \
+  'd["full_size_retransmissions_repeated"] > 0 and d["full_size_retransmissions_oversize"] > 0' True
 check "flags oversize DF packets from the client" "$J1" \
   '[s["source"] for s in d["oversize_df"]["sources"]] == ["172.30.0.1"] and d["oversize_df"]["sources"][0]["max_len"] == 1500' True
 check "flags SYN/SYN-ACK MSS above the path" "$J1" 'd["mss_above_path"] >= 2' True
@@ -127,7 +128,8 @@ else fail "doctor exit code $rc with tunshim running (want 0)"; cat "$J3"; fi
 check "reports the tunnel healthy" "$J3" 'd["healthy"]' True
 check "sees tunshim clamping on ppp0" "$J3" \
   '(d["daemon"]["running_on_interface"], d["daemon"]["mss4"])' "(True, $((INNER - 40)))"
-check "no full-size retransmission" "$J3" 'd["full_size_retransmissions"]' 0
+check "no segment retransmitted again and again, none above the path" "$J3" \
+  '(d["full_size_retransmissions_repeated"], d["full_size_retransmissions_oversize"])' "(0, 0)"
 check "no oversize DF packet" "$J3" 'd["oversize_df"]["packets"]' 0
 check "the verdict says so" "$J3" '"healthy" in d["verdict"] and "tunshim clamps" in d["verdict"]' True
 

@@ -293,6 +293,8 @@ BOOST_AUTO_TEST_CASE(full_size_retransmissions) {
   BOOST_TEST_REQUIRE(r.ok, r.error);
   const diag::Findings& f = *r.f;
   BOOST_TEST(f.full_retrans == 4U);
+  BOOST_TEST(f.full_retrans_repeated == 1U);  // seq 600 a second time
+  BOOST_TEST(f.full_retrans_oversize == 0U);  // no path MTU given
   BOOST_TEST(f.retrans_connections == 2U);
   BOOST_TEST(f.counts.connections == 3U);
   BOOST_TEST_REQUIRE(f.connections_used >= 2U);
@@ -494,6 +496,22 @@ BOOST_AUTO_TEST_CASE(no_peer_gets_fixed_numbers_and_lost_echoes_count) {
   bool loss = false;
   for (const auto& r : a.risks) loss = loss || r.title.find("packet loss") != std::string::npos;
   BOOST_TEST(loss);
+}
+
+BOOST_AUTO_TEST_CASE(single_retransmissions_are_loss_recovery_repeats_are_a_stall) {
+  diag::Analyser an{diag::Options{}};
+  diag::Findings f = an.finish(0);
+  f.full_retrans = 3;
+  f.retrans_connections = 1;
+  diag::ActiveFacts facts;
+  diag::Assessment a = diag::assess(f, facts);
+  BOOST_TEST_REQUIRE(a.risks.size() == 1U);
+  BOOST_TEST(std::string(to_string(a.risks[0].severity)) == "low");
+  BOOST_TEST(a.healthy);
+  f.full_retrans_repeated = 1;
+  a = diag::assess(f, facts);
+  BOOST_TEST(std::string(to_string(a.risks[0].severity)) == "high");
+  BOOST_TEST(!a.healthy);
 }
 
 BOOST_AUTO_TEST_CASE(ipv6_addresses_print_as_rfc5952) {
