@@ -19,6 +19,7 @@ namespace {
 
 // One link message with IFLA_STATS64 is ~1.5 KiB; 32 KiB holds a burst of them.
 constexpr std::size_t kRxBuffer = 32768;
+constexpr int kRcvBuffer = 4 << 20;
 // A kernel that does not answer a GETLINK within this time is not going to.
 constexpr int kQueryTimeoutMs = 500;
 
@@ -252,20 +253,37 @@ bool Rtnl::open(LinkFn on_link, AddrFn on_addr, ResyncFn on_resync, std::string&
     err = std::string("dup: ") + std::strerror(errno);
     return false;
   }
+  // Room for a burst (a concentrator's sessions coming up together: several messages per
+  // interface); past it the kernel drops and we re-read everything. Root may exceed
+  // rmem_max (SO_RCVBUFFORCE); otherwise the default stays.
+  const int rcvbuf = kRcvBuffer;
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) {
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  }
   on_link_ = std::move(on_link);
   on_addr_ = std::move(on_addr);
   on_resync_ = std::move(on_resync);
   poll_ = new uv_poll_t{};
   uv_poll_init(loop_, poll_, fd_);
   poll_->data = this;
+  start_poll();
+  return true;
+}
+
+void Rtnl::start_poll() noexcept {
   uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* p, int status, int) {
+    auto* self = static_cast<Rtnl*>(p->data);
+    if (self == nullptr) return;
     if (status < 0) {
-      spdlog::warn("rtnetlink poll: {}", uv_strerror(status));
+      // An overrun sets the socket's error, which libuv sees as POLLERR: it stops the
+      // handle and says EBADF. recv() reports the overrun (ENOBUFS: everyone re-reads);
+      // then poll again, or no notification would be read until something else drains.
+      self->on_readable();
+      if (self->poll_ != nullptr) self->start_poll();
       return;
     }
-    static_cast<Rtnl*>(p->data)->on_readable();
+    self->on_readable();
   });
-  return true;
 }
 
 void Rtnl::close() noexcept {

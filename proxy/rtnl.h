@@ -67,6 +67,7 @@ class Rtnl {
 
  private:
   void on_readable() noexcept;
+  void start_poll() noexcept;
 
   uv_loop_t* loop_;
   uv_poll_t* poll_ = nullptr;

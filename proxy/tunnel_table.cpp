@@ -259,7 +259,10 @@ void TunnelTable::scan_patterns() {
     names.emplace_back(i->if_name);
   }
   ::if_freenameindex(all);
+  const std::size_t before = tunnels_.size();
   for (const auto& n : names) maybe_instance(n);
+  spdlog::info("interfaces: {} listed, {} new instance(s) of a pattern", names.size(),
+               tunnels_.size() - std::min(before, tunnels_.size()));
 }
 
 void TunnelTable::end_instance(Tunnel& t) {
