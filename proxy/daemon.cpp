@@ -160,6 +160,8 @@ bool Daemon::start(std::string& err) {
   // are no rules of ours at all: a queue-path predecessor's go too.
   if (!firewall_.remove_all(err)) return false;
   loop_ = uv_default_loop();
+  // Detached hook descendants are re-parented to us, reaped, and ended at exit (spawn.h).
+  if (std::string serr; !subreaper_.start(loop_, serr)) spdlog::warn("hooks: {}", serr);
   if (!bpf_active()) {
     if (!queue_.open(config_.global.queue_num, config_.global.queue_maxlen, err)) return false;
     spdlog::info("nfqueue {}: bound, maxlen {}, receive buffer {} bytes, fail-open {}",
@@ -280,6 +282,7 @@ int Daemon::run() {
   }
   uv_run(loop_, UV_RUN_DEFAULT);
   table_.reset();
+  subreaper_.stop();              // whatever hooks left running ends with us
   uv_run(loop_, UV_RUN_DEFAULT);  // their handles' close callbacks
   uv_loop_close(loop_);
   return exit_code_;

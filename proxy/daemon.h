@@ -23,6 +23,7 @@
 #include "proxy/firewall.h"
 #include "proxy/guard.h"
 #include "proxy/nfqueue.h"
+#include "proxy/spawn.h"
 #include "proxy/stats_service.h"
 #include "proxy/tunnel_table.h"
 #include "proxy/uv_handle.h"
@@ -123,6 +124,7 @@ class Daemon final : public PacketHandler {
   // A reported packet rebuilt at its full IP length for OversizeGuard::handle (which
   // quotes only its first bytes): zero beyond what a report copies in, and zeroed again.
   std::vector<std::uint8_t> report_buf_;
+  Subreaper subreaper_;  // hook descendants (spawn.h)
 };
 
 }  // namespace tunshim::proxy

@@ -8,171 +8,32 @@
 #include <sstream>
 #include <utility>
 
+#include "proxy/rule_reapply.h"
+
 namespace tunshim::proxy {
-
-// ---- running programs -------------------------------------------------------------------
-
-std::string ProcessResult::describe() const {
-  std::string s;
-  if (!started) {
-    s = "could not start";
-  } else if (term_signal != 0) {
-    s = "killed by signal " + std::to_string(term_signal);
-  } else {
-    s = "exit " + std::to_string(exit_status);
-  }
-  std::string e = err;
-  while (!e.empty() && (e.back() == '\n' || e.back() == ' ')) e.pop_back();
-  for (auto& c : e) {
-    if (c == '\n') c = ' ';
-  }
-  if (!e.empty()) s += ": " + e;
-  return s;
-}
-
-namespace {
-
-// One running child: the process handle and its three pipes. Freed from the last close
-// callback, as libuv requires (a handle's memory must outlive uv_close).
-struct Child {
-  uv_process_t proc{};
-  uv_pipe_t in{}, out{}, err{};
-  uv_write_t wreq{};
-  std::string input;
-  std::vector<char> readbuf = std::vector<char>(65536);
-  ProcessResult result;
-  ProcessCallback done;
-  int open = 0;
-
-  static Child* of(uv_handle_t* h) { return static_cast<Child*>(h->data); }
-  void close(uv_handle_t* h) {
-    if (uv_is_closing(h) != 0) return;
-    uv_close(h, [](uv_handle_t* hh) {
-      Child* c = of(hh);
-      if (--c->open == 0) {
-        ProcessCallback cb = std::move(c->done);
-        ProcessResult r = std::move(c->result);
-        delete c;
-        cb(std::move(r));
-      }
-    });
-  }
-};
-
-void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
-  Child* c = Child::of(h);
-  *buf = uv_buf_init(c->readbuf.data(), static_cast<unsigned>(c->readbuf.size()));
-}
-
-void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-  auto* h = reinterpret_cast<uv_handle_t*>(s);  // libuv's documented handle "inheritance"
-  Child* c = Child::of(h);
-  if (n > 0) {
-    std::string& dst =
-        (s == reinterpret_cast<uv_stream_t*>(&c->out)) ? c->result.out : c->result.err;
-    dst.append(buf->base, static_cast<std::size_t>(n));
-  } else if (n < 0) {
-    c->close(h);  // EOF or error: this pipe is done
-  }
-}
-
-}  // namespace
-
-void run_process_async(uv_loop_t* loop, std::vector<std::string> argv, std::string input,
-                       ProcessCallback done) {
-  auto* c = new Child;
-  c->input = std::move(input);
-  c->done = std::move(done);
-  uv_pipe_t* pipes[] = {&c->in, &c->out, &c->err};
-  for (uv_pipe_t* p : pipes) {
-    uv_pipe_init(loop, p, 0);
-    p->data = c;
-    ++c->open;
-  }
-  c->proc.data = c;
-
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  uv_stdio_container_t stdio[3];
-  stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
-  stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(&c->in);
-  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&c->out);
-  stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(&c->err);
-  uv_process_options_t opt{};
-  opt.file = args[0];
-  opt.args = args.data();
-  opt.stdio = stdio;
-  opt.stdio_count = 3;
-  opt.exit_cb = [](uv_process_t* p, std::int64_t status, int sig) {
-    Child* ch = Child::of(reinterpret_cast<uv_handle_t*>(p));
-    ch->result.exit_status = static_cast<int>(status);
-    ch->result.term_signal = sig;
-    ch->close(reinterpret_cast<uv_handle_t*>(p));
-  };
-
-  const int rc = uv_spawn(loop, &c->proc, &opt);
-  if (rc != 0) {
-    c->result.err = std::string(argv.empty() ? "" : argv[0]) + ": " + uv_strerror(rc);
-    // uv_spawn initialised the process handle even on failure; close it with the pipes.
-    ++c->open;
-    c->close(reinterpret_cast<uv_handle_t*>(&c->proc));
-    for (uv_pipe_t* p : pipes) c->close(reinterpret_cast<uv_handle_t*>(p));
-    return;
-  }
-  c->result.started = true;
-  ++c->open;
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->out), on_alloc, on_read);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->err), on_alloc, on_read);
-  if (c->input.empty()) {
-    c->close(reinterpret_cast<uv_handle_t*>(&c->in));
-    return;
-  }
-  c->wreq.data = c;
-  uv_buf_t b = uv_buf_init(c->input.data(), static_cast<unsigned>(c->input.size()));
-  // Closing our end after the write gives the program EOF on stdin. (SIGPIPE is ignored
-  // by the daemon, so a program that exits early makes this write fail, not kill us.)
-  uv_write(&c->wreq, reinterpret_cast<uv_stream_t*>(&c->in), &b, 1, [](uv_write_t* w, int) {
-    Child* ch = static_cast<Child*>(w->data);
-    ch->close(reinterpret_cast<uv_handle_t*>(&ch->in));
-  });
-}
-
-ProcessResult run_process(std::vector<std::string> argv, std::string input) {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  ProcessResult out;
-  run_process_async(&loop, std::move(argv), std::move(input),
-                    [&out](ProcessResult r) { out = std::move(r); });
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  return out;
-}
 
 // ---- rules --------------------------------------------------------------------------------
 
-namespace {
-
-// Debian may default `iptables` to the legacy backend; tunshim always speaks nft.
-const char* restore_prog(Family f) {
+const char* restore_program(Family f) {
+  // Debian may default `iptables` to the legacy backend; tunshim always speaks nft.
   return f == Family::v4 ? "iptables-nft-restore" : "ip6tables-nft-restore";
 }
-const char* save_prog(Family f) {
+const char* save_program(Family f) {
   return f == Family::v4 ? "iptables-nft-save" : "ip6tables-nft-save";
 }
 const char* family_name(Family f) { return f == Family::v4 ? "ipv4" : "ipv6"; }
 
-std::string transaction(const std::vector<std::string>& lines) {
+std::string mangle_transaction(const std::vector<std::string>& lines) {
   std::string s = "*mangle\n";
   for (const auto& l : lines) s += l + "\n";
   s += "COMMIT\n";
   return s;
 }
 
+namespace {
+
 ProcessResult restore_sync(Family f, const std::vector<std::string>& lines) {
-  return run_process({restore_prog(f), "--noflush"}, transaction(lines));
+  return run_process({restore_program(f), "--noflush"}, mangle_transaction(lines));
 }
 
 bool ends_with(const std::string& s, const std::string& tail) {
@@ -233,9 +94,9 @@ std::vector<std::string> Firewall::describe(const std::vector<FirewallTunnel>& t
 
 bool Firewall::remove_all(std::string& err) {
   for (Family f : {Family::v4, Family::v6}) {
-    ProcessResult saved = run_process({save_prog(f), "-t", "mangle"});
+    ProcessResult saved = run_process({save_program(f), "-t", "mangle"});
     if (!saved.ok()) {
-      err = std::string(save_prog(f)) + " failed: " + saved.describe();
+      err = std::string(save_program(f)) + " failed: " + saved.describe();
       return false;
     }
     std::vector<std::string> lines;
@@ -263,7 +124,7 @@ bool Firewall::remove_all(std::string& err) {
     if (lines.empty()) continue;
     ProcessResult r = restore_sync(f, lines);
     if (!r.ok()) {
-      err = std::string(restore_prog(f)) + " (removing " + family_name(f) +
+      err = std::string(restore_program(f)) + " (removing " + family_name(f) +
             " rules) failed: " + r.describe();
       return false;
     }
@@ -283,7 +144,7 @@ bool Firewall::install(const std::vector<FirewallTunnel>& tunnels, std::string& 
     lines.push_back(std::string("-I POSTROUTING 1 -j ") + kChainPost);
     ProcessResult r = restore_sync(f, lines);
     if (!r.ok()) {
-      err = std::string(restore_prog(f)) + " (installing " + family_name(f) +
+      err = std::string(restore_program(f)) + " (installing " + family_name(f) +
             " rules) failed: " + r.describe();
       return false;
     }
@@ -324,7 +185,7 @@ void Firewall::apply_async(uv_loop_t* loop, const std::vector<FirewallTunnel>& f
     std::vector<std::string> full = {std::string(":") + kChainPre + " - [0:0]",
                                      std::string(":") + kChainPost + " - [0:0]"};
     for (const auto& r : new_rules) full.push_back("-A " + r);
-    steps->push_back({f, transaction(diff), transaction(full)});
+    steps->push_back({f, mangle_transaction(diff), mangle_transaction(full)});
   }
 
   // Runs step i (diff, then the full fallback if the diff fails), then step i + 1.
@@ -337,17 +198,17 @@ void Firewall::apply_async(uv_loop_t* loop, const std::vector<FirewallTunnel>& f
     }
     const Step& s = (*steps)[i];
     run_process_async(
-        loop, {restore_prog(s.f), "--noflush"}, s.diff,
+        loop, {restore_program(s.f), "--noflush"}, s.diff,
         [loop, steps, run, i, errors](ProcessResult r) mutable {
           if (r.ok()) return (*run)(i + 1, errors);
           const Step& st = (*steps)[i];
           spdlog::warn("firewall: {} rule change failed ({}); rewriting the chains in full",
                        family_name(st.f), r.describe());
-          run_process_async(loop, {restore_prog(st.f), "--noflush"}, st.full,
+          run_process_async(loop, {restore_program(st.f), "--noflush"}, st.full,
                             [steps, run, i, errors](ProcessResult r2) mutable {
                               if (!r2.ok()) {
                                 errors += std::string(errors.empty() ? "" : "; ") +
-                                          restore_prog((*steps)[i].f) + ": " + r2.describe();
+                                          restore_program((*steps)[i].f) + ": " + r2.describe();
                               }
                               (*run)(i + 1, errors);
                             });
@@ -393,11 +254,11 @@ RuleCounts Firewall::parse_counts(const std::string& save_output,
 
 void Firewall::read_counts_async(uv_loop_t* loop, std::function<void(bool, RuleCounts)> done) {
   const std::string tail = rule_tail();
-  run_process_async(loop, {save_prog(Family::v4), "-c", "-t", "mangle"}, {},
+  run_process_async(loop, {save_program(Family::v4), "-c", "-t", "mangle"}, {},
                     [loop, tail, done](ProcessResult r4) {
                       if (!r4.ok()) return done(false, {});
                       run_process_async(
-                          loop, {save_prog(Family::v6), "-c", "-t", "mangle"}, {},
+                          loop, {save_program(Family::v6), "-c", "-t", "mangle"}, {},
                           [tail, done, out4 = std::move(r4.out)](ProcessResult r6) {
                             if (!r6.ok()) return done(false, {});
                             RuleCounts c = parse_counts(out4, tail);
@@ -409,6 +270,134 @@ void Firewall::read_counts_async(uv_loop_t* loop, std::function<void(bool, RuleC
                             done(true, std::move(c));
                           });
                     });
+}
+
+}  // namespace tunshim::proxy
+
+// ---- the serial queue -----------------------------------------------------------------------
+
+namespace tunshim::proxy {
+
+bool operator==(const FirewallTunnel& a, const FirewallTunnel& b) noexcept {
+  return a.iface == b.iface && a.v4 == b.v4 && a.v6 == b.v6 && a.guard4 == b.guard4 &&
+         a.guard6 == b.guard6;
+}
+
+FirewallSync::Backend FirewallSync::for_firewall(uv_loop_t* loop, Firewall& fw) {
+  Backend b;
+  b.apply = [loop, &fw](const Rules& from, const Rules& to, Done done) {
+    fw.apply_async(loop, from, to, std::move(done));
+  };
+  b.reapply = [loop, &fw](const FirewallTunnel& t, Done done) {
+    reapply_rules_async(loop, fw, t, std::move(done));
+  };
+  // Blocking, as at exit nothing else is left to run.
+  b.remove_all = [&fw](Done done) {
+    std::string err;
+    const bool ok = fw.remove_all(err);
+    done(ok, err);
+  };
+  return b;
+}
+
+void FirewallSync::want(Rules rules, Done done) {
+  if (stopping_) {
+    if (done) done(false, "tunshim is stopping");
+    return;
+  }
+  wanted_ = std::move(rules);
+  if (done) wanted_done_.push_back(std::move(done));
+  next();
+}
+
+void FirewallSync::reapply(const std::string& iface, Done done) {
+  if (stopping_) return done(false, "tunshim is stopping");
+  reapplies_.emplace_back(iface, std::move(done));
+  next();
+}
+
+void FirewallSync::stop(Done done) {
+  if (stopping_) return;
+  stopping_ = true;
+  stop_done_ = std::move(done);
+  // What has not started will not: tell whoever waits.
+  std::vector<Done> dropped = std::move(wanted_done_);
+  wanted_done_.clear();
+  wanted_.reset();
+  auto reapplies = std::move(reapplies_);
+  reapplies_.clear();
+  for (auto& d : dropped) d(false, "tunshim is stopping");
+  for (auto& [iface, d] : reapplies) d(false, "tunshim is stopping");
+  next();
+}
+
+void FirewallSync::next() {
+  if (running_ || stopped_) return;
+  if (stopping_) {
+    running_ = true;
+    kind_ = Kind::remove;
+    ++jobs_;
+    backend_.remove_all([this](bool ok, std::string err) { finish(ok, std::move(err)); });
+    return;
+  }
+  if (wanted_) {
+    target_ = std::move(*wanted_);
+    wanted_.reset();
+    running_done_ = std::move(wanted_done_);
+    wanted_done_.clear();
+    if (target_ == installed_) {  // nothing to change: no program to run
+      auto waiting = std::move(running_done_);
+      running_done_.clear();
+      for (auto& d : waiting) d(true, {});
+      return next();
+    }
+    running_ = true;
+    kind_ = Kind::apply;
+    ++jobs_;
+    // Copies: the backend may finish (and so replace both) before it returns.
+    const Rules from = installed_, to = target_;
+    backend_.apply(from, to, [this](bool ok, std::string err) { finish(ok, std::move(err)); });
+    return;
+  }
+  if (!reapplies_.empty()) {
+    auto [iface, done] = std::move(reapplies_.front());
+    reapplies_.pop_front();
+    const FirewallTunnel* t = nullptr;
+    std::string names;
+    for (const auto& ft : installed_) {
+      if (ft.iface == iface) t = &ft;
+      names += (names.empty() ? "" : ", ") + ft.iface;
+    }
+    if (t == nullptr) {
+      done(false, iface + " is not a configured tunnel (configured: " + names + ")");
+      return next();
+    }
+    running_ = true;
+    kind_ = Kind::reapply;
+    running_done_.clear();
+    running_done_.push_back(std::move(done));
+    ++jobs_;
+    const FirewallTunnel tunnel = *t;
+    backend_.reapply(tunnel, [this](bool ok, std::string err) { finish(ok, std::move(err)); });
+  }
+}
+
+void FirewallSync::finish(bool ok, std::string error) {
+  running_ = false;
+  if (kind_ == Kind::remove) {
+    stopped_ = true;
+    installed_.clear();
+    Done d = std::move(stop_done_);
+    stop_done_ = nullptr;
+    if (d) d(ok, std::move(error));
+    return;
+  }
+  if (kind_ == Kind::apply && ok) installed_ = std::move(target_);
+  target_.clear();
+  auto waiting = std::move(running_done_);
+  running_done_.clear();
+  for (auto& d : waiting) d(ok, error);
+  next();
 }
 
 }  // namespace tunshim::proxy

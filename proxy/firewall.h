@@ -24,34 +24,25 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "proxy/spawn.h"
+
 namespace tunshim::proxy {
 
-// What a program run printed and how it ended.
-struct ProcessResult {
-  bool started = false;  // false: could not be spawned (error in `err`)
-  int exit_status = -1;
-  int term_signal = 0;
-  std::string out;
-  std::string err;
-  bool ok() const { return started && exit_status == 0 && term_signal == 0; }
-  std::string describe() const;  // "exit 2: <stderr>" for log lines
-};
-
-using ProcessCallback = std::function<void(ProcessResult)>;
-
-// Runs argv[0] (PATH search) with `input` on its stdin, collecting stdout and stderr, on
-// `loop`; `done` is called from the loop when the program has exited and its output ended.
-void run_process_async(uv_loop_t* loop, std::vector<std::string> argv, std::string input,
-                       ProcessCallback done);
-// The same, blocking until the program ends (on a private loop): for startup and exit.
-ProcessResult run_process(std::vector<std::string> argv, std::string input = {});
-
 enum class Family : std::uint8_t { v4, v6 };
+
+// iptables-nft-restore / ip6tables-nft-restore, and the -save counterparts.
+const char* restore_program(Family f);
+const char* save_program(Family f);
+const char* family_name(Family f);  // "ipv4" / "ipv6"
+// `lines` as one *-restore transaction on the mangle table.
+std::string mangle_transaction(const std::vector<std::string>& lines);
 
 // The rules one tunnel needs: queue its SYNs in a family only if that family is clamped,
 // and its outbound packets longer than guard4 / guard6 bytes (0: no guard rule in that
@@ -123,6 +114,79 @@ class Firewall {
                                      Family f) const;
 
   std::uint16_t queue_num_;
+};
+
+}  // namespace tunshim::proxy
+
+namespace tunshim::proxy {
+
+bool operator==(const FirewallTunnel& a, const FirewallTunnel& b) noexcept;
+
+// The daemon's rule changes as one serial queue that keeps only the latest desired state.
+//
+//   want(rules)       "the firewall should hold these": coalesced; while a job runs, a newer
+//                     want replaces an older one that has not started, so after a burst of
+//                     reloads and path-MTU changes only the latest state is applied
+//   reapply(iface)    `tunshim reapply`: one tunnel's rules restored, queued behind the rest
+//   stop(done)        after the running job, "remove everything"; queued jobs are dropped
+//                     (their callbacks told so) and later requests refused
+//
+// One job runs at a time. A failed change leaves installed() as it was and is not retried by
+// itself (the next want() tries again). Callbacks run from the backend's completion, or from
+// inside the call when there is nothing to do; a callback may call want()/reapply()/stop().
+class FirewallSync {
+ public:
+  using Rules = std::vector<FirewallTunnel>;
+  using Done = std::function<void(bool ok, std::string error)>;
+  // What the jobs do; for_firewall() binds them to a Firewall on a loop.
+  struct Backend {
+    std::function<void(const Rules& from, const Rules& to, Done done)> apply;
+    std::function<void(const FirewallTunnel& tunnel, Done done)> reapply;
+    std::function<void(Done done)> remove_all;
+  };
+  static Backend for_firewall(uv_loop_t* loop, Firewall& fw);
+
+  // `installed`: what the firewall holds now (what Firewall::install() put there).
+  FirewallSync(Backend backend, Rules installed)
+      : backend_(std::move(backend)), installed_(std::move(installed)) {}
+  FirewallSync(const FirewallSync&) = delete;
+  FirewallSync& operator=(const FirewallSync&) = delete;
+
+  // Asks for `rules`. `done(ok, error)` is called once, when the job that applies this state
+  // or a later one has finished (ok: installed() is now the latest wanted state), or at once
+  // when that is installed already and nothing is running; after stop(), with false.
+  void want(Rules rules, Done done = {});
+  // Restores `iface`'s rules as installed() has them (see rule_reapply.h), after what is
+  // queued before it. Fails when iface is not installed (error lists what is).
+  void reapply(const std::string& iface, Done done);
+  // Removes everything after the running job; `done` with the removal's result. Once.
+  void stop(Done done);
+
+  const Rules& installed() const noexcept { return installed_; }
+  bool busy() const noexcept { return running_; }
+  bool stopping() const noexcept { return stopping_; }
+  std::uint64_t jobs_run() const noexcept { return jobs_; }
+
+ private:
+  void next();
+  void finish(bool ok, std::string error);
+
+  Backend backend_;
+  Rules installed_;
+  bool running_ = false;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  std::uint64_t jobs_ = 0;
+  // The coalesced desired state, if one is waiting, and everyone waiting for it.
+  std::optional<Rules> wanted_;
+  std::vector<Done> wanted_done_;
+  // The job running now: its kind, what it installs on success, whom it tells.
+  enum class Kind : std::uint8_t { apply, reapply, remove };
+  Kind kind_ = Kind::apply;
+  Rules target_;
+  std::vector<Done> running_done_;
+  std::deque<std::pair<std::string, Done>> reapplies_;
+  Done stop_done_;
 };
 
 }  // namespace tunshim::proxy

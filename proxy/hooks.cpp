@@ -3,13 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <array>
-#include <cerrno>
 #include <csignal>
-#include <cstring>
-
-extern char** environ;
+#include <utility>
 
 namespace tunshim::proxy {
 
@@ -59,91 +54,49 @@ std::string LineSplitter::flush() {
   return s;
 }
 
-// One running command. Its three handles are embedded; it frees itself once all are closed,
-// which may be after the HookRun that started it is gone (owner then null).
-struct HookRun::Child {
-  HookRun* owner = nullptr;
-  std::string label;
-  std::string argv0;
-  uv_process_t proc{};
-  uv_pipe_t out{};
-  uv_timer_t timer{};
-  int open_handles = 0;
-  bool exited = false;
-  bool killed_by_us = false;
-  bool sent_kill = false;
-  std::uint64_t grace_ms = 2000;
-  std::uint64_t started = 0;
-  LineSplitter split{1024};
-
-  void log_lines(const char* data, std::size_t len) {
-    for (const auto& l : split.feed(data, len)) spdlog::info("hook {}: {}", label, l);
-  }
-  void close_all() {
-    auto closed = [](uv_handle_t* h) {
-      auto* c = static_cast<Child*>(h->data);
-      if (--c->open_handles == 0) delete c;
-    };
-    for (uv_handle_t* h :
-         {reinterpret_cast<uv_handle_t*>(&proc), reinterpret_cast<uv_handle_t*>(&out),
-          reinterpret_cast<uv_handle_t*>(&timer)}) {
-      if (!uv_is_closing(h)) uv_close(h, closed);
-    }
-  }
-  // Signals the child's whole process group (it runs in its own session), so a shell
-  // hook's own children go too.
-  void signal_group(int sig) const {
-    if (!exited && proc.pid > 0) ::kill(-proc.pid, sig);
-  }
-};
-
 HookRun::HookRun(uv_loop_t* loop, Options options, CommandFn on_command, DoneFn on_done)
     : loop_(loop),
       opt_(std::move(options)),
       on_command_(std::move(on_command)),
-      on_done_(std::move(on_done)) {}
+      on_done_(std::move(on_done)),
+      lines_(kLineRate, kLineBurst,
+             keepalive::Timestamp::from_ms(static_cast<std::int64_t>(uv_now(loop)))),
+      timer_(loop),
+      defer_(loop) {}
 
 HookRun::~HookRun() {
-  if (child_) {
-    // Destroyed mid-run (should not happen: owners wait for done). Kill it; the loop still
-    // reaps it because the process handle stays open until its exit callback.
-    child_->owner = nullptr;
-    child_->killed_by_us = true;
-    child_->signal_group(SIGKILL);
-    child_ = nullptr;
-  }
-  if (defer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(defer_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    defer_ = nullptr;
+  if (child_.running()) {
+    // Destroyed mid-run (owners wait for done, so only at teardown). Kill it and what it
+    // started; the loop still reaps it (the Process core outlives this object).
+    child_.signal(SIGKILL);
+    kill_tagged(tag_, SIGKILL);
   }
 }
 
 void HookRun::start() {
   if (started_) return;
   started_ = true;
-  defer_ = new uv_timer_t{};
-  uv_timer_init(loop_, defer_);
-  defer_->data = this;
-  uv_timer_start(
-      defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
+  defer_.start(0, [this] { next(); });
 }
 
 void HookRun::cancel() {
   if (done_) return;
   cancelled_ = true;
-  if (child_ && !child_->killed_by_us) {
-    child_->killed_by_us = true;
-    child_->signal_group(SIGTERM);
-    uv_timer_start(
-        &child_->timer,
-        [](uv_timer_t* t) {
-          auto* c = static_cast<Child*>(t->data);
-          c->sent_kill = true;
-          c->signal_group(SIGKILL);
-        },
-        child_->grace_ms, 0);
-  }
+  if (child_.running() && !killed_by_us_) terminate();
+}
+
+// SIGTERM to the command's process group and to every descendant carrying its tag (those
+// that left the group with setsid and were re-parented to us), SIGKILL after the grace.
+void HookRun::terminate() {
+  killed_by_us_ = true;
+  child_.signal(SIGTERM);
+  kill_tagged(tag_, SIGTERM);
+  timer_.start(opt_.kill_grace_ms, [this] {
+    if (child_.running())
+      spdlog::warn("hook {}: {} ignored SIGTERM; killing it", opt_.label, current_.argv0);
+    child_.signal(SIGKILL);
+    kill_tagged(tag_, SIGKILL);
+  });
 }
 
 void HookRun::next() {
@@ -155,158 +108,94 @@ void HookRun::next() {
     }
     return;
   }
+  static std::uint64_t runs = 0;  // one tag per command run in this process
   const Argv& argv = opt_.commands[index_++];
-  HookCommandResult res;
-  res.argv0 = argv.empty() ? std::string() : argv[0];
-  auto fail_spawn = [&](const std::string& why) {
-    spdlog::error("hook {}: cannot run {}: {}", opt_.label, res.argv0, why);
-    res.result = HookResult::spawn_error;
-    res.exit_status = -1;
-    if (on_command_) on_command_(res);
-    uv_timer_start(
-        defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
-  };
-  if (argv.empty()) return fail_spawn("empty command");
+  current_ = HookCommandResult{};
+  current_.argv0 = argv.empty() ? std::string() : argv[0];
+  killed_by_us_ = false;
+  logged_bytes_ = 0;
+  logged_lines_ = 0;
+  split_.flush();
+  started_at_ = uv_now(loop_);
+  tag_ = std::to_string(::getpid()) + "-" + std::to_string(++runs);
 
-  // Environment: ours with the hook's variables added or replaced.
-  std::vector<std::string> env_store;
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    std::string_view kv(*e);
-    bool replaced = false;
-    for (const auto& [k, v] : opt_.env) {
-      replaced = replaced ||
-                 (kv.size() > k.size() && kv.substr(0, k.size()) == k && kv[k.size()] == '=');
-    }
-    if (!replaced) env_store.emplace_back(kv);
-  }
-  for (const auto& [k, v] : opt_.env) env_store.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& s : env_store) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_store(argv);
-  std::vector<char*> args;
-  for (auto& s : argv_store) args.push_back(s.data());
-  args.push_back(nullptr);
-
-  int fds[2] = {-1, -1};
-  if (int rc = uv_pipe(fds, 0, 0); rc != 0)
-    return fail_spawn(std::string("pipe: ") + uv_strerror(rc));
-
-  // Freed by the close callback of its last handle (see Child::close_all).
-  auto* raw = new Child();
-  Child* c = raw;
-  c->owner = this;
-  c->label = opt_.label;
-  c->argv0 = argv[0];
-  c->grace_ms = opt_.kill_grace_ms;
-  c->started = uv_now(loop_);
-
-  uv_pipe_init(loop_, &raw->out, 0);
-  raw->out.data = raw;
-  uv_pipe_open(&raw->out, fds[0]);
-  uv_timer_init(loop_, &raw->timer);
-  raw->timer.data = raw;
-  raw->open_handles = 2;
-
-  std::array<uv_stdio_container_t, 3> stdio{};
-  stdio[0].flags = UV_IGNORE;
-  stdio[1].flags = UV_INHERIT_FD;
-  stdio[1].data.fd = fds[1];
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = fds[1];
-  uv_process_options_t po{};
-  po.file = args[0];
-  po.args = args.data();
-  po.env = envp.data();
-  po.stdio_count = static_cast<int>(stdio.size());
-  po.stdio = stdio.data();
-  // Its own session and process group, so the timeout can terminate everything it started.
-  po.flags = UV_PROCESS_DETACHED;
-  po.exit_cb = [](uv_process_t* p, std::int64_t status, int sig) {
-    auto* ch = static_cast<Child*>(p->data);
-    ch->exited = true;
-    // Whatever the child wrote just before exiting may still sit in the pipe.
-    int fd = -1;
-    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&ch->out), &fd) == 0) {
-      std::array<char, 4096> buf{};
-      for (int i = 0; i < 16; ++i) {
-        const ssize_t n = ::read(fd, buf.data(), buf.size());
-        if (n <= 0) break;
-        ch->log_lines(buf.data(), static_cast<std::size_t>(n));
-      }
-    }
-    if (auto rest = ch->split.flush(); !rest.empty())
-      spdlog::info("hook {}: {}", ch->label, rest);
-    HookCommandResult r;
-    r.argv0 = ch->argv0;
-    r.exit_status = status;
-    r.term_signal = sig;
-    r.result = classify_exit(status, sig, ch->killed_by_us);
-    r.duration_ms = static_cast<std::int64_t>(uv_now(p->loop) - ch->started);
-    HookRun* owner = ch->owner;
-    ch->owner = nullptr;
-    ch->close_all();
-    if (owner != nullptr) owner->finish_child(std::move(r));
-  };
-  const int rc = uv_spawn(loop_, &raw->proc, &po);
-  ::close(fds[1]);
-  raw->proc.data = raw;
-  if (rc != 0) {
-    // uv_spawn failed: the process handle still has to be closed (libuv's rule).
-    raw->open_handles = 3;
-    raw->exited = true;
-    raw->owner = nullptr;
-    raw->close_all();  // the close callbacks delete it
-    return fail_spawn(uv_strerror(rc));
-  }
-  raw->open_handles = 3;
-  spdlog::info("hook {}: started {} (pid {})", opt_.label, argv[0], raw->proc.pid);
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&raw->out),
-      [](uv_handle_t*, std::size_t, uv_buf_t* b) {
-        static std::array<char, 4096> buf{};
-        *b = uv_buf_init(buf.data(), static_cast<unsigned>(buf.size()));
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-        auto* ch = static_cast<Child*>(s->data);
-        if (n > 0) {
-          ch->log_lines(b->base, static_cast<std::size_t>(n));
-        } else if (n < 0) {
-          uv_read_stop(s);  // EOF (or an error): the exit callback finishes up
-        }
-      });
-  uv_timer_start(
-      &raw->timer,
-      [](uv_timer_t* t) {
-        auto* ch = static_cast<Child*>(t->data);
-        if (!ch->killed_by_us) {
-          spdlog::warn("hook {}: {} still running at the timeout; terminating it", ch->label,
-                       ch->argv0);
-          ch->killed_by_us = true;
-          ch->signal_group(SIGTERM);
-          uv_timer_start(
-              &ch->timer,
-              [](uv_timer_t* t2) {
-                auto* c2 = static_cast<Child*>(t2->data);
-                spdlog::warn("hook {}: {} ignored SIGTERM; killing it", c2->label, c2->argv0);
-                c2->sent_kill = true;
-                c2->signal_group(SIGKILL);
-              },
-              ch->grace_ms, 0);
-        }
-      },
-      opt_.timeout_ms, 0);
-  child_ = raw;
+  SpawnOptions so;
+  so.argv = argv;
+  so.env = opt_.env;
+  so.env.emplace_back(kHookTagVar, tag_);
+  so.merge_output = true;  // one stream, in the order the child wrote it
+  so.own_group = true;     // so the timeout can terminate everything it started
+  child_ = Process::spawn(
+      loop_, std::move(so), [this](int, std::string_view d) { on_output(d); },
+      [this](const ProcessExit& e) { on_exit(e); });
+  if (child_.pid() <= 0) return;  // not started: on_exit reports it from the loop
+  spdlog::info("hook {}: started {} (pid {})", opt_.label, current_.argv0, child_.pid());
+  timer_.start(opt_.timeout_ms, [this] {
+    if (killed_by_us_ || !child_.running()) return;
+    spdlog::warn("hook {}: {} still running at the timeout; terminating it", opt_.label,
+                 current_.argv0);
+    terminate();
+  });
 }
 
-void HookRun::finish_child(HookCommandResult r) {
-  child_ = nullptr;  // it frees itself once its handles are closed
-  spdlog::log(r.result == HookResult::ok ? spdlog::level::info : spdlog::level::warn,
-              "hook {}: {} finished: {} (exit status {}, signal {}, {} ms)", opt_.label,
-              r.argv0, to_string(r.result), r.exit_status, r.term_signal, r.duration_ms);
+void HookRun::log_line(const std::string& line) {
+  const auto now = keepalive::Timestamp::from_ms(static_cast<std::int64_t>(uv_now(loop_)));
+  if (logged_lines_ >= kMaxLoggedLines || logged_bytes_ + line.size() > kMaxLoggedBytes ||
+      !lines_.allow(now)) {
+    current_.output_not_logged += line.size() + 1;
+    return;
+  }
+  ++logged_lines_;
+  logged_bytes_ += line.size() + 1;
+  spdlog::info("hook {}: {}", opt_.label, line);
+}
+
+void HookRun::on_output(std::string_view d) {
+  current_.output_bytes += d.size();
+  // Past the limits nothing more can be logged: count without splitting.
+  if (logged_lines_ >= kMaxLoggedLines || logged_bytes_ >= kMaxLoggedBytes) {
+    current_.output_not_logged += d.size();
+    return;
+  }
+  for (const auto& l : split_.feed(d.data(), d.size())) log_line(l);
+}
+
+void HookRun::on_exit(const ProcessExit& e) {
+  timer_.stop();
+  HookCommandResult r = std::move(current_);
+  current_ = HookCommandResult{};
+  if (auto rest = split_.flush(); !rest.empty()) {
+    current_.output_not_logged = r.output_not_logged;  // log_line() counts into current_
+    log_line(rest);
+    r.output_not_logged = current_.output_not_logged;
+  }
+  if (!e.started) {
+    spdlog::error("hook {}: cannot run {}", opt_.label, e.spawn_error);
+    r.result = HookResult::spawn_error;
+    r.exit_status = -1;
+  } else {
+    r.exit_status = e.exit_status;
+    r.term_signal = e.term_signal;
+    r.result = classify_exit(e.exit_status, e.term_signal, killed_by_us_);
+    r.duration_ms = static_cast<std::int64_t>(uv_now(loop_) - started_at_);
+    if (killed_by_us_) {
+      // Terminated: nothing it started may outlive it.
+      r.leftovers_killed = kill_tagged(tag_, SIGKILL);
+    }
+    if (r.output_not_logged > 0) {
+      spdlog::warn("hook {}: {}: output truncated, {} more bytes not logged", opt_.label,
+                   r.argv0, r.output_not_logged);
+    }
+    spdlog::log(r.result == HookResult::ok ? spdlog::level::info : spdlog::level::warn,
+                "hook {}: {} finished: {} (exit status {}, signal {}, {} ms)", opt_.label,
+                r.argv0, to_string(r.result), r.exit_status, r.term_signal, r.duration_ms);
+    if (r.leftovers_killed > 0) {
+      spdlog::warn("hook {}: killed {} process(es) {} left behind", opt_.label,
+                   r.leftovers_killed, r.argv0);
+    }
+  }
   if (on_command_) on_command_(r);
-  uv_timer_start(
-      defer_, [](uv_timer_t* t) { static_cast<HookRun*>(t->data)->next(); }, 0, 0);
+  defer_.start(0, [this] { next(); });
 }
 
 }  // namespace tunshim::proxy

@@ -1,17 +1,27 @@
 // Recovery hooks: runs an operator's list of commands (argv arrays, no shell) one after
-// the other as child processes of the event loop, each bounded by a timeout (then SIGTERM
-// to its process group, then SIGKILL), with its output logged line by line and its exit
-// status reported. Nothing here blocks the loop, and every child is reaped: a HookRun that
-// is cancelled still waits for its child's exit before it reports done.
+// the other as child processes of the event loop (spawn.h), each bounded by a timeout (then
+// SIGTERM to its process group and whatever it left detached, then SIGKILL), with its output
+// logged line by line within limits and its exit status reported. Nothing here blocks the
+// loop, and every child is reaped: a HookRun that is cancelled still waits for its child's
+// exit before it reports done.
+//
+// Output limits, per command: at most kMaxLoggedBytes and kMaxLoggedLines are logged, and
+// lines are rate-limited per run (kLineRate/s, bursts of kLineBurst); the rest is read (so the
+// child never blocks on a full pipe), counted, and reported in one line at its end.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "keepalive/token_bucket.h"
+#include "proxy/spawn.h"
+#include "proxy/uv_handle.h"
 
 namespace tunshim::proxy {
 
@@ -48,12 +58,20 @@ struct HookCommandResult {
   std::int64_t exit_status = 0;
   int term_signal = 0;
   std::int64_t duration_ms = 0;
+  std::uint64_t output_bytes = 0;       // everything it wrote
+  std::uint64_t output_not_logged = 0;  // bytes past the limits, counted only
+  int leftovers_killed = 0;             // descendants still alive at its end, killed
 };
 
 // A sequence of commands run in order (all of them, even after one fails: "poff" failing
 // because the link is already gone must not keep "pon" from running).
 class HookRun {
  public:
+  static constexpr std::size_t kMaxLoggedBytes = 64 * 1024;
+  static constexpr std::size_t kMaxLoggedLines = 256;
+  static constexpr std::uint32_t kLineRate = 20;
+  static constexpr std::uint32_t kLineBurst = 64;
+
   using Argv = std::vector<std::string>;
   // Called once per finished command, then once with done() true at the end.
   using CommandFn = std::function<void(const HookCommandResult&)>;
@@ -81,9 +99,11 @@ class HookRun {
   bool running() const noexcept { return !done_; }
 
  private:
-  struct Child;
   void next();
-  void finish_child(HookCommandResult r);
+  void on_output(std::string_view data);
+  void on_exit(const ProcessExit& e);
+  void terminate();
+  void log_line(const std::string& line);
 
   uv_loop_t* loop_;
   Options opt_;
@@ -93,10 +113,18 @@ class HookRun {
   bool cancelled_ = false;
   bool done_ = false;
   bool started_ = false;
-  // The running command. It owns itself (freed when its handles are closed), so it can
-  // outlive this object; cleared when it reports.
-  Child* child_ = nullptr;
-  uv_timer_t* defer_ = nullptr;  // steps to the next command from the loop, not re-entrantly
+  // The running command and what is known of it.
+  Process child_;
+  std::string tag_;  // TUNSHIM_HOOK_RUN: marks its descendants, wherever they end up
+  HookCommandResult current_;
+  bool killed_by_us_ = false;
+  std::uint64_t started_at_ = 0;
+  std::size_t logged_bytes_ = 0;
+  std::size_t logged_lines_ = 0;
+  LineSplitter split_{1024};
+  keepalive::TokenBucket lines_;
+  UvTimer timer_;  // the timeout, then the grace before SIGKILL
+  UvTimer defer_;  // steps to the next command from the loop, not re-entrantly
 };
 
 }  // namespace tunshim::proxy

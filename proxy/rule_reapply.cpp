@@ -6,19 +6,6 @@
 #include <sstream>
 
 namespace tunshim::proxy {
-namespace {
-
-// Debian may point `iptables` at the legacy backend; tunshim always speaks nft (as
-// firewall.cpp).
-const char* restore_prog(Family f) {
-  return f == Family::v4 ? "iptables-nft-restore" : "ip6tables-nft-restore";
-}
-const char* save_prog(Family f) {
-  return f == Family::v4 ? "iptables-nft-save" : "ip6tables-nft-save";
-}
-
-}  // namespace
-
 std::vector<std::string> reapply_lines(const std::string& save_output,
                                        const std::vector<std::string>& rules, bool want) {
   return reapply_lines(save_output, rules, std::vector<bool>(rules.size(), want));
@@ -87,26 +74,23 @@ void reapply_rules_async(uv_loop_t* loop, const Firewall& fw, const FirewallTunn
       wants.push_back(true);
     }
     run_process_async(
-        loop, {save_prog(f), "-t", "mangle"}, {},
+        loop, {save_program(f), "-t", "mangle"}, {},
         [loop, rules, wants, want, f, i, summary, done, step](ProcessResult saved) {
           if (!saved.ok()) {
-            done(false, fmt::format("{} failed: {}", save_prog(f), saved.describe()));
+            done(false, fmt::format("{} failed: {}", save_program(f), saved.describe()));
             *step = nullptr;
             return;
           }
           const auto lines = reapply_lines(saved.out, rules, wants);
-          const std::string what = fmt::format(
-              "{}{}: {}", summary.empty() ? "" : "; ", f == Family::v4 ? "ipv4" : "ipv6",
-              want ? "rules re-applied" : "not clamped, no rules");
+          const std::string what =
+              fmt::format("{}{}: {}", summary.empty() ? "" : "; ", family_name(f),
+                          want ? "rules re-applied" : "not clamped, no rules");
           if (lines.empty()) return (*step)(i + 1, summary + what);
-          std::string txn = "*mangle\n";
-          for (const auto& l : lines) txn += l + "\n";
-          txn += "COMMIT\n";
           run_process_async(
-              loop, {restore_prog(f), "--noflush"}, txn,
+              loop, {restore_program(f), "--noflush"}, mangle_transaction(lines),
               [f, i, summary, what, done, step](ProcessResult r) {
                 if (!r.ok()) {
-                  done(false, fmt::format("{} failed: {}", restore_prog(f), r.describe()));
+                  done(false, fmt::format("{} failed: {}", restore_program(f), r.describe()));
                   *step = nullptr;
                   return;
                 }

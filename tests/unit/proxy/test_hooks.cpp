@@ -1,5 +1,6 @@
 // HookRun against real child processes on a private loop: exit status, timeout with
 // SIGTERM (and SIGKILL for a child that ignores it), spawn errors, order, environment.
+#include <fcntl.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "proxy/hooks.h"
+#include "proxy/spawn.h"
 
 using tunshim::proxy::classify_exit;
 using tunshim::proxy::HookCommandResult;
@@ -52,6 +54,22 @@ Ran run(std::vector<std::vector<std::string>> cmds, std::uint64_t timeout_ms,
   out.elapsed_ms = (uv_hrtime() - t0) / 1000000;
   BOOST_TEST(uv_loop_close(&loop) == 0);  // every handle closed: every child reaped
   return out;
+}
+
+bool running(int pid) {
+  // Gone, or a zombie waiting for its parent to reap it: no longer running.
+  std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat_line;
+  std::getline(st, stat_line);
+  const auto close_paren = stat_line.rfind(')');
+  return st && close_paren != std::string::npos && stat_line.substr(close_paren + 2, 1) != "Z";
+}
+
+int read_pid(const std::string& f) {
+  std::ifstream in(f);
+  int pid = 0;
+  in >> pid;
+  return pid;
 }
 
 std::string tmpfile(const char* tag) {
@@ -141,6 +159,112 @@ BOOST_AUTO_TEST_CASE(sigterm_ignored_then_killed) {
   BOOST_TEST(r.results[0].term_signal == 9);
   BOOST_TEST(r.elapsed_ms >= 450u);  // timeout + grace
   BOOST_TEST(r.elapsed_ms < 3000u);
+}
+
+BOOST_AUTO_TEST_CASE(output_is_bounded_and_counted) {
+  // 8 MiB without pause, then 10,000 short lines: read to the end (the child never blocks on
+  // a full pipe), at most kMaxLoggedBytes / kMaxLoggedLines logged, the rest counted.
+  Ran r =
+      run({{"/bin/sh", "-c", "head -c 8388608 /dev/zero | tr '\\0' x; echo"},
+           {"/bin/sh", "-c", "i=0; while [ $i -lt 10000 ]; do echo line $i; i=$((i+1)); done"}},
+          20000);
+  BOOST_REQUIRE(r.results.size() == 2u);
+  for (const auto& c : r.results) BOOST_TEST((c.result == HookResult::ok));
+  BOOST_TEST(r.results[0].output_bytes == 8388609u);
+  BOOST_TEST(r.results[0].output_not_logged >= 8388609u - HookRun::kMaxLoggedBytes);
+  BOOST_TEST(r.results[1].output_bytes > 10000u * 7u);
+  // Lines: the burst and at most the line limit logged; the rest counted.
+  BOOST_TEST(r.results[1].output_not_logged > r.results[1].output_bytes / 2);
+}
+
+BOOST_AUTO_TEST_CASE(timeout_kills_detached_descendants) {
+  // A double fork with setsid leaves the hook's process group and session; as our
+  // subreaper child it is re-parented to us and found by its tag.
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tunshim::proxy::Subreaper reaper;
+  std::string err;
+  BOOST_REQUIRE(reaper.start(&loop, err));
+  const std::string f = tmpfile("detached");
+  std::remove(f.c_str());
+  HookRun::Options o;
+  o.label = "test";
+  o.commands = {{"/bin/sh", "-c", "setsid sh -c 'sleep 1000 & echo $! >" + f + "' & sleep 30"}};
+  o.timeout_ms = 300;
+  o.kill_grace_ms = 300;
+  std::vector<HookCommandResult> results;
+  {
+    HookRun r(
+        &loop, o, [&](const HookCommandResult& c) { results.push_back(c); }, [] {});
+    r.start();
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  BOOST_REQUIRE(results.size() == 1u);
+  BOOST_TEST((results[0].result == HookResult::timeout));
+  const int pid = read_pid(f);
+  BOOST_REQUIRE(pid > 0);
+  bool gone = false;
+  for (int i = 0; i < 50 && !gone; ++i) {
+    gone = !running(pid);
+    if (!gone) ::usleep(20000);
+  }
+  BOOST_TEST(gone);
+  tunshim::proxy::Subreaper::reap_adopted();
+  reaper.stop(100);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  BOOST_TEST(uv_loop_close(&loop) == 0);
+  BOOST_TEST(tunshim::proxy::descendants().empty());  // reaped too, not left as zombies
+  std::remove(f.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(subreaper_stop_ends_every_descendant) {
+  // A hook that finished normally but left a detached process: the daemon's exit ends it.
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tunshim::proxy::Subreaper reaper;
+  std::string err;
+  BOOST_REQUIRE(reaper.start(&loop, err));
+  const std::string f = tmpfile("linger");
+  std::remove(f.c_str());
+  HookRun::Options o;
+  o.label = "test";
+  o.commands = {{"/bin/sh", "-c", "setsid sh -c 'sleep 1000 & echo $! >" + f + "' &"}};
+  {
+    HookRun r(
+        &loop, o, [](const HookCommandResult&) {}, [] {});
+    r.start();
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  int pid = 0;
+  for (int i = 0; i < 100 && pid == 0; ++i) {
+    pid = read_pid(f);
+    if (pid == 0) ::usleep(10000);
+  }
+  BOOST_REQUIRE(pid > 0);
+  BOOST_TEST(running(pid));  // a normal exit leaves it be
+  reaper.stop(200);
+  BOOST_TEST(!running(pid));
+  BOOST_TEST(tunshim::proxy::descendants().empty());
+  uv_run(&loop, UV_RUN_DEFAULT);
+  BOOST_TEST(uv_loop_close(&loop) == 0);
+  std::remove(f.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(only_stdio_is_inherited) {
+  // A descriptor opened without O_CLOEXEC (as a library might) does not reach the hook.
+  const int leak = ::open("/dev/null", O_RDONLY);
+  BOOST_REQUIRE(leak > 2);
+  const std::string f = tmpfile("fds");
+  std::remove(f.c_str());
+  Ran r = run({{"/bin/sh", "-c", "exec ls /proc/self/fd >" + f}}, 5000);
+  ::close(leak);
+  BOOST_REQUIRE(r.results.size() == 1u);
+  std::ifstream in(f);
+  std::vector<std::string> fds;
+  for (std::string l; std::getline(in, l);) fds.push_back(l);
+  // 0-2 and the one ls opened to list the directory.
+  BOOST_TEST(fds == (std::vector<std::string>{"0", "1", "2", "3"}));
+  std::remove(f.c_str());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
