@@ -5,83 +5,6 @@
 
 namespace tunshim::proxy {
 
-struct HttpServer::Client {
-  HttpServer* server = nullptr;
-  uv_tcp_t tcp{};
-  uv_timer_t timer{};
-  uv_write_t write_req{};
-  uv_shutdown_t shutdown_req{};
-  std::string in;
-  std::string out;
-  char rx[2048];
-  int open_handles = 2;  // tcp and timer; the client is freed when both have closed
-  bool responded = false;
-  bool closing = false;
-};
-
-// libuv callbacks; a struct so they can reach HttpServer's private parts as a friend.
-struct ClientOps {
-  using Client = HttpServer::Client;
-
-  static void on_handle_closed(uv_handle_t* h) {
-    auto* c = static_cast<Client*>(h->data);
-    if (--c->open_handles == 0) delete c;
-  }
-
-  static void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
-    auto* c = static_cast<Client*>(h->data);
-    *buf = uv_buf_init(c->rx, sizeof c->rx);
-  }
-
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-    auto* c = static_cast<Client*>(s->data);
-    if (nread < 0) {  // EOF or error: nothing more will come
-      c->server->close_client(c);
-      return;
-    }
-    if (c->responded || nread == 0) return;  // after the response, input is discarded
-    c->in.append(buf->base, static_cast<std::size_t>(nread));
-    HttpRequest req;
-    if (c->in.size() > HttpServer::kMaxRequest) {
-      // Checked before parsing: a head that completes only past the limit is too large too.
-      req.parse = HttpRequest::Parse::bad;
-      req.method = "431";  // marker: too large rather than malformed
-    } else {
-      req = parse_http_request(c->in);
-      if (req.parse == HttpRequest::Parse::incomplete) return;
-    }
-    c->server->respond(c, req);
-  }
-
-  static void on_timer(uv_timer_t* t) {
-    auto* c = static_cast<Client*>(t->data);
-    if (!c->responded) ++c->server->timed_out_;
-    c->server->close_client(c);
-  }
-
-  static void on_shutdown(uv_shutdown_t* req, int) {
-    (void)req;  // the client's own EOF (or the linger timer) closes it
-  }
-
-  static void on_written(uv_write_t* req, int status) {
-    auto* c = static_cast<Client*>(req->data);
-    if (c->closing) return;
-    if (status < 0) {
-      c->server->close_client(c);
-      return;
-    }
-    // Half-close and wait for the client to close its end: closing with unread input
-    // would send a RST that can destroy the response before the client reads it.
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, reinterpret_cast<uv_stream_t*>(&c->tcp), on_shutdown) !=
-        0) {
-      c->server->close_client(c);
-      return;
-    }
-    uv_timer_start(&c->timer, on_timer, HttpServer::kLingerMs, 0);
-  }
-};
-
 namespace {
 
 bool is_token_char(char c) { return c >= 'A' && c <= 'Z'; }
@@ -163,102 +86,65 @@ std::string_view http_reason(int status) {
   }
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::HttpServer(uv_loop_t* loop, Handler handler)
+    : loop_(loop),
+      handler_(std::move(handler)),
+      server_(
+          loop, "stats http",
+          StreamServer::Limits{kMaxClients, kMaxRequest, kHeaderTimeoutMs, kIdleMs,
+                               kHeaderTimeoutMs, kWriteTimeoutMs, kLingerMs},
+          [](std::string_view in, bool) {
+            return parse_http_request(in).parse == HttpRequest::Parse::incomplete
+                       ? StreamServer::Frame::incomplete
+                       : StreamServer::Frame::complete;
+          },
+          [this](StreamServer::ClientId id, std::string_view in) {
+            const bool too_large = in.size() > kMaxRequest;
+            server_.reply(id, respond(too_large ? HttpRequest{} : parse_http_request(in),
+                                      too_large, handler_));
+          }) {}
 
 bool HttpServer::start(const ListenAddress& addr, std::string& err) {
   sockaddr_storage sa{};
   int rc = addr.ipv6
                ? uv_ip6_addr(addr.host.c_str(), addr.port, reinterpret_cast<sockaddr_in6*>(&sa))
                : uv_ip4_addr(addr.host.c_str(), addr.port, reinterpret_cast<sockaddr_in*>(&sa));
-  auto* l = new uv_tcp_t{};
-  uv_tcp_init(loop_, l);
-  l->data = this;
+  UvHandle<uv_tcp_t> l;
+  if (rc == 0) rc = l.init(loop_, uv_tcp_init);
   if (rc == 0)
-    rc = uv_tcp_bind(l, reinterpret_cast<const sockaddr*>(&sa),
+    rc = uv_tcp_bind(l.get(), reinterpret_cast<const sockaddr*>(&sa),
                      addr.ipv6 ? static_cast<unsigned>(UV_TCP_IPV6ONLY) : 0U);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(l), 64, on_connection);
+  if (rc == 0) rc = server_.listen(std::move(l), StreamServer::kBacklog);
   if (rc != 0) {
     err = fmt::format("{}:{}: {}", addr.ipv6 ? "[" + addr.host + "]" : addr.host, addr.port,
                       uv_strerror(rc));
-    uv_close(reinterpret_cast<uv_handle_t*>(l),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
     return false;
   }
-  listener_ = l;
   return true;
 }
 
-void HttpServer::stop() {
-  if (listener_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(listener_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
-    listener_ = nullptr;
-  }
-  while (!clients_.empty()) close_client(*clients_.begin());
-}
-
-void HttpServer::on_connection(uv_stream_t* server, int status) {
-  auto* self = static_cast<HttpServer*>(server->data);
-  if (status < 0) {
-    spdlog::debug("stats http: accept: {}", uv_strerror(status));
-    return;
-  }
-  auto* c = new Client{};
-  c->server = self;
-  uv_tcp_init(self->loop_, &c->tcp);
-  uv_timer_init(self->loop_, &c->timer);
-  c->tcp.data = c;
-  c->timer.data = c;
-  c->write_req.data = c;
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0 ||
-      self->clients_.size() >= kMaxClients) {
-    // Accepted only to be closed: a full house must not leave connections in the backlog.
-    if (self->clients_.size() >= kMaxClients) ++self->refused_;
-    c->closing = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), ClientOps::on_handle_closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), ClientOps::on_handle_closed);
-    return;
-  }
-  self->clients_.insert(c);
-  uv_timer_start(&c->timer, ClientOps::on_timer, kHeaderTimeoutMs, 0);
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), ClientOps::on_alloc,
-                ClientOps::on_read);
-}
-
-void HttpServer::respond(Client* c, const HttpRequest& req) {
-  c->responded = true;
+std::string HttpServer::respond(const HttpRequest& req, bool too_large,
+                                const Handler& handler) {
   HttpResponse res;
   std::string extra;
-  if (req.parse == HttpRequest::Parse::bad) {
-    res.status = req.method == "431" ? 431 : 400;
-    res.body = res.status == 431 ? "request too large\n" : "bad request\n";
+  if (too_large) {
+    res.status = 431;
+    res.body = "request too large\n";
+  } else if (req.parse != HttpRequest::Parse::ok) {
+    res.status = 400;
+    res.body = "bad request\n";
   } else if (req.method != "GET") {
     res.status = 405;
     res.body = "only GET\n";
     extra = "Allow: GET\r\n";
   } else {
-    res = handler_(req.path);
+    res = handler(req.path);
   }
   if (res.content_type.empty()) res.content_type = "text/plain; charset=utf-8";
-  c->out = fmt::format(
+  std::string out = fmt::format(
       "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
       res.status, http_reason(res.status), res.content_type, res.body.size(), extra);
-  c->out += res.body;
-  uv_buf_t b = uv_buf_init(c->out.data(), static_cast<unsigned>(c->out.size()));
-  // The head timer now bounds the write: a client that does not read is dropped with it.
-  uv_timer_start(&c->timer, ClientOps::on_timer, kHeaderTimeoutMs, 0);
-  if (uv_write(&c->write_req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1,
-               ClientOps::on_written) != 0) {
-    close_client(c);
-  }
-}
-
-void HttpServer::close_client(Client* c) {
-  if (c->closing) return;
-  c->closing = true;
-  clients_.erase(c);
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), ClientOps::on_handle_closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), ClientOps::on_handle_closed);
+  return out + res.body;
 }
 
 }  // namespace tunshim::proxy

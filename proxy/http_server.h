@@ -1,8 +1,9 @@
 // A minimal HTTP/1.x server on the daemon's libuv loop, for GET /metrics and /stats.json.
 // One request per connection (Connection: close), request line + headers at most 8 KiB,
-// 5 s to send them, at most 32 clients at once; anything else is answered 400/405/431 or
-// dropped. It shares the loop with the packet path, so every limit bounds the work one
-// client can cause, and nothing blocks.
+// sent within 5 s and with no pause over 2 s once begun, at most 32 clients at once (a new one
+// evicts the oldest still sending), 5 s to read the answer (stream_server.h); anything else is
+// answered 400/405/431 or dropped. It shares the loop with the packet path, so every limit
+// bounds the work one client can cause, and nothing blocks.
 #pragma once
 
 #include <uv.h>
@@ -12,9 +13,9 @@
 #include <functional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 
 #include "proxy/config.h"
+#include "proxy/stream_server.h"
 
 namespace tunshim::proxy {
 
@@ -40,7 +41,9 @@ struct HttpResponse {
 class HttpServer {
  public:
   static constexpr std::size_t kMaxRequest = 8192;
-  static constexpr std::uint64_t kHeaderTimeoutMs = 5000;
+  static constexpr std::uint64_t kHeaderTimeoutMs = 5000;  // the whole head
+  static constexpr std::uint64_t kIdleMs = 2000;           // between two of its bytes
+  static constexpr std::uint64_t kWriteTimeoutMs = 5000;   // to read the answer
   // After the response: how long a client may take to close its end.
   static constexpr std::uint64_t kLingerMs = 2000;
   static constexpr std::size_t kMaxClients = 32;
@@ -48,36 +51,26 @@ class HttpServer {
   // `handler` is called for GET requests only, with the path.
   using Handler = std::function<HttpResponse(std::string_view path)>;
 
-  HttpServer(uv_loop_t* loop, Handler handler) : loop_(loop), handler_(std::move(handler)) {}
-  ~HttpServer();
+  HttpServer(uv_loop_t* loop, Handler handler);
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Binds and listens; false with `err` (e.g. the port is taken).
   bool start(const ListenAddress& addr, std::string& err);
   // Closes the listener and every client (asynchronously; the loop finishes the closes).
-  void stop();
-  bool listening() const noexcept { return listener_ != nullptr; }
-  std::size_t clients() const noexcept { return clients_.size(); }
-  // Connections refused because kMaxClients were open, and clients dropped for being slow.
-  std::uint64_t refused() const noexcept { return refused_; }
-  std::uint64_t timed_out() const noexcept { return timed_out_; }
+  void stop() { server_.stop(); }
+  bool listening() const noexcept { return server_.listening(); }
+  std::size_t clients() const noexcept { return server_.clients(); }
+  const ClientDrops& drops() const noexcept { return server_.drops(); }
 
-  struct Client;  // one connection (http_server.cpp)
+  // The complete answer to a request head as received (ok or bad: see parse_http_request;
+  // `too_large` past kMaxRequest). Pure but for `handler`; exposed for tests and fuzzing.
+  static std::string respond(const HttpRequest& req, bool too_large, const Handler& handler);
 
  private:
-  static void on_connection(uv_stream_t* server, int status);
-  void respond(Client* c, const HttpRequest& req);
-  void close_client(Client* c);
-
   uv_loop_t* loop_;
   Handler handler_;
-  uv_tcp_t* listener_ = nullptr;  // heap: freed by its close callback
-  std::unordered_set<Client*> clients_;
-  std::uint64_t refused_ = 0;
-  std::uint64_t timed_out_ = 0;
-
-  friend struct ClientOps;
+  StreamServer server_;
 };
 
 // "200 OK", "404 Not Found", …

@@ -67,6 +67,23 @@ const MetricDef kMetrics[] = {
        o.add({"ok"}, s.reloads_ok);
        o.add({"failed"}, s.reloads_failed);
      }},
+    {"tunshim_clients_dropped_total",
+     T::counter,
+     "Clients of the stats HTTP server and the control socket that were dropped or refused, by "
+     "reason: evicted (room made for a new one at the client limit), refused (at the limit "
+     "with "
+     "every client busy, or not root on the control socket), idle (a pause while sending the "
+     "request), deadline (request not complete in time), unread (answer not read in time).",
+     {"server", "reason"},
+     [](const StatsSnapshot& s, Samples& o) {
+       for (const auto& [server, d] : s.clients_dropped) {
+         o.add({server, "evicted"}, d.evicted);
+         o.add({server, "refused"}, d.refused);
+         o.add({server, "idle"}, d.idle);
+         o.add({server, "deadline"}, d.deadline);
+         o.add({server, "unread"}, d.unread);
+       }
+     }},
     {"tunshim_queue_packets_total",
      T::counter,
      "Packets received from the NFQUEUE.",

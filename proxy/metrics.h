@@ -63,6 +63,16 @@ struct TunnelStats {
   std::string last_hook;  // one line, e.g. "on_down #1 exit 0 at 12:03:11"; "" = none yet
 };
 
+// Clients dropped, by reason (tunshim_clients_dropped_total{server,reason}).
+struct ClientDrops {
+  std::uint64_t evicted = 0;   // made room for a new connection at the client limit
+  std::uint64_t refused = 0;   // at the limit with nothing evictable, or refused by on_accept
+  std::uint64_t idle = 0;      // no byte within idle_ms while sending its request
+  std::uint64_t deadline = 0;  // request not complete within deadline_ms
+  std::uint64_t unread = 0;    // did not take its answer within write_ms
+  std::uint64_t total() const noexcept { return evicted + refused + idle + deadline + unread; }
+};
+
 // One [[tunnel]] whose interface is a pattern ("ppp+"): its instances now, and the
 // counters of every instance it ever had, those of interfaces gone included.
 struct PatternStats {
@@ -90,6 +100,8 @@ struct StatsSnapshot {
   std::string datapath_reason;  // why that one: configured, or what "auto" found
   std::uint64_t reloads_ok = 0;
   std::uint64_t reloads_failed = 0;
+  // Per server ("http", "control"): clients dropped (stream_server.h).
+  std::vector<std::pair<std::string, ClientDrops>> clients_dropped;
   std::vector<TunnelStats> tunnels;
   std::vector<PatternStats> patterns;
   std::uint64_t searches_running = 0;  // path-MTU searches now, and waiting for a place

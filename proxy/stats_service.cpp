@@ -10,13 +10,6 @@
 namespace tunshim::proxy {
 namespace {
 
-void close_timer(uv_timer_t*& t) {
-  if (t == nullptr) return;
-  uv_close(reinterpret_cast<uv_handle_t*>(t),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  t = nullptr;
-}
-
 std::string describe(const ListenAddress& a) {
   return (a.ipv6 ? "[" + a.host + "]" : a.host) + ":" + std::to_string(a.port);
 }
@@ -42,21 +35,15 @@ void StatsService::start(const GlobalConfig& global) {
   start_http(global.stats_listen);
   start_control(global.control_socket);
 
-  status_timer_ = new uv_timer_t{};
-  uv_timer_init(loop_, status_timer_);
-  status_timer_->data = this;
-  uv_timer_start(
-      status_timer_, [](uv_timer_t* t) { static_cast<StatsService*>(t->data)->send_status(); },
-      kStatusIntervalMs, kStatusIntervalMs);
+  status_timer_.init(loop_);
+  status_timer_.start(kStatusIntervalMs, kStatusIntervalMs, [this] { send_status(); });
 
   // systemd's watchdog: feed it from the loop, so a stuck loop is what it catches.
   std::uint64_t usec = 0;
   if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
     const std::uint64_t every_ms = std::max<std::uint64_t>(usec / 2000, 1);
-    watchdog_timer_ = new uv_timer_t{};
-    uv_timer_init(loop_, watchdog_timer_);
-    uv_timer_start(
-        watchdog_timer_, [](uv_timer_t*) { sd_notify(0, "WATCHDOG=1"); }, 0, every_ms);
+    watchdog_timer_.init(loop_);
+    watchdog_timer_.start(0, every_ms, [] { sd_notify(0, "WATCHDOG=1"); });
     spdlog::info("systemd watchdog: {} ms, WATCHDOG=1 every {} ms", usec / 1000, every_ms);
   }
   send_status();
@@ -113,13 +100,15 @@ void StatsService::stop() {
   stopped_ = true;
   http_.stop();
   control_.stop();
-  close_timer(status_timer_);
-  close_timer(watchdog_timer_);
+  status_timer_.reset();
+  watchdog_timer_.reset();
 }
 
 StatsSnapshot StatsService::snapshot() {
   StatsSnapshot s = sources_.snapshot();
   s.now = unix_now();
+  if (http_addr_) s.clients_dropped.emplace_back("http", http_.drops());
+  if (!control_path_.empty()) s.clients_dropped.emplace_back("control", control_.drops());
   // Presence is looked up when asked, and the state (liveness, or presence without it)
   // compared with the last one seen. Snapshots are taken at least every 10 s (STATUS=), so
   // "since" is when this process first saw the current state, at most that late.

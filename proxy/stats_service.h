@@ -20,6 +20,7 @@
 #include "proxy/control_server.h"
 #include "proxy/http_server.h"
 #include "proxy/metrics.h"
+#include "proxy/uv_handle.h"
 
 namespace tunshim::proxy {
 
@@ -71,8 +72,8 @@ class StatsService {
   ControlServer control_;
   std::optional<ListenAddress> http_addr_;
   std::string control_path_;
-  uv_timer_t* status_timer_ = nullptr;  // heap: freed by the close callback
-  uv_timer_t* watchdog_timer_ = nullptr;
+  UvTimer status_timer_;
+  UvTimer watchdog_timer_;
   std::map<std::string, Seen> seen_;  // by interface
   std::string last_status_;
   bool stopped_ = false;

@@ -53,6 +53,7 @@ StatsSnapshot full() {
   StatsSnapshot s = known();
   s.datapath = "bpf";
   s.datapath_reason = "auto: the kernel accepted the eBPF programs";
+  s.clients_dropped = {{"http", ClientDrops{3, 0, 1, 2, 0}}, {"control", ClientDrops{}}};
   TunnelStats& t = s.tunnels[0];
   t.up = true;
   t.transitions = {{"down", 1}, {"up", 2}};
@@ -362,3 +363,19 @@ BOOST_AUTO_TEST_CASE(last_hook_reaches_the_table_and_json) {
 }
 
 }  // namespace
+
+BOOST_AUTO_TEST_CASE(clients_dropped_by_server_and_reason) {
+  const std::string text = render_prometheus(full());
+  BOOST_TEST(
+      text.find("tunshim_clients_dropped_total{server=\"http\",reason=\"evicted\"} 3\n") !=
+      std::string::npos);
+  BOOST_TEST(
+      text.find("tunshim_clients_dropped_total{server=\"http\",reason=\"deadline\"} 2\n") !=
+      std::string::npos);
+  BOOST_TEST(
+      text.find("tunshim_clients_dropped_total{server=\"control\",reason=\"unread\"} 0\n") !=
+      std::string::npos);
+  // Without servers (both off), the family is left out.
+  BOOST_TEST(render_prometheus(known()).find("tunshim_clients_dropped_total") ==
+             std::string::npos);
+}
