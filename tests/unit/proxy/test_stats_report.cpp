@@ -17,6 +17,8 @@ StatsSnapshot sample() {
   s.start_time = 1700000000.5;
   s.now = 1700000100.25;
   s.queue_num = 4770;
+  s.datapath = "queue";
+  s.datapath_reason = "auto: eBPF unavailable: no privileges";
   s.queue.packets = 11;
   s.queue.verdicts = 3;
   s.queue.batches = 2;
