@@ -44,8 +44,6 @@ std::string format_dir(const DirectionCounters& c) {
       c.clamped, c.inserted, c.unchanged, c.malformed, c.other, c.truncated, c.bypassed);
 }
 
-std::int64_t g_log_malformed = -1;
-
 }  // namespace
 
 Daemon::Daemon(Config config)
@@ -113,13 +111,10 @@ std::size_t Daemon::on_packet(QueuedPacket& pkt) noexcept {
       return 0;
     case clamp::Outcome::malformed:
       ++c.malformed;
-      if (spdlog::should_log(spdlog::level::debug)) {
-        timespec ts{};
-        ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-        if (ts.tv_sec != g_log_malformed) {
-          g_log_malformed = ts.tv_sec;
-          spdlog::debug("{}: malformed SYN ({} bytes) passed unchanged", tp->iface(), pkt.len);
-        }
+      if (std::uint64_t n = 0;
+          spdlog::should_log(spdlog::level::debug) && log_malformed_.allow(uv_now(loop_), n)) {
+        spdlog::debug("{}: malformed SYN ({} bytes) passed unchanged ({} more not logged)",
+                      tp->iface(), pkt.len, n);
       }
       return 0;
     default:
@@ -181,8 +176,14 @@ bool Daemon::start(std::string& err) {
       }
       // Link notifications first: a packet is never judged by an interface's old name.
       if (self->table_) self->table_->sync_links();
-      self->queue_.drain(*self);  // handles spurious readiness: recv just says EAGAIN
+      // Budgeted: under a flood the rest waits for the next iteration, after the timers.
+      self->queue_.drain(*self, uv_now(self->loop_));
     });
+    // Before any hook can run: the watchdog must inherit nothing but the queue's socket.
+    if (std::string werr; !queue_.start_watchdog(loop_, werr)) {
+      spdlog::error(
+          "nfqueue: no stall watchdog ({}): a stalled loop would hold new connections", werr);
+    }
   } else if (!start_bpf_handles(err)) {
     return false;
   }
@@ -316,7 +317,8 @@ void Daemon::finish_stop() {
     spdlog::info("rules removed");
   }
   if (table_) table_->stop();  // hooks still running are terminated and reaped
-  queue_.drain(*this);         // queued oversize packets still get their ICMP error
+  while (queue_.drain(*this, uv_now(loop_))) {
+  }  // queued oversize packets still get their ICMP error
   queue_.close();
   guard_.close();
   log_counters();
@@ -466,7 +468,7 @@ void Daemon::refresh_counts(bool log_after) {
     counts_busy_ = false;
     // Drain first so what the kernel delivered by now is in seen(), then read how many it
     // still holds.
-    if (!stopped_) queue_.drain(*this);
+    if (!stopped_) queue_.drain(*this, uv_now(loop_));
     KernelQueueStats ks;
     const bool have_ks = NfQueue::read_kernel_stats(queue_.num(), ks);
     if (have_ks) {

@@ -85,6 +85,7 @@ class Daemon final : public PacketHandler {
   std::vector<FirewallTunnel> installed_;  // what the firewall holds now
   Firewall firewall_;
   NfQueue queue_;
+  LogLimiter log_malformed_;  // debug lines about malformed SYNs: one per second
   OversizeGuard guard_;
   std::unique_ptr<TunnelTable> table_;  // every tunnel, by ifindex (tunnel_table.h)
 

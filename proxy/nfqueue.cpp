@@ -9,13 +9,14 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+
+#include "proxy/queue_watchdog.h"
 
 namespace tunshim::proxy {
 namespace {
@@ -43,18 +44,49 @@ constexpr std::uint64_t kRcvbufMin = 4u << 20;
 constexpr std::uint64_t kRcvbufMax = 1u << 30;
 constexpr int kSendRetries = 3;
 
-// At most one line per second for conditions that could otherwise repeat per packet.
-bool log_allowed(std::int64_t& last_sec) noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  if (ts.tv_sec == last_sec) return false;
-  last_sec = ts.tv_sec;
-  return true;
+// ", N similar line(s) suppressed" for a rate-limited line, or nothing.
+std::string suppressed_note(std::uint64_t n) {
+  return n == 0 ? std::string() : fmt::format(" ({} similar suppressed)", n);
 }
-std::int64_t g_log_error = -1;
-std::int64_t g_log_gap = -1;
 
 }  // namespace
+
+QueueMessage parse_queue_message(const nlmsghdr* nlh) noexcept {
+  QueueMessage out;
+  if (nlh->nlmsg_type == NLMSG_ERROR) {
+    if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return out;
+    nlmsgerr e{};
+    std::memcpy(&e, mnl_nlmsg_get_payload(nlh), sizeof e);
+    out.kind = QueueMessage::Kind::error;
+    out.error = e.error;
+    return out;
+  }
+  if (nlh->nlmsg_type != ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) {
+    out.kind = QueueMessage::Kind::other;
+    return out;
+  }
+  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nfgenmsg))) return out;
+  // nfq_nlmsg_parse validates each known attribute's length (u32s, the packet header) and
+  // stops at one that runs past the message.
+  nlattr* attr[NFQA_MAX + 1] = {};
+  if (nfq_nlmsg_parse(nlh, attr) < 0 || attr[NFQA_PACKET_HDR] == nullptr) return out;
+  nfqnl_msg_packet_hdr ph{};
+  std::memcpy(&ph, mnl_attr_get_payload(attr[NFQA_PACKET_HDR]), sizeof ph);
+  out.kind = QueueMessage::Kind::packet;
+  out.id = ntohl(ph.packet_id);
+  out.hook = ph.hook;
+  if (attr[NFQA_IFINDEX_INDEV] != nullptr)
+    out.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
+  if (attr[NFQA_IFINDEX_OUTDEV] != nullptr)
+    out.outdev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV]));
+  if (attr[NFQA_PAYLOAD] != nullptr) {
+    out.payload = clamp::ConstBytes(
+        static_cast<const std::uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD])),
+        mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]));
+  }
+  if (attr[NFQA_CAP_LEN] != nullptr) out.cap_len = ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN]));
+  return out;
+}
 
 NfQueue::NfQueue() = default;
 NfQueue::~NfQueue() { close(); }
@@ -187,7 +219,27 @@ void NfQueue::set_maxlen(std::uint32_t maxlen) {
   size_rcvbuf(maxlen);
 }
 
+bool NfQueue::start_watchdog(uv_loop_s* loop, std::string& err) {
+  if (nl_ == nullptr) {
+    err = "queue not open";
+    return false;
+  }
+  auto wd = std::make_unique<QueueWatchdog>();
+  if (!wd->start(loop, fd(), num_, err)) return false;
+  watchdog_ = std::move(wd);
+  return true;
+}
+
+std::uint64_t NfQueue::watchdog_passed() const noexcept {
+  return watchdog_ ? watchdog_->passed() : 0;
+}
+
 void NfQueue::close() {
+  // The watchdog first: it must not answer for a queue that is going away.
+  if (watchdog_) {
+    watchdog_->stop();
+    watchdog_.reset();
+  }
   if (nl_ == nullptr) return;
   if (bound_) {
     flush_batch();
@@ -208,11 +260,11 @@ bool NfQueue::send_msg(const nlmsghdr* nlh) noexcept {
     if (errno != EINTR && errno != EAGAIN && errno != ENOBUFS) break;
   }
   ++counters_.send_errors;
-  if (log_allowed(g_log_error)) {
+  if (std::uint64_t n = 0; log_error_.allow(now_ms_, n)) {
     spdlog::warn(
         "nfqueue: verdict send failed: {} (the kernel will hold the packet until "
-        "the queue is unbound)",
-        std::strerror(errno));
+        "the queue is unbound){}",
+        std::strerror(errno), suppressed_note(n));
   }
   return false;
 }
@@ -279,11 +331,11 @@ void NfQueue::flush_out() noexcept {
   }
   if (!sent) {
     counters_.send_errors += out_msgs_;
-    if (log_allowed(g_log_error)) {
+    if (std::uint64_t n = 0; log_error_.allow(now_ms_, n)) {
       spdlog::warn(
           "nfqueue: sending {} verdict(s) failed: {} (the kernel holds those packets "
-          "until the queue is unbound)",
-          out_msgs_, std::strerror(errno));
+          "until the queue is unbound){}",
+          out_msgs_, std::strerror(errno), suppressed_note(n));
     }
   }
   out_used_ = 0;
@@ -291,57 +343,56 @@ void NfQueue::flush_out() noexcept {
 }
 
 void NfQueue::handle_message(const nlmsghdr* nlh, PacketHandler& handler) noexcept {
-  if (nlh->nlmsg_type == NLMSG_ERROR) {
-    const auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-    if (e->error != 0) {
+  const QueueMessage msg = parse_queue_message(nlh);
+  if (msg.kind == QueueMessage::Kind::error) {
+    if (msg.error != 0) {
       ++counters_.send_errors;
-      if (log_allowed(g_log_error)) {
-        spdlog::warn("nfqueue: kernel rejected a message: {}", std::strerror(-e->error));
+      if (std::uint64_t n = 0; log_error_.allow(now_ms_, n)) {
+        spdlog::warn("nfqueue: kernel rejected a message: {}{}{}", std::strerror(-msg.error),
+                     msg.error == -ENOENT && watchdog_ && watchdog_->stalls() > 0
+                         ? " (a packet the stall watchdog had already accepted)"
+                         : "",
+                     suppressed_note(n));
       }
     }
     return;
   }
-  if (nlh->nlmsg_type != ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) return;
-
-  nlattr* attr[NFQA_MAX + 1] = {};
-  if (nfq_nlmsg_parse(nlh, attr) < 0 || attr[NFQA_PACKET_HDR] == nullptr ||
-      mnl_attr_get_payload_len(attr[NFQA_PACKET_HDR]) < sizeof(nfqnl_msg_packet_hdr)) {
+  if (msg.kind == QueueMessage::Kind::other) return;
+  if (msg.kind == QueueMessage::Kind::malformed) {
     ++counters_.bad_messages;
     return;  // without an id there is nothing to answer; the kernel times nothing out, but
              // this cannot happen with a well-behaved kernel
   }
-  nfqnl_msg_packet_hdr ph{};
-  std::memcpy(&ph, mnl_attr_get_payload(attr[NFQA_PACKET_HDR]), sizeof ph);
   QueuedPacket pkt;
-  pkt.id = ntohl(ph.packet_id);
+  pkt.id = msg.id;
   ++counters_.packets;
 
-  if (have_last_id_ && pkt.id > last_id_ + 1) counters_.id_gaps += pkt.id - last_id_ - 1;
-  if (have_last_id_ && pkt.id > last_id_ + 1 && log_allowed(g_log_gap)) {
-    spdlog::warn("nfqueue: {} packet(s) lost on a full socket before id {} (passed unclamped)",
-                 pkt.id - last_id_ - 1, pkt.id);
+  if (have_last_id_ && pkt.id > last_id_ + 1) {
+    std::uint64_t gap = pkt.id - last_id_ - 1;
+    // Ids the stall watchdog answered while the loop was stopped are not losses.
+    const std::uint64_t by_watchdog = watchdog_passed() - gaps_explained_;
+    const std::uint64_t explained = std::min(gap, by_watchdog);
+    gaps_explained_ += explained;
+    gap -= explained;
+    counters_.id_gaps += gap;
+    if (std::uint64_t n = 0; gap > 0 && log_gap_.allow(now_ms_, n)) {
+      spdlog::warn(
+          "nfqueue: {} packet(s) lost on a full socket before id {} (passed unclamped){}", gap,
+          pkt.id, suppressed_note(n));
+    }
   }
   have_last_id_ = true;
   last_id_ = pkt.id;
 
-  pkt.hook = ph.hook == NF_INET_PRE_ROUTING    ? Hook::prerouting
-             : ph.hook == NF_INET_POST_ROUTING ? Hook::postrouting
-                                               : Hook::other;
-  if (attr[NFQA_IFINDEX_INDEV] != nullptr)
-    pkt.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
-  if (attr[NFQA_IFINDEX_OUTDEV] != nullptr)
-    pkt.outdev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV]));
-
-  std::size_t plen = 0;
-  if (attr[NFQA_PAYLOAD] != nullptr) {
-    plen = std::min<std::size_t>(mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]),
-                                 kScratchSize - kInsertRoom);
-    std::memcpy(scratch_.data(), mnl_attr_get_payload(attr[NFQA_PAYLOAD]), plen);
-  }
+  pkt.hook = msg.hook == NF_INET_PRE_ROUTING    ? Hook::prerouting
+             : msg.hook == NF_INET_POST_ROUTING ? Hook::postrouting
+                                                : Hook::other;
+  pkt.indev = msg.indev;
+  pkt.outdev = msg.outdev;
+  const std::size_t plen = std::min(msg.payload.size(), kScratchSize - kInsertRoom);
+  if (plen > 0) std::memcpy(scratch_.data(), msg.payload.data(), plen);
   // NFQA_CAP_LEN carries the full length and is present only when the copy is shorter.
-  if (attr[NFQA_CAP_LEN] != nullptr && ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN])) > plen) {
-    pkt.truncated = true;
-  }
+  if (msg.cap_len > plen) pkt.truncated = true;
   pkt.buf = clamp::Bytes(scratch_.data(), scratch_.size());
   pkt.len = plen;
 
@@ -355,9 +406,16 @@ void NfQueue::handle_message(const nlmsghdr* nlh, PacketHandler& handler) noexce
   }
 }
 
-void NfQueue::drain(PacketHandler& handler) noexcept {
-  if (nl_ == nullptr) return;
-  for (;;) {
+bool NfQueue::drain(PacketHandler& handler, std::uint64_t now_ms) noexcept {
+  if (nl_ == nullptr) return false;
+  now_ms_ = now_ms;
+  if (watchdog_) watchdog_->beat();
+  bool more = false;
+  for (int reads = 0;; ++reads) {
+    if (reads == kDrainBudget) {
+      more = true;  // the rest waits for the next loop iteration, after the timers
+      break;
+    }
     const ssize_t n = ::recv(fd(), rx_.data(), rx_.size(), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -365,19 +423,18 @@ void NfQueue::drain(PacketHandler& handler) noexcept {
         ++counters_.enobufs;
         continue;
       }
-      if (errno != EAGAIN && errno != EWOULDBLOCK && log_allowed(g_log_error)) {
-        spdlog::warn("nfqueue: recv: {}", std::strerror(errno));
+      if (std::uint64_t s = 0;
+          errno != EAGAIN && errno != EWOULDBLOCK && log_error_.allow(now_ms_, s)) {
+        spdlog::warn("nfqueue: recv: {}{}", std::strerror(errno), suppressed_note(s));
       }
       break;  // EAGAIN: drained (also a spurious wakeup)
     }
-    int len = static_cast<int>(n);
-    for (auto* m = static_cast<const nlmsghdr*>(static_cast<const void*>(rx_.data()));
-         mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
-      handle_message(m, handler);
-    }
+    for_each_netlink_message(rx_.data(), static_cast<std::size_t>(n),
+                             [&](const nlmsghdr* m) { handle_message(m, handler); });
   }
   flush_batch();
   flush_out();
+  return more;
 }
 
 bool NfQueue::read_kernel_stats(std::uint16_t num, KernelQueueStats& out) {

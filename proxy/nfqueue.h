@@ -4,6 +4,8 @@
 // NFQVerdictCacheAdd/Flush do). Every verdict is ACCEPT: nothing is dropped here.
 #pragma once
 
+#include <linux/netlink.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -12,11 +14,14 @@
 
 #include "clamp/bytes.h"
 #include "proxy/counters.h"
+#include "proxy/log.h"
 
 struct mnl_socket;
-struct nlmsghdr;
+struct uv_loop_s;
 
 namespace tunshim::proxy {
+
+class QueueWatchdog;
 
 enum class Hook : std::uint8_t { prerouting, postrouting, other };
 
@@ -32,6 +37,50 @@ struct QueuedPacket {
   std::size_t len = 0;
   bool truncated = false;  // the kernel copied less than the whole packet
 };
+
+// One netlink message from the queue's socket, parsed in place (pointers into the message).
+struct QueueMessage {
+  enum class Kind : std::uint8_t {
+    packet,     // NFQNL_MSG_PACKET with its packet header: `id` and the rest are set
+    error,      // NLMSG_ERROR: `error` is its (negative errno, or 0 for an ACK) code
+    other,      // any other type: ignored
+    malformed,  // a packet or error message too short or with invalid attributes
+  };
+  Kind kind = Kind::malformed;
+  std::uint32_t id = 0;
+  std::uint8_t hook = 0;      // NF_INET_* as the kernel numbers them
+  std::uint32_t indev = 0;    // 0 when absent
+  std::uint32_t outdev = 0;   // 0 when absent
+  clamp::ConstBytes payload;  // empty when absent
+  std::uint32_t cap_len = 0;  // the packet's full length when the copy is shorter, else 0
+  int error = 0;
+};
+
+// Calls `fn(const nlmsghdr*)` for each whole message in a buffer of `len` bytes as one
+// recv() returns it (`buf` 4-byte aligned), and returns how many. Stops at a header whose
+// length is below a header's or runs past the buffer. (mnl_nlmsg_ok compares the length as
+// an int: a length above 2^31 passes it and the walk jumps out of the buffer.)
+template <typename Fn>
+std::size_t for_each_netlink_message(const void* buf, std::size_t len, Fn&& fn) {
+  const auto* p = static_cast<const std::uint8_t*>(buf);
+  std::size_t off = 0, n = 0;
+  while (len - off >= sizeof(nlmsghdr)) {
+    const auto* nlh = reinterpret_cast<const nlmsghdr*>(p + off);
+    if (nlh->nlmsg_len < sizeof(nlmsghdr) || nlh->nlmsg_len > len - off) break;
+    fn(nlh);
+    ++n;
+    const std::size_t step = NLMSG_ALIGN(std::size_t{nlh->nlmsg_len});
+    if (step >= len - off) break;
+    off += step;
+  }
+  return n;
+}
+
+// Parses one message whose header says it is `nlh->nlmsg_len` bytes long; the caller has
+// checked that many bytes are readable (for_each_netlink_message) and that `nlh` is 4-byte
+// aligned. Pure: no allocation, no I/O. The queue and its watchdog both read the socket with
+// it.
+QueueMessage parse_queue_message(const nlmsghdr* nlh) noexcept;
 
 // PacketHandler::on_packet's answer for "drop this packet" (the oversize guard).
 inline constexpr std::size_t kDropPacket = static_cast<std::size_t>(-1);
@@ -75,9 +124,22 @@ class NfQueue {
   bool fail_open() const noexcept { return fail_open_; }
   int rcvbuf() const noexcept { return rcvbuf_; }
 
-  // Reads every message available (until EAGAIN), hands each packet to `handler`, sends
-  // the verdicts, and flushes the pending batch before returning. Never blocks.
-  void drain(PacketHandler& handler) noexcept;
+  // Reads the messages available, at most kDrainBudget of them, hands each packet to
+  // `handler`, sends the verdicts, and flushes the pending batch before returning (at
+  // EAGAIN or at the budget). Never blocks. Returns true if it stopped at the budget (more
+  // may be waiting: the poll callback runs again on the next loop iteration, after the
+  // timers). `now_ms` is the loop's cached time, for the rate limits of its log lines.
+  bool drain(PacketHandler& handler, std::uint64_t now_ms) noexcept;
+  // Datagrams read per drain: a flood cannot keep the loop in one callback, so timers,
+  // signals, the stats server and the watchdog's heartbeat keep running.
+  static constexpr int kDrainBudget = 128;
+
+  // Forks the stall watchdog (queue_watchdog.h) sharing this queue's socket, and watches it
+  // from `loop`. Call once, after open(), before hooks can run. False with `err` if the
+  // process or its shared page cannot be created; the queue works without it.
+  bool start_watchdog(uv_loop_s* loop, std::string& err);
+  // Packets the watchdog passed unclamped while the loop was stalled (0 without one).
+  std::uint64_t watchdog_passed() const noexcept;
 
   QueueCounters& counters() noexcept { return counters_; }
   const QueueCounters& counters() const noexcept { return counters_; }
@@ -102,6 +164,11 @@ class NfQueue {
   void flush_out() noexcept;
 
   mnl_socket* nl_ = nullptr;
+  std::unique_ptr<QueueWatchdog> watchdog_;
+  std::uint64_t now_ms_ = 0;  // from the last drain(), for the log limits
+  LogLimiter log_error_;
+  LogLimiter log_gap_;
+  std::uint64_t gaps_explained_ = 0;  // id gaps accounted for by the watchdog's verdicts
   std::uint16_t num_ = 0;
   std::uint32_t portid_ = 0;
   std::uint32_t seq_ = 0;

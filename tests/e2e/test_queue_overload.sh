@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Queue overload: tunshim is frozen (SIGSTOP) while a bounded burst of SYNs, far more than
-# queue_maxlen, leaves by ppp0. The kernel queue fills to maxlen; with fail-open every
+# Queue overload: tunshim is frozen (SIGSTOP, the daemon and its stall watchdog both, so
+# nobody reads the queue: the kernel's own fail-open is what is tested here; test_stall.sh
+# covers the watchdog) while a bounded burst of SYNs, far more than queue_maxlen, leaves by ppp0. The kernel queue fills to maxlen; with fail-open every
 # further SYN passes unclamped instead of being dropped, and so does a real connection made
 # meanwhile. After SIGCONT the queued SYNs are clamped, clamping resumes for new
 # connections, and the counters report the SYNs that went past unclamped.
@@ -58,6 +59,8 @@ ip netns exec "$(ns cl)" "$TUNSHIM_BIN" run -c "$E2E_TMP/tunshim.conf" >"$LOG" 2
 TS=$!
 on_exit "kill -CONT $TS; kill -TERM $TS; wait $TS"
 wait_for 10 grep -q "running:" "$LOG" || { cat "$LOG"; die "tunshim did not start"; }
+WD=$(pgrep -P $TS -x tunshim-wd || true)   # the stall watchdog: frozen with the daemon
+[ -n "$WD" ] && on_exit "kill -CONT $WD"
 grep -q "fail-open on" "$LOG" && pass "queue bound with fail-open" || fail "fail-open not confirmed: $(grep nfqueue "$LOG")"
 
 cat >"$E2E_TMP/burst.py" <<'EOF'
@@ -106,7 +109,7 @@ m=$(last_syn_mss)
 [ "$m" = $MSS ] && pass "before the burst: SYN clamped to $m" || fail "before the burst: SYN MSS $m, want $MSS"
 
 # ---- overload ------------------------------------------------------------------------------
-kill -STOP $TS
+kill -STOP $TS $WD
 t0=$(date +%s%N)
 sent=$(inns cl timeout 60 "$PY" "$E2E_TMP/burst.py" 10.9.0.1 10.9.0.2 $BURST)
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
@@ -122,7 +125,7 @@ m=$(last_syn_mss)
 [ "$m" = $NATIVE ] && pass "its SYN passed unclamped (MSS $m)" || fail "SYN during overload: MSS $m, want $NATIVE"
 
 # ---- recovery ------------------------------------------------------------------------------
-kill -CONT $TS
+kill -CONT $TS $WD
 queue_empty() { [ "$(queue_total)" = 0 ]; }
 wait_for 5 queue_empty && pass "after SIGCONT tunshim drained the queue" || fail "queue not drained: $(queue_total)"
 ok=0
@@ -158,12 +161,12 @@ inns peer iptables-nft -A INPUT -p tcp --dport 10 --syn -m tcpmss --mss $SMALL -
 qline() { grep "queue $QNUM: packets=" "$LOG" | tail -1; }
 qfield() { sed -E "s/.* $1=([0-9]+).*/\1/" <<<"$(qline)"; }
 b0=$(qfield batches); v0=$(qfield verdicts)
-kill -STOP $TS
+kill -STOP $TS $WD
 inns cl "$PY" "$E2E_TMP/burst.py" 10.9.0.1 10.9.0.2 $RUN $SMALL 10 >/dev/null
 queue_is() { [ "$(queue_total)" = "$1" ]; }
 wait_for 5 queue_is $RUN || true
 qt=$(queue_total)
-kill -CONT $TS
+kill -CONT $TS $WD
 wait_for 5 queue_empty || fail "run of $RUN not drained"
 n_before=$(grep -c "queue $QNUM: packets=" "$LOG" || true)
 kill -USR1 $TS
