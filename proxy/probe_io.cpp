@@ -14,20 +14,21 @@
 #include <cstring>
 
 #include "clamp/checksum.h"
+#include "clamp/icmp_reply.h"
+#include "clamp/packet.h"
 
 namespace tunshim::proxy {
 namespace {
 
-constexpr std::uint8_t kIcmpEchoReply = 0;
-constexpr std::uint8_t kIcmpUnreach = 3;
-constexpr std::uint8_t kIcmpFragNeeded = 4;  // code of kIcmpUnreach (RFC 1191)
-constexpr std::uint8_t kIcmpEchoRequest = 8;
-constexpr std::uint8_t kIcmp6PacketTooBig = 2;
-constexpr std::uint8_t kIcmp6EchoRequest = 128;
-constexpr std::uint8_t kIcmp6EchoReply = 129;
-constexpr std::uint8_t kProtoIcmp = 1;
-constexpr std::uint8_t kProtoIcmp6 = 58;
-constexpr std::size_t kIcmpHeader = 8;
+using clamp::kIcmp6EchoReply;
+using clamp::kIcmp6EchoRequest;
+using clamp::kIcmp6PacketTooBig;
+using clamp::kIcmpEchoReply;
+using clamp::kIcmpEchoRequest;
+using clamp::kIcmpFragNeeded;
+using clamp::kIcmpHeaderLen;
+using clamp::kProtoIcmp;
+constexpr std::uint8_t kIcmpUnreach = clamp::kIcmpUnreachable;
 constexpr std::size_t kIp6Header = 40;
 // Datagrams read per poll wake-up before yielding to the loop (anything left wakes it again).
 constexpr int kReadBudget = 256;
@@ -40,10 +41,6 @@ std::uint64_t random64() noexcept {
     v = uv_hrtime() * 0x9e3779b97f4a7c15ULL;
   }
   return v;
-}
-
-std::uint64_t load64(clamp::ConstBytes b, std::size_t off) noexcept {
-  return (std::uint64_t{clamp::load32(b, off)} << 32) | clamp::load32(b, off + 4);
 }
 
 constexpr sock_filter bpf_stmt(std::uint16_t code, std::uint32_t k) noexcept {
@@ -139,11 +136,6 @@ IpAddress from_sockaddr(const sockaddr_storage& ss) {
     std::memcpy(a.bytes.data(), &s4.sin_addr, 4);
   }
   return a;
-}
-
-bool same_addr(clamp::ConstBytes b, std::size_t off, const IpAddress& a) noexcept {
-  const std::size_t n = a.family == IpFamily::ipv4 ? 4 : 16;
-  return b.size() >= off + n && std::memcmp(b.data() + off, a.bytes.data(), n) == 0;
 }
 
 }  // namespace
@@ -342,7 +334,7 @@ bool ProbeIo::send_to(std::uint64_t tag, std::uint16_t size, const IpAddress& ta
   clamp::store32(m, 8, static_cast<std::uint32_t>(nonce >> 32));
   clamp::store32(m, 12, static_cast<std::uint32_t>(nonce));
   // Filler that is not all zeros, so a compressing VPN cannot shrink the probe.
-  for (std::size_t i = kIcmpHeader + kNonceLen; i < icmp_len; ++i) {
+  for (std::size_t i = kIcmpHeaderLen + kNonceLen; i < icmp_len; ++i) {
     m[i] = static_cast<std::uint8_t>(i * 131U + (nonce & 0xff));
   }
   // ICMPv6 raw sockets always have the kernel fill in the checksum (pseudo-header).
@@ -416,109 +408,41 @@ ProbeIo::Outstanding* ProbeIo::find(std::uint16_t seq) noexcept {
 }
 
 void ProbeIo::handle_datagram(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
-  if (family_ == IpFamily::ipv4) {
-    handle_v4(pkt, src);
-  } else {
-    handle_v6(pkt, src);
-  }
-}
-
-void ProbeIo::handle_v4(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
-  // Two-phase: check the IP header's own lengths once, then read.
-  if (pkt.size() < 20 || (pkt[0] >> 4) != 4) {
-    ++stats_.ignored;
-    return;
-  }
-  const std::size_t ihl = std::size_t{pkt[0] & 0x0fU} * 4;
-  const std::size_t total = clamp::load16(pkt, 2);
-  if (ihl < 20 || total != pkt.size() || total < ihl + kIcmpHeader || pkt[9] != kProtoIcmp) {
-    ++stats_.ignored;
-    return;
-  }
-  const clamp::ConstBytes icmp = pkt.subspan(ihl);
-  if (icmp[0] == kIcmpUnreach && icmp[1] == kIcmpFragNeeded) {
-    quoted_probe(icmp.subspan(kIcmpHeader), clamp::load16(icmp, 6));
-    return;
-  }
-  Outstanding* s = icmp[0] == kIcmpEchoReply && icmp[1] == 0 && clamp::load16(icmp, 4) == ident_
-                       ? find(clamp::load16(icmp, 6))
-                       : nullptr;
-  if (s != nullptr && (!(src == s->target) || !same_addr(pkt, 12, s->target))) s = nullptr;
-  if (s == nullptr || icmp.size() < kIcmpHeader + kNonceLen || load64(icmp, 8) != s->nonce) {
-    ++stats_.ignored;
-    return;
-  }
-  if (total != s->size) {
-    ++stats_.wrong_length;
-    return;
-  }
-  s->used = false;  // one reply per probe: duplicates are ignored
-  ++stats_.replies;
-  if (on_reply_) on_reply_(s->tag, static_cast<std::uint16_t>(total));
-}
-
-void ProbeIo::handle_v6(clamp::ConstBytes pkt, const IpAddress& src) noexcept {
-  if (pkt.size() < kIcmpHeader || pkt.size() + kIp6Header > 65535) {
-    ++stats_.ignored;
-    return;
-  }
-  if (pkt[0] == kIcmp6PacketTooBig && pkt[1] == 0) {
-    const std::uint32_t mtu = clamp::load32(pkt, 4);
-    quoted_probe(pkt.subspan(kIcmpHeader),
-                 mtu > 65535 ? 65535 : static_cast<std::uint16_t>(mtu));
-    return;
-  }
-  Outstanding* s = pkt[0] == kIcmp6EchoReply && pkt[1] == 0 && clamp::load16(pkt, 4) == ident_
-                       ? find(clamp::load16(pkt, 6))
-                       : nullptr;
-  if (s != nullptr && !(src == s->target)) s = nullptr;
-  if (s == nullptr || pkt.size() < kIcmpHeader + kNonceLen || load64(pkt, 8) != s->nonce) {
-    ++stats_.ignored;
-    return;
-  }
-  // The socket returns the ICMPv6 message only; our probes carry no extension headers,
-  // and an answer that did would not be a like-for-like echo of the size we sent.
-  const std::size_t total = pkt.size() + kIp6Header;
-  if (total != s->size) {
-    ++stats_.wrong_length;
-    return;
-  }
-  s->used = false;
-  ++stats_.replies;
-  if (on_reply_) on_reply_(s->tag, static_cast<std::uint16_t>(total));
-}
-
-void ProbeIo::quoted_probe(clamp::ConstBytes quote, std::uint16_t mtu) noexcept {
-  // The quote is our probe as the router saw it: its IP header (to us, the sender, the
-  // destination is the target) and at least the first 8 bytes of the echo request.
-  std::size_t hl = 0;
-  bool ours = false;
   const bool v4 = family_ == IpFamily::ipv4;
-  if (v4) {
-    ours = quote.size() >= 20 && (quote[0] >> 4) == 4 && quote[9] == kProtoIcmp;
-    hl = ours ? std::size_t{quote[0] & 0x0fU} * 4 : 0;
-  } else {
-    ours = quote.size() >= kIp6Header && (quote[0] >> 4) == 6 && quote[6] == kProtoIcmp6;
-    hl = kIp6Header;
+  const clamp::IcmpMessage m = v4 ? clamp::parse_icmp4(pkt) : clamp::parse_icmp6(pkt);
+  Outstanding* s =
+      (m.kind == clamp::IcmpKind::echo_reply || m.kind == clamp::IcmpKind::too_big) &&
+              m.ident == ident_
+          ? find(m.seq)
+          : nullptr;
+  clamp::ProbeMatch match = clamp::ProbeMatch::none;
+  if (s != nullptr && src.family == family_ && s->target.family == family_) {
+    clamp::OutstandingProbe probe;
+    probe.family = v4 ? 4 : 6;
+    probe.target = s->target.bytes;
+    probe.ident = ident_;
+    probe.seq = s->seq;
+    probe.nonce = s->nonce;
+    probe.size = s->size;
+    match = clamp::match_probe(m, clamp::ConstBytes(src.bytes.data(), v4 ? 4U : 16U), probe);
   }
-  const std::uint8_t echo = v4 ? kIcmpEchoRequest : kIcmp6EchoRequest;
-  ours = ours && hl >= 20 && quote.size() >= hl + kIcmpHeader && quote[hl] == echo &&
-         clamp::load16(quote, hl + 4) == ident_;
-  Outstanding* s = ours ? find(clamp::load16(quote, hl + 6)) : nullptr;
-  // The quoted destination is the target that probe was sent to.
-  if (s != nullptr && !same_addr(quote, v4 ? 16 : 24, s->target)) s = nullptr;
-  // Most routers quote far more than 8 bytes (RFC 1812 4.3.2.3; RFC 4443 demands as much
-  // as fits); when the nonce is there it must match.
-  if (s != nullptr && quote.size() >= hl + kIcmpHeader + kNonceLen &&
-      load64(quote, hl + kIcmpHeader) != s->nonce) {
-    s = nullptr;
+  switch (match) {
+    case clamp::ProbeMatch::reply:
+      s->used = false;  // one reply per probe: duplicates are ignored
+      ++stats_.replies;
+      if (on_reply_) on_reply_(s->tag, m.ip_len);
+      return;
+    case clamp::ProbeMatch::wrong_length:
+      ++stats_.wrong_length;
+      return;
+    case clamp::ProbeMatch::too_big:
+      ++stats_.hints;
+      if (on_hint_) on_hint_(s->tag, m.mtu);
+      return;
+    case clamp::ProbeMatch::none:
+      ++stats_.ignored;
+      return;
   }
-  if (s == nullptr) {
-    ++stats_.ignored;
-    return;
-  }
-  ++stats_.hints;
-  if (on_hint_) on_hint_(s->tag, mtu);
 }
 
 }  // namespace tunshim::proxy

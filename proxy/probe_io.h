@@ -121,11 +121,6 @@ class ProbeIo {
   bool send_to(std::uint64_t tag, std::uint16_t size, const IpAddress& target, unsigned ifindex,
                std::string* err = nullptr) noexcept;
 
-  // Feeds one datagram as the socket returns it (IPv4: from the IP header; IPv6: from the
-  // ICMPv6 header, `src` the sender) through the matching. Used by the poll callback;
-  // public so the matching can be exercised without a network.
-  void handle_datagram(clamp::ConstBytes pkt, const IpAddress& src) noexcept;
-
   const Stats& stats() const noexcept { return stats_; }
   std::uint16_t identifier() const noexcept { return ident_; }
   const IpAddress& target() const noexcept { return target_; }
@@ -147,10 +142,10 @@ class ProbeIo {
   bool open_socket(const std::string* iface, std::string& err);
   void on_readable() noexcept;
   Outstanding* find(std::uint16_t seq) noexcept;
-  void handle_v4(clamp::ConstBytes pkt, const IpAddress& src) noexcept;
-  void handle_v6(clamp::ConstBytes pkt, const IpAddress& src) noexcept;
-  // The quoted echo request inside a too-big error (`quote` from the ICMP type byte).
-  void quoted_probe(clamp::ConstBytes quote, std::uint16_t mtu) noexcept;
+  // One datagram as the socket returns it (IPv4: from the IP header; IPv6: from the
+  // ICMPv6 header), `src` the sender: parsed and matched by clamp::parse_icmp4/6 and
+  // clamp::match_probe (pure, unit-tested and fuzzed).
+  void handle_datagram(clamp::ConstBytes pkt, const IpAddress& src) noexcept;
 
   uv_loop_t* loop_;
   UvHandle<uv_poll_t> poll_;
