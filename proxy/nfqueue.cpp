@@ -65,11 +65,24 @@ QueueMessage parse_queue_message(const nlmsghdr* nlh) noexcept {
     out.kind = QueueMessage::Kind::other;
     return out;
   }
-  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nfgenmsg))) return out;
-  // nfq_nlmsg_parse validates each known attribute's length (u32s, the packet header) and
-  // stops at one that runs past the message.
+  // libmnl walks attributes up to the aligned end of the message: a length the kernel
+  // never sends (it ends messages on an attribute boundary) would let it read past.
+  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nfgenmsg)) || nlh->nlmsg_len % NLMSG_ALIGNTO != 0) {
+    return out;
+  }
+  // nfq_nlmsg_parse stops at an attribute that runs past the message; the lengths of the
+  // attributes we read are checked below.
   nlattr* attr[NFQA_MAX + 1] = {};
-  if (nfq_nlmsg_parse(nlh, attr) < 0 || attr[NFQA_PACKET_HDR] == nullptr) return out;
+  if (nfq_nlmsg_parse(nlh, attr) < 0 || attr[NFQA_PACKET_HDR] == nullptr ||
+      mnl_attr_get_payload_len(attr[NFQA_PACKET_HDR]) < sizeof(nfqnl_msg_packet_hdr)) {
+    return out;
+  }
+  // Every u32 read below is checked here (the library does not check all of them).
+  for (int a : {NFQA_IFINDEX_INDEV, NFQA_IFINDEX_OUTDEV, NFQA_CAP_LEN}) {
+    if (attr[a] != nullptr && mnl_attr_get_payload_len(attr[a]) < sizeof(std::uint32_t)) {
+      return out;
+    }
+  }
   nfqnl_msg_packet_hdr ph{};
   std::memcpy(&ph, mnl_attr_get_payload(attr[NFQA_PACKET_HDR]), sizeof ph);
   out.kind = QueueMessage::Kind::packet;
