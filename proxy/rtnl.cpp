@@ -1,5 +1,6 @@
 #include "proxy/rtnl.h"
 
+#include <fcntl.h>
 #include <libmnl/libmnl.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
@@ -247,10 +248,11 @@ bool Rtnl::open(LinkFn on_link, AddrFn on_addr, ResyncFn on_resync, std::string&
     return false;
   }
   // We own the fd from here on; mnl_socket's wrapper is not needed for plain recv().
-  fd_ = dup(mnl_socket_get_fd(nl));
+  // dup() would drop close-on-exec, and every hook would inherit the subscription.
+  fd_ = fcntl(mnl_socket_get_fd(nl), F_DUPFD_CLOEXEC, 0);
   mnl_socket_close(nl);
   if (fd_ < 0) {
-    err = std::string("dup: ") + std::strerror(errno);
+    err = std::string("F_DUPFD_CLOEXEC: ") + std::strerror(errno);
     return false;
   }
   // Room for a burst (a concentrator's sessions coming up together: several messages per
@@ -319,24 +321,39 @@ void Rtnl::on_readable() noexcept {
 }
 
 void Rtnl::handle_buffer(const std::uint8_t* data, std::size_t len) {
-  std::size_t off = 0;
-  while (len - off >= sizeof(nlmsghdr)) {
-    nlmsghdr hdr{};
-    std::memcpy(&hdr, data + off, sizeof hdr);
-    if (hdr.nlmsg_len < sizeof hdr || hdr.nlmsg_len > len - off) break;
-    ++messages_;
-    if (hdr.nlmsg_type == RTM_NEWLINK || hdr.nlmsg_type == RTM_DELLINK) {
-      LinkInfo li;
-      if (parse_link_message(data + off, hdr.nlmsg_len, li) && on_link_) on_link_(li);
-    } else if (hdr.nlmsg_type == RTM_NEWADDR || hdr.nlmsg_type == RTM_DELADDR) {
-      ifaddrmsg ifa{};
-      if (hdr.nlmsg_len >= NLMSG_LENGTH(sizeof ifa)) {
-        std::memcpy(&ifa, data + off + NLMSG_HDRLEN, sizeof ifa);
-        if (on_addr_) on_addr_(ifa.ifa_index);
-      }
+  messages_ += parse_rtnl_buffer(data, len, [this](const RtnlEvent& e) {
+    if (e.kind == RtnlEvent::Kind::link && on_link_) on_link_(e.link);
+    if (e.kind == RtnlEvent::Kind::address && on_addr_) on_addr_(e.ifindex);
+  });
+}
+
+std::size_t rtnl_message_len(const std::uint8_t* data, std::size_t len,
+                             std::size_t off) noexcept {
+  if (off > len || len - off < sizeof(nlmsghdr)) return 0;
+  nlmsghdr hdr{};
+  std::memcpy(&hdr, data + off, sizeof hdr);
+  if (hdr.nlmsg_len < sizeof hdr || hdr.nlmsg_len > len - off) return 0;
+  return hdr.nlmsg_len;
+}
+
+RtnlEvent parse_rtnl_message(const std::uint8_t* msg, std::size_t len) {
+  RtnlEvent e;
+  if (rtnl_message_len(msg, len, 0) != len) return e;
+  nlmsghdr hdr{};
+  std::memcpy(&hdr, msg, sizeof hdr);
+  if (hdr.nlmsg_type == RTM_NEWLINK || hdr.nlmsg_type == RTM_DELLINK) {
+    if (parse_link_message(msg, len, e.link)) e.kind = RtnlEvent::Kind::link;
+  } else if (hdr.nlmsg_type == RTM_NEWADDR || hdr.nlmsg_type == RTM_DELADDR) {
+    ifaddrmsg ifa{};
+    if (hdr.nlmsg_len >= NLMSG_LENGTH(sizeof ifa)) {
+      std::memcpy(&ifa, msg + NLMSG_HDRLEN, sizeof ifa);
+      e.kind = RtnlEvent::Kind::address;
+      e.ifindex = ifa.ifa_index;
     }
-    off += NLMSG_ALIGN(hdr.nlmsg_len);
+  } else {
+    e.kind = RtnlEvent::Kind::other;
   }
+  return e;
 }
 
 }  // namespace tunshim::proxy

@@ -83,4 +83,41 @@ class Rtnl {
 // or is malformed. Exposed for tests.
 bool parse_link_message(const std::uint8_t* msg, std::size_t len, LinkInfo& out);
 
+// One rtnetlink notification as the subscription reads it.
+struct RtnlEvent {
+  enum class Kind : std::uint8_t {
+    link,       // RTM_NEWLINK / RTM_DELLINK: `link`
+    address,    // RTM_NEWADDR / RTM_DELADDR: `ifindex`
+    other,      // any other message type: ignored
+    malformed,  // a link or address message too short or with bad attributes
+  };
+  Kind kind = Kind::malformed;
+  LinkInfo link;
+  unsigned ifindex = 0;
+};
+
+// Walks a buffer of netlink messages as one recv() returns it and calls `fn(event)` for
+// each message (pure: no I/O; the callback decides). Stops at the first header whose
+// length is impossible. Returns the number of messages walked.
+template <typename Fn>
+std::size_t parse_rtnl_buffer(const std::uint8_t* data, std::size_t len, Fn&& fn);
+// The same for one message of `len` bytes (its header's own length checked against it).
+RtnlEvent parse_rtnl_message(const std::uint8_t* msg, std::size_t len);
+
+// Where one message of a buffer ends: 0 if no whole message starts at `off`.
+std::size_t rtnl_message_len(const std::uint8_t* data, std::size_t len,
+                             std::size_t off) noexcept;
+
+template <typename Fn>
+std::size_t parse_rtnl_buffer(const std::uint8_t* data, std::size_t len, Fn&& fn) {
+  std::size_t off = 0, n = 0;
+  while (const std::size_t m = rtnl_message_len(data, len, off)) {
+    ++n;
+    fn(parse_rtnl_message(data + off, m));
+    off += (m + 3) & ~std::size_t{3};  // NLMSG_ALIGN
+    if (off >= len) break;
+  }
+  return n;
+}
+
 }  // namespace tunshim::proxy

@@ -6,7 +6,8 @@
 # connects through the tunnel each complete within a few seconds (unclamped is allowed).
 # After SIGCONT the daemon logs how many packets went by unclamped and clamps again; the
 # watchdog holds no descriptor but the queue's socket and its eventfd, and dies with the
-# daemon (kill -9): the queue is then unbound and the orphaned rules bypass it.
+# daemon (kill -9): the queue is then unbound and the orphaned rules bypass it. Every
+# socket of the daemon is close-on-exec.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"
 
@@ -40,6 +41,23 @@ if [ -n "$wd" ]; then
     pass "the watchdog holds only stdio, an eventfd and the daemon's queue socket $qsock"
   else fail "the watchdog holds more: ${extra:-} (sockets: $qsock)"; fi
 fi
+
+# Every socket and anonymous inode (eventfd, epoll, pidfd…) the daemon holds is
+# close-on-exec: hooks and the firewall programs it runs inherit none of them (the queue,
+# rtnetlink, ICMP sockets…). Files and pipes are left out: those it inherited from this
+# test's shell are not its own.
+leaky=""; count=0
+for fd in /proc/"$TS"/fdinfo/*; do
+  n=${fd##*/}
+  target=$(readlink "/proc/$TS/fd/$n" 2>/dev/null) || continue
+  case $target in socket:*|anon_inode:*) ;; *) continue ;; esac
+  flags=$(awk '/^flags:/ { print $2 }' "$fd" 2>/dev/null) || continue
+  [ -n "$flags" ] || continue
+  count=$((count + 1))
+  (( (8#$flags & 8#2000000) != 0 )) || leaky+="$n=$target "
+done
+[ -z "$leaky" ] && pass "all $count sockets and anonymous inodes of the daemon are close-on-exec" ||
+  fail "descriptors without close-on-exec: $leaky"
 
 # ---- the stall -------------------------------------------------------------------------------
 kill -STOP "$TS"
