@@ -123,33 +123,29 @@ bool QueueWatchdog::start(uv_loop_t* loop, int queue_fd, std::uint16_t num, std:
 
   // A pidfd tells the loop if the watchdog dies, without touching SIGCHLD (libuv's).
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  ping_poll_ = new uv_poll_t{};
-  uv_poll_init(loop_, ping_poll_, eventfd_);
+  if (const int rc = ping_poll_.init(loop_, uv_poll_init, eventfd_); rc != 0) {
+    err = std::string("uv_poll_init: ") + uv_strerror(rc);
+    stop();
+    return false;
+  }
   ping_poll_->data = this;
-  uv_poll_start(ping_poll_, UV_READABLE, [](uv_poll_t* p, int status, int) {
+  uv_poll_start(ping_poll_.get(), UV_READABLE, [](uv_poll_t* p, int status, int) {
     if (status == 0 && p->data != nullptr) static_cast<QueueWatchdog*>(p->data)->on_ping();
   });
-  uv_unref(reinterpret_cast<uv_handle_t*>(ping_poll_));
-  if (pidfd_ >= 0) {
-    exit_poll_ = new uv_poll_t{};
-    uv_poll_init(loop_, exit_poll_, pidfd_);
+  uv_unref(ping_poll_.handle());
+  if (pidfd_ >= 0 && exit_poll_.init(loop_, uv_poll_init, pidfd_) == 0) {
     exit_poll_->data = this;
-    uv_poll_start(exit_poll_, UV_READABLE, [](uv_poll_t* p, int, int) {
+    uv_poll_start(exit_poll_.get(), UV_READABLE, [](uv_poll_t* p, int, int) {
       if (p->data != nullptr) static_cast<QueueWatchdog*>(p->data)->on_exit();
     });
-    uv_unref(reinterpret_cast<uv_handle_t*>(exit_poll_));
+    uv_unref(exit_poll_.handle());
   }
   return true;
 }
 
 void QueueWatchdog::stop() noexcept {
-  for (uv_poll_t** h : {&ping_poll_, &exit_poll_}) {
-    if (*h == nullptr) continue;
-    (*h)->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(*h),
-             [](uv_handle_t* x) { delete reinterpret_cast<uv_poll_t*>(x); });
-    *h = nullptr;
-  }
+  ping_poll_.reset();
+  exit_poll_.reset();
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
     while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
@@ -197,12 +193,7 @@ void QueueWatchdog::on_exit() noexcept {
       num_, pid_, WIFSIGNALED(status) ? "was killed by signal" : "exited with",
       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
   pid_ = -1;
-  if (exit_poll_ != nullptr) {
-    exit_poll_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(exit_poll_),
-             [](uv_handle_t* x) { delete reinterpret_cast<uv_poll_t*>(x); });
-    exit_poll_ = nullptr;
-  }
+  exit_poll_.reset();
   report();
 }
 

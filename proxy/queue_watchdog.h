@@ -31,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include "proxy/uv_handle.h"
+
 namespace tunshim::proxy {
 
 class QueueWatchdog {
@@ -86,8 +88,8 @@ class QueueWatchdog {
   void say(const char* text) noexcept;
 
   uv_loop_t* loop_ = nullptr;
-  uv_poll_t* ping_poll_ = nullptr;
-  uv_poll_t* exit_poll_ = nullptr;
+  UvHandle<uv_poll_t> ping_poll_;
+  UvHandle<uv_poll_t> exit_poll_;
   Shared* shared_ = nullptr;
   pid_t pid_ = -1;
   int pidfd_ = -1;
