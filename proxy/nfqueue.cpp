@@ -65,39 +65,35 @@ QueueMessage parse_queue_message(const nlmsghdr* nlh) noexcept {
     out.kind = QueueMessage::Kind::other;
     return out;
   }
-  // libmnl walks attributes up to the aligned end of the message: a length the kernel
-  // never sends (it ends messages on an attribute boundary) would let it read past.
-  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nfgenmsg)) || nlh->nlmsg_len % NLMSG_ALIGNTO != 0) {
-    return out;
-  }
-  // nfq_nlmsg_parse stops at an attribute that runs past the message; the lengths of the
-  // attributes we read are checked below.
+  if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nfgenmsg))) return out;
   nlattr* attr[NFQA_MAX + 1] = {};
-  if (nfq_nlmsg_parse(nlh, attr) < 0 || attr[NFQA_PACKET_HDR] == nullptr ||
-      mnl_attr_get_payload_len(attr[NFQA_PACKET_HDR]) < sizeof(nfqnl_msg_packet_hdr)) {
-    return out;
-  }
-  // Every u32 read below is checked here (the library does not check all of them).
-  for (int a : {NFQA_IFINDEX_INDEV, NFQA_IFINDEX_OUTDEV, NFQA_CAP_LEN}) {
-    if (attr[a] != nullptr && mnl_attr_get_payload_len(attr[a]) < sizeof(std::uint32_t)) {
-      return out;
-    }
-  }
+  if (nfq_nlmsg_parse(nlh, attr) < 0) return out;
+  // Past the packet header nothing is fatal: with its id the packet can always be
+  // answered (a packet without a usable payload is accepted unchanged). libmnl walks
+  // attributes up to the aligned end of the message, so an attribute is used only if it
+  // ends within the message's own length and a u32 only if it holds 4 bytes.
+  const auto* end = reinterpret_cast<const std::uint8_t*>(nlh) + nlh->nlmsg_len;
+  const auto usable = [&](const nlattr* a, std::size_t min_len) {
+    if (a == nullptr || mnl_attr_get_payload_len(a) < min_len) return false;
+    const auto* p = static_cast<const std::uint8_t*>(mnl_attr_get_payload(a));
+    return p + mnl_attr_get_payload_len(a) <= end;
+  };
+  if (!usable(attr[NFQA_PACKET_HDR], sizeof(nfqnl_msg_packet_hdr))) return out;
   nfqnl_msg_packet_hdr ph{};
   std::memcpy(&ph, mnl_attr_get_payload(attr[NFQA_PACKET_HDR]), sizeof ph);
   out.kind = QueueMessage::Kind::packet;
   out.id = ntohl(ph.packet_id);
   out.hook = ph.hook;
-  if (attr[NFQA_IFINDEX_INDEV] != nullptr)
+  if (usable(attr[NFQA_IFINDEX_INDEV], 4))
     out.indev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]));
-  if (attr[NFQA_IFINDEX_OUTDEV] != nullptr)
+  if (usable(attr[NFQA_IFINDEX_OUTDEV], 4))
     out.outdev = ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV]));
-  if (attr[NFQA_PAYLOAD] != nullptr) {
+  if (usable(attr[NFQA_PAYLOAD], 0)) {
     out.payload = clamp::ConstBytes(
         static_cast<const std::uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD])),
         mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]));
   }
-  if (attr[NFQA_CAP_LEN] != nullptr) out.cap_len = ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN]));
+  if (usable(attr[NFQA_CAP_LEN], 4)) out.cap_len = ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN]));
   return out;
 }
 

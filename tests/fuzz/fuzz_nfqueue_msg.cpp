@@ -31,9 +31,12 @@ void require(bool ok, const char* what) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size > 0x10000 + 8192) return 0;  // the receive buffer's size
-  // A heap copy exactly `size` long (so ASan sees any read past what "recv" returned),
-  // aligned like the socket's buffer (operator new: 16 bytes).
-  std::vector<std::uint8_t> copy(data, data + size);
+  // A heap copy aligned like the socket's buffer (operator new: 16 bytes), with the 3 bytes
+  // of slack the daemon's buffer always has beyond a datagram (libmnl looks at attribute
+  // headers up to a message's aligned end, and the kernel's last attribute, the payload, is
+  // not padded); ASan sees any read past those.
+  std::vector<std::uint8_t> copy(size + 3, 0);
+  if (size > 0) std::memcpy(copy.data(), data, size);
   std::uint8_t* buf = copy.data();
 
   unsigned sum = 0;

@@ -56,6 +56,13 @@ C4, S4 = [172, 30, 0, 1], [172, 30, 0, 2]
 C6 = [0xfd, 0x77, 0, 0x30] + [0] * 11 + [1]
 S6 = [0xfd, 0x77, 0, 0x30] + [0] * 11 + [2]
 
+IDENT, SEQ, NONCE = 0x4242, 0x0107, bytes(range(1, 9))
+
+
+def echo(t, size_payload=32):
+    return struct.pack("!BBHHH", t, 0, 0, IDENT, SEQ) + NONCE + bytes(size_payload)
+
+
 # ---- NFQUEUE packet messages (NFQNL_MSG_PACKET = 0, subsystem 3) -------------------------
 NFQ_PACKET = (3 << 8) | 0
 NFQA_PACKET_HDR, NFQA_IFINDEX_INDEV, NFQA_IFINDEX_OUTDEV, NFQA_PAYLOAD, NFQA_CAP_LEN = 1, 4, 5, 10, 17
@@ -80,6 +87,10 @@ put("syn_out", "nfqueue_msg", nfq_packet(7, NF_POST, out_syn, outdev=5))
 put("synack_in", "nfqueue_msg", nfq_packet(8, NF_PRE, ipv4(S4, C4, 6, syn(1400)), indev=5))
 put("syn6_out", "nfqueue_msg", nfq_packet(9, NF_POST, ipv6(C6, S6, 6, syn()), outdev=5))
 put("truncated_copy", "nfqueue_msg", nfq_packet(10, NF_POST, out_syn[:40], outdev=5, cap_len=60))
+# A probe of odd size queued by the guard rule: the kernel does not pad the last attribute,
+# so the message length is not a multiple of 4.
+odd = nfq_packet(11, NF_POST, ipv4(C4, S4, 1, echo(8, 1409 - 36)), outdev=5)[:-3]
+put("odd_payload", "nfqueue_msg", struct.pack("=I", len(odd)) + odd[4:])
 put("burst", "nfqueue_msg", b"".join(nfq_packet(i, NF_POST, out_syn, outdev=5) for i in range(20, 24)))
 err = struct.pack("=i", -2) + struct.pack("=IHHII", 32, (3 << 8) | 1, 0, 1, 0)
 put("error_enoent", "nfqueue_msg", nlmsg(2, err))
@@ -119,13 +130,6 @@ put("name_unterminated", "rtnl_msg", nlmsg(16, ifinfo(5, 1) + nla(IFLA_IFNAME, b
 # Input of fuzz_icmp_reply: family (4 or 6), perturbation flags, the probe's size (2 bytes,
 # big-endian), then the datagram as the raw socket returns it (IPv4: from the IP header;
 # IPv6: from the ICMPv6 header). Flags 0x10: the socket's sender is the target.
-IDENT, SEQ, NONCE = 0x4242, 0x0107, bytes(range(1, 9))
-
-
-def echo(t, size_payload=32):
-    return struct.pack("!BBHHH", t, 0, 0, IDENT, SEQ) + NONCE + bytes(size_payload)
-
-
 def icmp4(t, code, rest, payload):
     m = struct.pack("!BBH", t, code, 0) + rest + payload
     return m[:2] + struct.pack("!H", csum(m)) + m[4:]
