@@ -89,7 +89,7 @@ commands=$(echo "$text8" | sed -n '/^COMMANDS/,/^[A-Z]/p')
 subs=$("$TUNSHIM_BIN" --help | sed -n '/^Subcommands:/,/^$/p' | awk 'NR > 1 && NF {print $1}')
 [ -n "$subs" ] || die "no subcommands in tunshim --help"
 for s in $subs; do
-  if echo "$commands" | grep -Eq "^ {7}$s( |$)"; then pass "tunshim(8) COMMANDS has an entry for '$s'"
+  if grep -Eq "^ {7}$s( |$)" <<<"$commands"; then pass "tunshim(8) COMMANDS has an entry for '$s'"
   else fail "tunshim(8) COMMANDS has no entry for subcommand '$s' (tunshim --help lists it)"; fi
   # Every option of the subcommand (but --help) is named in the page.
   for o in $("$TUNSHIM_BIN" "$s" --help | grep -oE '(^|[ ,])--?[a-z][a-z0-9-]*' | tr -d ' ,' | sort -u); do
@@ -122,15 +122,15 @@ entry() { echo "$2" | awk -v k="$1" '
   on { print }'; }
 section() { echo "$text5" | sed -n "/^$1/,/^[A-Z]/p"; }
 for k in $(printf '%s\n' $implemented $example $planned | sort -u); do
-  if echo "$planned" | grep -qx "$k"; then
+  if grep -qx "$k" <<<"$planned"; then
     if [ -n "$(entry "$k" "$(section 'PLANNED KEYS')")" ]; then pass "tunshim.conf(5): '$k' under PLANNED KEYS"
     else fail "tunshim.conf(5): planned key '$k' has no entry under PLANNED KEYS"; fi
-    if echo "$implemented" | grep -qx "$k"; then fail "'$k' is both implemented (check-config prints it) and listed as planned in conf/tunshim.conf"; fi
+    if grep -qx "$k" <<<"$implemented"; then fail "'$k' is both implemented (check-config prints it) and listed as planned in conf/tunshim.conf"; fi
     continue
   fi
   e=$(entry "$k" "$(section 'GLOBAL KEYS')$(printf '\n')$(section 'TUNNEL KEYS')")
   if [ -z "$e" ]; then fail "tunshim.conf(5): key '$k' has no entry under GLOBAL KEYS or TUNNEL KEYS"; continue; fi
-  echo "$e" | grep -Eq 'Default|Required' && pass "tunshim.conf(5): '$k' documented with its default" \
+  grep -Eq 'Default|Required' <<<"$e" && pass "tunshim.conf(5): '$k' documented with its default" \
     || fail "tunshim.conf(5): the entry for '$k' states no default (or that it is required)"
 done
 # Each value check-config marks "# default" must be the one the page gives.
@@ -221,17 +221,17 @@ for f in ./usr/sbin/tunshim ./etc/tunshim/tunshim.conf ./lib/systemd/system/tuns
          ./etc/ppp/ip-up.d/tunshim ./etc/ppp/ip-down.d/tunshim ./usr/share/doc/tunshim/copyright \
          ./usr/share/tunshim/prometheus/tunshim.rules.yml ./usr/share/tunshim/prometheus/tunshim.rules.test.yml \
          ./usr/share/tunshim/grafana/tunshim.json; do
-  echo "$contents" | grep -q " $f$" && pass "deb contains $f" || fail "deb lacks $f"
+  grep -q " $f$" <<<"$contents" && pass "deb contains $f" || fail "deb lacks $f"
 done
 for f in ./etc/ppp/ip-up.d/tunshim ./etc/ppp/ip-down.d/tunshim; do
-  echo "$contents" | grep -q "^-rwxr-xr-x $f$" && pass "deb: $f mode 755" || fail "deb: $f mode: $(echo "$contents" | grep " $f$")"
+  grep -q "^-rwxr-xr-x $f$" <<<"$contents" && pass "deb: $f mode 755" || fail "deb: $f mode: $(echo "$contents" | grep " $f$")"
 done
 recommends=$(dpkg-deb -f "$DEB" Recommends)
 for d in iproute2 socat; do
   echo ", $recommends," | grep -Eq ", $d( \([^)]*\))?," && pass "Recommends has $d (tunshim demo)" || fail "Recommends lacks $d: '$recommends'"
 done
-echo "$contents" | grep -q '^-rwxr-xr-x ./usr/sbin/tunshim$' && pass "deb: /usr/sbin/tunshim mode 755" || fail "deb: /usr/sbin/tunshim mode: $(echo "$contents" | grep sbin/tunshim)"
-! echo "$contents" | grep -q ' ./usr/local/' && pass "deb: nothing under /usr/local" || fail "deb: files under /usr/local"
+grep -q '^-rwxr-xr-x ./usr/sbin/tunshim$' <<<"$contents" && pass "deb: /usr/sbin/tunshim mode 755" || fail "deb: /usr/sbin/tunshim mode: $(echo "$contents" | grep sbin/tunshim)"
+! grep -q ' ./usr/local/' <<<"$contents" && pass "deb: nothing under /usr/local" || fail "deb: files under /usr/local"
 mkdir -p "$E2E_TMP/ctrl"
 dpkg-deb -e "$DEB" "$E2E_TMP/ctrl"
 [ "$(sort "$E2E_TMP/ctrl/conffiles" | tr '\n' ' ')" = "/etc/ppp/ip-down.d/tunshim /etc/ppp/ip-up.d/tunshim /etc/tunshim/tunshim.conf " ] \
@@ -252,7 +252,7 @@ else
   fail "deb's binary: tunshim demo: $(tail -4 <<<"$out" | tr '\n' ' ')"
 fi
 # apt resolves its dependencies against this system (simulation: nothing is installed).
-if out=$(apt-get install -s -q "$DEB" 2>&1) && echo "$out" | grep -q '^Inst tunshim '; then
+if out=$(apt-get install -s -q "$DEB" 2>&1) && grep -q '^Inst tunshim ' <<<"$out"; then
   pass "apt-get install -s ./$(basename "$DEB"): $(echo "$out" | grep '^Inst tunshim ')"
 else
   fail "apt-get install -s: $(echo "$out" | tail -3)"
@@ -404,7 +404,7 @@ else
   fail "sandboxed daemon: no READY=1 within 10 s; log: $(cat "$E2E_TMP/daemon.log")"
 fi
 caps_now=$(grep -E '^Cap(Eff|Bnd):' "/proc/$mainpid/status" | tr -s '\t ' ' ' | tr '\n' ' ')
-[ "$(readlink "/proc/$mainpid/exe")" = "$(readlink -f "$SBIN")" ] && echo "$caps_now" | grep -q 'CapEff: 0*3000 CapBnd: 0*3000' \
+[ "$(readlink "/proc/$mainpid/exe")" = "$(readlink -f "$SBIN")" ] && grep -q 'CapEff: 0*3000 CapBnd: 0*3000' <<<"$caps_now" \
   && pass "sandboxed daemon holds exactly CAP_NET_ADMIN and CAP_NET_RAW ($caps_now)" \
   || fail "sandboxed daemon's capabilities: $caps_now (exe $(readlink "/proc/$mainpid/exe"))"
 if grep -q '^STATUS=' "$E2E_TMP/notify.log"; then pass "daemon sends STATUS=: $(grep -m1 '^STATUS=' "$E2E_TMP/notify.log")"
