@@ -45,7 +45,9 @@ before=$(state)
 
 # Reload with changed liveness and clamp settings; count log lines from here.
 pos=$(wc -l <"$LAB_TUNSHIM_LOG")
-n_before=$(runs)
+# The last attempt the daemon started before the reload (its own log, not the hook's, so a
+# run starting right now is counted on the right side of the reload).
+n_before=$(head -n "$pos" "$LAB_TUNSHIM_LOG" | grep -o 'running on_down (attempt [0-9]*' | tail -1 | grep -o '[0-9]*$')
 conf 2s
 sed -i 's/^mss = 1300/mss = 1280/' "$LAB_TUNSHIM_CONF"
 kill -HUP "$LAB_TUNSHIM_PID"
