@@ -174,10 +174,18 @@ for f in "$TUNSHIM_SRC"/conf/examples/*.conf; do
     pass "example $(basename "$f") is valid but for programs not installed here: $(echo $err)"
   else fail "example $(basename "$f") refused: $(head -3 <<<"$err")"; fi
 done
-sed -n '/^```toml$/,/^```$/p' "$TUNSHIM_SRC/README.md" | sed '1d;$d' >"$E2E_TMP/readme.conf"
-check "$E2E_TMP/readme.conf"
-if [ -s "$E2E_TMP/readme.conf" ] && { [ "$rc" -eq 0 ] || { [ "$rc" -eq 1 ] && only_missing_hooks "$E2E_TMP/readme.conf"; }; }; then
-  pass "README's example config is valid${err:+ but for programs not installed here: $(echo $err)}"
-else fail "README's example config refused: $(head -3 <<<"$err")"; fi
+# Every ```toml block of the README on its own (readme-1.conf, readme-2.conf, …).
+awk -v dir="$E2E_TMP" '/^```toml$/ {n++; f = dir "/readme-" n ".conf"; on = 1; next}
+  /^```$/ {on = 0} on {print > f}' "$TUNSHIM_SRC/README.md"
+blocks=$(ls "$E2E_TMP"/readme-*.conf 2>/dev/null | wc -l)
+[ "$blocks" -gt 0 ] || fail "README has no toml example"
+for f in "$E2E_TMP"/readme-*.conf; do
+  [ -e "$f" ] || continue
+  chmod 0644 "$f"
+  check "$f"
+  if [ -s "$f" ] && { [ "$rc" -eq 0 ] || { [ "$rc" -eq 1 ] && only_missing_hooks "$f"; }; }; then
+    pass "README's example config $(basename "$f") of $blocks is valid${err:+ but for programs not installed here: $(echo $err)}"
+  else fail "README's example config $(basename "$f") refused: $(head -3 <<<"$err")"; fi
+done
 
 finish
