@@ -94,3 +94,33 @@ wait_for() {
     sleep 0.1
   done
 }
+
+# e2e_tunshim_start NS CONF: `tunshim run -c CONF` in namespace NS, log in
+# $E2E_TMP/tunshim.log, killed at exit; waits until it says it is running. Its pid (the
+# command's own: `ip netns exec` execs it) is in E2E_TUNSHIM_PID.
+e2e_tunshim_start() {
+  ip netns exec "$(ns "$1")" "$TUNSHIM_BIN" run -c "$2" >"$E2E_TMP/tunshim.log" 2>&1 &
+  E2E_TUNSHIM_PID=$!
+  on_exit "kill -9 $E2E_TUNSHIM_PID"
+  wait_for 10 grep -q "running:" "$E2E_TMP/tunshim.log" || {
+    cat "$E2E_TMP/tunshim.log"
+    die "tunshim did not start"
+  }
+}
+
+# e2e_syns NS DST N: N connection attempts from namespace NS to DST:9 (closed), each a
+# fresh SYN, back to back.
+e2e_syns() {
+  inns "$1" "$PY" - "$2" "$3" <<'PYEOF'
+import socket, sys
+dst, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket()
+    s.settimeout(1.0)
+    try:
+        s.connect((dst, 9))
+    except OSError:
+        pass
+    s.close()
+PYEOF
+}

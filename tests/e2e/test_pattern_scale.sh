@@ -45,13 +45,8 @@ interface = "ppp+"
 mss = "auto"
 keepalive = "off"
 EOF
-inns c "$TUNSHIM_BIN" run -c "$CONF" >"$E2E_TMP/tunshim.log" 2>&1 &
-TPID=$!
-on_exit "kill -9 $TPID"
-wait_for 10 grep -q "running:" "$E2E_TMP/tunshim.log" || {
-  cat "$E2E_TMP/tunshim.log"
-  die "tunshim did not start"
-}
+e2e_tunshim_start c "$CONF"
+TPID=$E2E_TUNSHIM_PID
 
 # The farm reads commands from a fifo and answers on a file.
 mkfifo "$E2E_TMP/farm.in"

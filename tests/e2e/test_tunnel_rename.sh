@@ -64,29 +64,10 @@ mss = 1300
 mss6 = 1280
 keepalive = "off"
 EOF
-inns c "$TUNSHIM_BIN" run -c "$CONF" >"$E2E_TMP/tunshim.log" 2>&1 &
-TPID=$!
-on_exit "kill -9 $TPID"
-wait_for 10 grep -q "running:" "$E2E_TMP/tunshim.log" || {
-  cat "$E2E_TMP/tunshim.log"
-  die "tunshim did not start"
-}
+e2e_tunshim_start c "$CONF"
+TPID=$E2E_TUNSHIM_PID
 
-# syns DST N: N connection attempts to DST:9 (closed), each a fresh SYN, back to back.
-syns() {
-  inns c "$PY" - "$1" "$2" <<'EOF'
-import socket, sys
-dst, n = sys.argv[1], int(sys.argv[2])
-for _ in range(n):
-    s = socket.socket()
-    s.settimeout(1.0)
-    try:
-        s.connect((dst, 9))
-    except OSError:
-        pass
-    s.close()
-EOF
-}
+syns() { e2e_syns c "$1" "$2"; }
 
 syns 10.81.0.2 5
 syns 10.81.1.2 5
