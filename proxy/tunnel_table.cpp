@@ -203,12 +203,12 @@ void TunnelTable::sync_links() noexcept {
 }
 
 Tunnel* TunnelTable::find(std::string_view iface) noexcept {
-  const auto it = by_name_.find(std::string(iface));
+  const auto it = by_name_.find(iface);
   return it != by_name_.end() ? it->second : nullptr;
 }
 
 const Tunnel* TunnelTable::find(std::string_view iface) const noexcept {
-  const auto it = by_name_.find(std::string(iface));
+  const auto it = by_name_.find(iface);
   return it != by_name_.end() ? it->second : nullptr;
 }
 

@@ -160,8 +160,15 @@ class TunnelTable final : public TunnelHost {
   std::unordered_map<std::uint32_t, Tunnel*> by_id_;
   std::vector<std::unique_ptr<Tunnel>> tunnels_;
   std::vector<std::unique_ptr<Tunnel>> retired_;
-  std::vector<std::unique_ptr<Tunnel>> ended_;        // instances to free on the next kick
-  std::unordered_map<std::string, Tunnel*> by_name_;  // active tunnels
+  std::vector<std::unique_ptr<Tunnel>> ended_;  // instances to free on the next kick
+  // Looks names up as string_view without building a std::string (find() is noexcept).
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  std::unordered_map<std::string, Tunnel*, NameHash, std::equal_to<>> by_name_;  // active
   std::vector<std::unique_ptr<Pattern>> patterns_;
   std::unordered_map<unsigned, Tunnel*> by_ifindex_;
   std::unordered_map<const Tunnel*, unsigned> indexed_;  // the reverse of by_ifindex_
