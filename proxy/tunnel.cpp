@@ -202,18 +202,17 @@ void Tunnel::on_link(const LinkInfo& li) {
   }
   if (present_ && li.ifindex != ifindex_) on_gone();  // replaced between two notifications
   if (!present_) return appear(li);
-  if (li.mtu != mtu_) link_mtu_changed(li.mtu);
+  if (li.mtu != owner_.current()) link_mtu_changed(li.mtu);
 }
 
 void Tunnel::appear(const LinkInfo& li) {
   present_ = true;
   ifindex_ = li.ifindex;
-  mtu_ = li.mtu;
+  owner_.appear(li.mtu);
   const bool returned = ever_present_;
   ever_present_ = true;
   spdlog::info("tunnel {}: interface {} (index {}, MTU {})", cfg_.iface,
-               returned ? "is back" : "present", ifindex_, mtu_);
-  owner_.appear(li.mtu);
+               returned ? "is back" : "present", ifindex_, li.mtu);
   open_keepalive();
   const Timestamp t = now();
   handle(live_.on_interface(true, t));
@@ -227,7 +226,6 @@ void Tunnel::on_gone() {
   if (!present_) return;
   present_ = false;
   ifindex_ = 0;
-  mtu_ = 0;
   owner_.gone();
   target_ = {};
   io_target_ = {};
@@ -244,7 +242,6 @@ void Tunnel::on_gone() {
 
 void Tunnel::link_mtu_changed(std::uint32_t mtu) {
   const auto change = owner_.on_link_mtu(mtu);
-  mtu_ = mtu;
   if (change != keepalive::MtuOwner::Change::external) {
     update_targets();
     return;  // the event of one of our own writes
@@ -428,7 +425,6 @@ void Tunnel::reprobe() {
     return;
   }
   owner_.reread(li.mtu);
-  mtu_ = li.mtu;
   if (cfg_.pmtu.enabled) {
     spdlog::info("tunnel {}: reapply: searching the path MTU again", cfg_.iface);
     begin_search();
@@ -534,7 +530,6 @@ void Tunnel::write_link_mtu(std::uint32_t mtu) {
   spdlog::info("tunnel {}: interface MTU {} -> {}{}", cfg_.iface, owner_.current(), mtu,
                mtu < clamp::kMinMtu6 ? " (below 1280: the kernel disables IPv6 on it)" : "");
   owner_.wrote(mtu);
-  mtu_ = mtu;
   update_targets();
 }
 
@@ -564,7 +559,7 @@ void Tunnel::update_targets() {
   }
   // The guard acts only on a measured value that is below what the interface lets out:
   // larger packets the kernel already refuses or fragments itself.
-  const bool guard_on = cfg_.guard && measured && host_.guard_ready() && pm < mtu_;
+  const bool guard_on = cfg_.guard && measured && host_.guard_ready() && pm < owner_.current();
   const std::uint16_t guard_pmtu = guard_on ? pm : 0;
   ProbeIo* io = target_[0] ? host_.probes(target_[0]->family) : nullptr;
   const std::uint16_t ident = io != nullptr ? io->identifier() : 0;
@@ -669,7 +664,7 @@ std::vector<std::pair<std::string, std::string>> Tunnel::hook_env(const char* ev
   return {{"TUNSHIM_INTERFACE", cfg_.iface},
           {"TUNSHIM_EVENT", event},
           {"TUNSHIM_PEER", io_target_[1].empty() ? cfg_.monitor.target : io_target_[1]},
-          {"TUNSHIM_PMTU", std::to_string(pm != 0 ? pm : mtu_)},
+          {"TUNSHIM_PMTU", std::to_string(pm != 0 ? pm : owner_.current())},
           {"TUNSHIM_DOWN_SECONDS", std::to_string(std::max<std::int64_t>(0, down_ms) / 1000)}};
 }
 

@@ -201,7 +201,7 @@ class Tunnel {
   std::uint16_t pmtu() const noexcept;
   bool pmtu_confirmed() const noexcept { return confirmed_; }
   keepalive::PmtuSearch::State pmtu_state() const noexcept;
-  std::uint32_t interface_mtu() const noexcept { return mtu_; }
+  std::uint32_t interface_mtu() const noexcept { return owner_.current(); }
   keepalive::Liveness::State state() const noexcept { return live_.state(); }
   const keepalive::Liveness& liveness() const noexcept { return live_; }
   const MonitorStats& monitor_stats() const noexcept { return mstats_; }
@@ -258,7 +258,6 @@ class Tunnel {
   bool present_ = false;
   bool ever_present_ = false;
   unsigned ifindex_ = 0;
-  std::uint32_t mtu_ = 0;
 
   // Probe targets: [0] path MTU, [1] keepalive.
   std::array<std::optional<IpAddress>, 2> target_;
