@@ -309,8 +309,18 @@ void Rtnl::on_readable() noexcept {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
         // The kernel dropped notifications: we cannot know which, so everyone re-reads.
+        // What is still queued is older than the re-read: applied after it, a stale
+        // NEWLINK would hand a name's tunnel the index of an interface already deleted
+        // (and its DELLINK would then end that tunnel). So discard the queue first; what
+        // arrives after the discard is newer than the state the re-read sees.
         ++overruns_;
         spdlog::warn("rtnetlink: notifications lost (socket overrun); re-reading interfaces");
+        for (int d = 0; d < 4096; ++d) {
+          if (recv(fd_, rx.data(), rx.size(), MSG_DONTWAIT) < 0 && errno != EINTR &&
+              errno != ENOBUFS) {
+            break;
+          }
+        }
         if (on_resync_) on_resync_();
         continue;
       }
