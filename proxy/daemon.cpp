@@ -211,18 +211,20 @@ bool Daemon::start(std::string& err) {
   counts_timer_.start(kCountsIntervalMs, kCountsIntervalMs, [this] { refresh_counts(false); });
 
   if (!bpf_active()) {
-    installed_ = fw_tunnels();
-    if (!firewall_.install(installed_, err)) {
+    std::vector<FirewallTunnel> installed = fw_tunnels();
+    if (!firewall_.install(installed, err)) {
       std::string e2;
       firewall_.remove_all(e2);  // a half-installed family must not stay behind
       return false;
     }
     for (Family f : {Family::v4, Family::v6}) {
-      for (const auto& line : firewall_.describe(installed_, f)) {
+      for (const auto& line : firewall_.describe(installed, f)) {
         spdlog::info("installed ({}, mangle): {}",
                      f == Family::v4 ? "iptables-nft" : "ip6tables-nft", line);
       }
     }
+    fw_sync_ = std::make_unique<FirewallSync>(FirewallSync::for_firewall(loop_, firewall_),
+                                              std::move(installed));
   }
   if (guard_wanted()) {
     std::string gerr;
@@ -290,31 +292,33 @@ int Daemon::run() {
 }
 
 void Daemon::stop() {
-  if (stopped_) return;
-  if (fw_busy_) {  // let the running rule change finish, then remove everything
-    stop_pending_ = true;
-    return;
-  }
-  finish_stop();
+  if (stopped_ || stopping_) return;
+  stopping_ = true;
+  sd_notify(0, "STOPPING=1");
+  if (!fw_sync_) return finish_stop();
+  // Rules first, so no new SYN is queued: after the rule change running now (if any);
+  // changes waiting behind it are dropped.
+  fw_sync_->stop([this](bool ok, const std::string& err) {
+    if (ok) {
+      spdlog::info("rules removed");
+    } else {
+      spdlog::error("removing rules: {}", err);
+      exit_code_ = 1;
+    }
+    finish_stop();
+  });
 }
 
 void Daemon::finish_stop() {
   stopped_ = true;
-  sd_notify(0, "STOPPING=1");
-  // Rules first, so no new SYN is queued; then answer what is already queued (unbinding
-  // drops packets still waiting for a verdict); then unbind.
-  std::string err;
+  // The rules are gone (stop()); answer what is already queued (unbinding drops packets
+  // still waiting for a verdict), then unbind.
   if (bpf_active()) {
     // Counters first (they live in the programs' maps), then every filter and the maps.
     pull_bpf_counters();
     bpf_.close();
     bpf_tunnels_.clear();
     spdlog::info("eBPF programs detached");
-  } else if (!firewall_.remove_all(err)) {
-    spdlog::error("removing rules: {}", err);
-    exit_code_ = 1;
-  } else {
-    spdlog::info("rules removed");
   }
   if (table_) table_->stop();  // hooks still running are terminated and reaped
   while (queue_.drain(*this, uv_now(loop_))) {
@@ -337,11 +341,7 @@ void Daemon::close_handles() noexcept {
 // ---- reload ---------------------------------------------------------------------------------
 
 void Daemon::reload() {
-  if (stopped_) return;
-  if (fw_busy_) {
-    reload_pending_ = true;
-    return;
-  }
+  if (stopped_ || stopping_) return;
   spdlog::info("SIGHUP: reloading {}", config_.path);
   sd_notify(0, "RELOADING=1");
   ConfigResult res = load_config(config_.path);
@@ -374,9 +374,6 @@ void Daemon::reload() {
   log_config_warnings(next);
 
   config_ = std::move(next);
-  // Busy from here: rule changes the tunnels ask for while they take the new settings
-  // wait for this apply (rules_pending_), not start a second one against the old installed_.
-  fw_busy_ = true;
   if (guard_wanted() && !guard_.is_open()) {
     std::string gerr;
     if (!guard_.open(gerr))
@@ -384,11 +381,13 @@ void Daemon::reload() {
   }
   // Kept tunnels take the new settings now (a changed MSS applies to the next SYN) with
   // their state and counters; removed ones keep clamping until their rules are gone.
+  // Rule changes they ask for meanwhile are the one applied below.
+  reconfiguring_ = true;
   table_->reconfigure(config_);
+  reconfiguring_ = false;
 
   if (bpf_active()) {
     // No rules to change: retired tunnels' programs go, the others take their new targets.
-    fw_busy_ = false;
     for (auto it = bpf_tunnels_.begin(); it != bpf_tunnels_.end();) {
       const bool active = std::any_of(table_->tunnels().begin(), table_->tunnels().end(),
                                       [&](const auto& tp) { return tp.get() == it->first; });
@@ -401,15 +400,10 @@ void Daemon::reload() {
     spdlog::info("reload applied: {} tunnel(s)", table_->tunnels().size());
     sd_notify(0, "READY=1");
     if (stats_) stats_->apply(config_.global);
-    after_rule_change();
     return;
   }
-  const std::vector<FirewallTunnel> to = fw_tunnels();
-  firewall_.apply_async(loop_, installed_, to, [this, to](bool ok, std::string err) {
-    fw_busy_ = false;
+  sync_rules([this](bool ok, const std::string& err) {
     if (ok) {
-      installed_ = to;
-      table_->drop_retired();
       ++reloads_ok_;
       spdlog::info("reload applied: {} tunnel(s)", table_->tunnels().size());
     } else {
@@ -421,7 +415,6 @@ void Daemon::reload() {
     }
     sd_notify(0, "READY=1");
     if (stats_) stats_->apply(config_.global);
-    after_rule_change();
   });
 }
 
@@ -574,80 +567,45 @@ void Daemon::reapply(const std::string& iface, std::function<void(bool, std::str
     if (t->settings().pmtu.enabled) msg += "; path-MTU search restarted";
     return done(on, msg);
   }
-  const FirewallTunnel* ft = nullptr;
-  std::string names;
-  // An instance of a pattern ("ppp7" of "ppp+") re-applies its pattern's rules.
+  if (stopped_ || stopping_ || !fw_sync_) return done(false, "tunshim is stopping");
+  // An instance of a pattern ("ppp7" of "ppp+") re-applies its pattern's rules. Queued
+  // behind a rule change that is running (the ip-up path must not be refused for it).
   const std::string rule = table_ ? table_->rule_name(iface) : iface;
-  for (const auto& t : installed_) {
-    if (t.iface == rule) ft = &t;
-    names += (names.empty() ? "" : ", ") + t.iface;
-  }
-  if (ft == nullptr)
-    return done(false, iface + " is not a configured tunnel (configured: " + names + ")");
-  if (stopped_) return done(false, "tunshim is stopping");
-  if (fw_busy_) return done(false, "a rule change is in progress; try again in a moment");
-  fw_busy_ = true;
-  reapply_rules_async(loop_, firewall_, *ft, [this, done, iface](bool ok, std::string msg) {
-    fw_busy_ = false;
+  fw_sync_->reapply(rule, [this, done, iface](bool ok, std::string msg) {
     if (Tunnel* t = table_ ? table_->find(iface) : nullptr) {
       t->reprobe();  // the interface may have been re-created with a new ifindex
       if (t->settings().pmtu.enabled) msg += "; path-MTU search restarted";
     }
     done(ok, msg);
-    after_rule_change();
   });
 }
 
-// Runs what waited for a rule change to finish.
-void Daemon::after_rule_change() {
-  if (stop_pending_) return stop();
-  if (reload_pending_) {
-    reload_pending_ = false;
-    return reload();
-  }
-  if (rules_pending_) {
-    rules_pending_ = false;
-    sync_rules();
-  }
-}
-
-void Daemon::sync_rules() {
-  if (stopped_ || bpf_active()) return;
-  if (fw_busy_) {
-    rules_pending_ = true;
+void Daemon::sync_rules(std::function<void(bool, std::string)> then) {
+  if (stopped_ || stopping_ || bpf_active() || !fw_sync_ || reconfiguring_) {
+    if (then) then(false, "no rule changes now");
     return;
   }
-  const std::vector<FirewallTunnel> to = fw_tunnels();
-  auto same = [](const std::vector<FirewallTunnel>& a, const std::vector<FirewallTunnel>& b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      if (a[i].iface != b[i].iface || a[i].v4 != b[i].v4 || a[i].v6 != b[i].v6 ||
-          a[i].guard4 != b[i].guard4 || a[i].guard6 != b[i].guard6) {
-        return false;
-      }
-    }
-    return true;
-  };
-  if (same(to, installed_)) return;
-  fw_busy_ = true;
-  firewall_.apply_async(loop_, installed_, to, [this, to](bool ok, std::string err) {
-    fw_busy_ = false;
-    if (ok) {
-      for (const auto& n : to) {
-        for (const auto& o : installed_) {
-          if (o.iface == n.iface && (o.guard4 != n.guard4 || o.guard6 != n.guard6)) {
-            spdlog::info(
-                "tunnel {}: guard rule now for packets above {} bytes{}", n.iface, n.guard4,
-                n.guard4 == 0 ? " (none: path MTU not measured or not below the interface MTU)"
-                              : "");
-          }
+  std::vector<FirewallTunnel> to = fw_tunnels();
+  fw_sync_->want(std::move(to), [this, from = fw_sync_->installed(), then = std::move(then)](
+                                    bool ok, std::string err) {
+    // A changed guard limit is worth a line; the rest of a change is the reload's.
+    for (const auto& n : ok ? fw_sync_->installed() : FirewallSync::Rules{}) {
+      for (const auto& o : from) {
+        if (o.iface == n.iface && (o.guard4 != n.guard4 || o.guard6 != n.guard6)) {
+          spdlog::info(
+              "tunnel {}: guard rule now for packets above {} bytes{}", n.iface, n.guard4,
+              n.guard4 == 0 ? " (none: path MTU not measured or not below the interface MTU)"
+                            : "");
         }
       }
-      installed_ = to;
-    } else {
+    }
+    // Tunnels a reload removed clamp until their rules are gone: once no newer state waits
+    // (a later reload may have retired more, whose rules are still in place).
+    if (ok && fw_sync_->settled()) table_->drop_retired();
+    if (!ok && !then && !stopping_) {
       spdlog::error("updating the guard rules failed ({}); the previous rules stay", err);
     }
-    after_rule_change();
+    if (then) then(ok, std::move(err));
   });
 }
 

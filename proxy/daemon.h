@@ -64,9 +64,9 @@ class Daemon final : public PacketHandler {
   void update_bypassed(Tunnel& t, const RulePackets& rp, std::uint64_t unaccounted);
   bool guard_wanted() const;
   void log_counters() const;
-  void after_rule_change();
-  // Brings the firewall to what tunnels_ needs now (guard rules follow the path MTU).
-  void sync_rules();
+  // Asks the firewall for what the tunnels need now (guard rules follow the path MTU);
+  // `then(ok, error)` once that state, or a later one, is in place or has failed.
+  void sync_rules(std::function<void(bool, std::string)> then = {});
 
   // ---- the eBPF data path (datapath = "bpf", or "auto" where it loads) ----
   bool bpf_active() const noexcept { return bpf_.is_open(); }
@@ -82,8 +82,9 @@ class Daemon final : public PacketHandler {
   void pull_bpf_counters();
 
   Config config_;
-  std::vector<FirewallTunnel> installed_;  // what the firewall holds now
   Firewall firewall_;
+  // The queue path's rule changes, one at a time, latest wanted state wins (firewall.h).
+  std::unique_ptr<FirewallSync> fw_sync_;
   NfQueue queue_;
   LogLimiter log_malformed_;  // debug lines about malformed SYNs: one per second
   OversizeGuard guard_;
@@ -94,10 +95,8 @@ class Daemon final : public PacketHandler {
   std::array<UvHandle<uv_signal_t>, 4> signals_;  // TERM, INT, HUP, USR1
   UvTimer counts_timer_;
 
-  bool fw_busy_ = false;         // a rule change is running
-  bool reload_pending_ = false;  // SIGHUP arrived while busy
-  bool rules_pending_ = false;   // sync_rules() was asked while busy
-  bool stop_pending_ = false;    // SIGTERM arrived while busy
+  bool reconfiguring_ = false;  // a reload is handing tunnels their settings: one apply after
+  bool stopping_ = false;       // the rules are being removed; finish_stop() follows
   bool stopped_ = false;
   bool counts_busy_ = false;
   bool log_after_counts_ = false;

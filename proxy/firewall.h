@@ -164,6 +164,8 @@ class FirewallSync {
 
   const Rules& installed() const noexcept { return installed_; }
   bool busy() const noexcept { return running_; }
+  // Nothing running and no newer state waiting: installed() is the latest wanted state.
+  bool settled() const noexcept { return !running_ && !wanted_; }
   bool stopping() const noexcept { return stopping_; }
   std::uint64_t jobs_run() const noexcept { return jobs_; }
 
