@@ -333,6 +333,15 @@ PmtuSearch::Actions PmtuSearch::on_ptb_hint(std::uint16_t mtu, Timestamp now) no
   return out;
 }
 
+PmtuSearch::Actions PmtuSearch::on_symptoms(Timestamp now) noexcept {
+  Actions out;
+  if (state_ != State::complete || round_ != Round::none) return out;
+  ++stats_.symptom_checks;
+  confirm_at_ = kNever;
+  start_round(out, Round::confirm, pmtu_, now);
+  return out;
+}
+
 PmtuSearch::Actions PmtuSearch::on_interface_mtu(std::uint16_t mtu, Timestamp now) noexcept {
   Actions out;
   if (mtu == interface_mtu_) return out;

@@ -125,6 +125,7 @@ class PmtuSearch {
     std::uint64_t searches_completed = 0;
     std::uint64_t black_holes = 0;
     std::uint64_t ptb_hints_used = 0;
+    std::uint64_t symptom_checks = 0;  // re-confirmations brought forward by on_symptoms()
   };
 
   // Out-of-range settings are raised to their floors (base to 576 / 1280, timers to 1 ms).
@@ -144,6 +145,12 @@ class PmtuSearch {
   // our probes. Only narrows the search; never raises, never lowers pmtu() by itself
   // (in COMPLETE a smaller hint triggers an immediate re-confirmation).
   Actions on_ptb_hint(std::uint16_t mtu, Timestamp now) noexcept;
+  // Call when the data path shows a burst of black-hole symptoms (keepalive::SymptomBurst):
+  // in COMPLETE, the re-confirmation due later runs now (one probe of the current size when
+  // the path still carries it; when it does not, the black-hole path: the fallback at once
+  // and a fresh search). Anywhere else a search is already under way or cannot help:
+  // nothing happens. Returns no actions then.
+  Actions on_symptoms(Timestamp now) noexcept;
   // Call with the interface MTU when known and on every change; 0 means the interface is
   // gone (state disabled). A new interface after 0 starts over from BASE.
   Actions on_interface_mtu(std::uint16_t mtu, Timestamp now) noexcept;

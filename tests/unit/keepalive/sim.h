@@ -64,6 +64,9 @@ class PmtuSim {
     handle(search.on_start(now));
   }
 
+  // The data path reports a burst of black-hole symptoms.
+  void symptoms() { handle(search.on_symptoms(now)); }
+
   // The interface MTU changes (0: the interface is gone).
   void set_interface_mtu(std::uint16_t mtu) { handle(search.on_interface_mtu(mtu, now)); }
 

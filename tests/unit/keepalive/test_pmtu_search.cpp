@@ -359,6 +359,63 @@ BOOST_AUTO_TEST_CASE(black_hole_mid_life) {
   BOOST_TEST((s.pmtu_changes() == std::vector<std::uint16_t>{1200, 1500, 1200, 1380}));
 }
 
+// A burst of symptoms from the data path brings the re-confirmation forward: the black hole
+// is found within two confirmation rounds instead of up to confirm_interval later.
+BOOST_AUTO_TEST_CASE(symptoms_bring_the_black_hole_forward) {
+  ka::sim::PmtuSim s(ka::PmtuConfig{}, 1500, {.mtu = 1500}, 1);
+  s.start();
+  BOOST_REQUIRE(s.run_until_state(State::complete, seconds(5)));
+  s.run_for(seconds(3));  // the next confirmation is 27 s away
+  s.path.mtu = 1380;
+  const auto hole_at = s.now;
+  s.symptoms();
+  BOOST_TEST(s.search.stats().symptom_checks == 1U);
+  BOOST_REQUIRE(s.run_until(s.now + minutes(1), [&] { return s.search.pmtu() != 1500; }));
+  const auto dropped_at = s.now;
+  BOOST_TEST(s.search.pmtu() == 1200);
+  BOOST_TEST((dropped_at - hole_at).ms() <= 2 * 240 + 5);  // two 240 ms confirm rounds
+  BOOST_REQUIRE(s.run_until_state(State::complete, seconds(5)));
+  BOOST_TEST(s.search.pmtu() == 1380);
+  BOOST_TEST(s.search.stats().black_holes == 1U);
+  BOOST_TEST_MESSAGE("symptoms at the hole: fallback after "
+                     << (dropped_at - hole_at).ms() << " ms, 1380 after "
+                     << (s.now - hole_at).ms() << " ms");
+}
+
+// A false alarm costs one probe of the current size and changes nothing; outside COMPLETE
+// (a search already running, a silent target) symptoms do nothing at all.
+BOOST_AUTO_TEST_CASE(symptoms_false_alarm_and_other_states) {
+  ka::sim::PmtuSim s(ka::PmtuConfig{}, 1500, {.mtu = 1440}, 1);
+  s.start();
+  BOOST_REQUIRE(s.run_until_state(State::search, seconds(1)));
+  const auto probes = s.probes;
+  s.symptoms();
+  BOOST_TEST(s.probes == probes);
+  BOOST_TEST(s.search.stats().symptom_checks == 0U);
+  BOOST_REQUIRE(s.run_until_state(State::complete, seconds(5)));
+  s.run_for(seconds(1));
+  const auto before = s.probes;
+  const auto changes = s.pmtu_changes();
+  s.symptoms();
+  BOOST_TEST(s.probes == before + 1);  // one probe of 1440
+  s.symptoms();                        // the round in progress: nothing more
+  BOOST_TEST(s.probes == before + 1);
+  s.run_for(milliseconds(100));
+  BOOST_TEST((s.search.state() == State::complete));
+  BOOST_TEST(s.search.pmtu() == 1440);
+  BOOST_TEST((s.pmtu_changes() == changes));
+  BOOST_TEST(s.search.stats().symptom_checks == 1U);
+  BOOST_TEST((s.search.next_deadline() - s.now).ms() > 29'000);  // next confirmation: 30 s on
+
+  ka::sim::PmtuSim silent(ka::PmtuConfig{}, 1500, {.answers = false}, 1);
+  silent.start();
+  BOOST_REQUIRE(silent.run_until_state(State::error, seconds(20)));
+  const auto p2 = silent.probes;
+  silent.symptoms();
+  BOOST_TEST(silent.probes == p2);
+  BOOST_TEST((silent.search.state() == State::error));
+}
+
 // Under 20 % loss, hours of confirmations never raise a false black hole.
 BOOST_AUTO_TEST_CASE(no_false_black_hole_under_loss) {
   for (std::uint32_t seed : {11U, 12U, 13U}) {
