@@ -260,7 +260,7 @@ lab_tunshim_start() {
   ip netns exec "$(ns client)" "$TUNSHIM_BIN" run -c "$LAB_TUNSHIM_CONF" >>"$LAB_TUNSHIM_LOG" 2>&1 &
   LAB_TUNSHIM_PID=$!
   lab_bg "$LAB_TUNSHIM_PID"
-  if ! wait_for 10 lab_tunshim_ready; then
+  if ! wait_for "$E2E_START_WAIT" lab_tunshim_ready; then
     sed 's/^/  tunshim: /' "$LAB_TUNSHIM_LOG" | tail -20
     die "tunshim did not become ready"
   fi
@@ -272,7 +272,7 @@ lab_tunshim_ready() {
 # TUNSHIM_DATAPATH=bpf its tc filter on ppp0.
 lab_tunshim_hooked() {
   if [ "$TUNSHIM_DATAPATH" = bpf ]; then
-    inns client tc filter show dev ppp0 egress 2>/dev/null | grep -q tunshim_egress
+    e2e_bpf_hooked client ppp0
   else
     [ "$(lab_tunshim_rules)" -gt 0 ]
   fi
@@ -302,6 +302,22 @@ lab_jump_counts() {
   done
   echo "${out% }"
 }
+
+# lab_hook_counts: tunshim's hooks in the client namespace, on either data path: the jump
+# rules (lab_jump_counts), or with TUNSHIM_DATAPATH=bpf the tunshim filters on ppp0 and any
+# NFQUEUE rule. LAB_HOOKS_ONE is what one running daemon has.
+lab_hook_counts() {
+  if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+    echo "tc:egress=$(e2e_bpf_filters client ppp0 egress) tc:ingress=$(e2e_bpf_filters client ppp0 ingress) nfqueue=$(lab_tunshim_rules)"
+  else
+    lab_jump_counts
+  fi
+}
+if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+  LAB_HOOKS_ONE="tc:egress=1 tc:ingress=1 nfqueue=0"
+else
+  LAB_HOOKS_ONE="iptables:PREROUTING=1 iptables:POSTROUTING=1 ip6tables:PREROUTING=1 ip6tables:POSTROUTING=1"
+fi
 
 # lab_request_syn_mss NS HOST: one small request from NS to HOST with a capture on the
 # server's tun0 around it; prints "BYTES MSS…" (bytes received, then the MSS option of every

@@ -23,6 +23,11 @@ PY=/usr/bin/python3   # Debian's interpreter: the one with python3-scapy
 # (docs/DATAPATH.md): tests/CMakeLists.txt runs some scripts once per path.
 TUNSHIM_DATAPATH=${TUNSHIM_DATAPATH:-queue}
 export TUNSHIM_TEST_DATAPATH=$TUNSHIM_DATAPATH
+case $TUNSHIM_DATAPATH in queue|bpf) ;; *) printf 'TUNSHIM_DATAPATH=%s: queue or bpf\n' "$TUNSHIM_DATAPATH"; exit 1 ;; esac
+# How long a daemon may take to say it is running: loading (verifying) the eBPF programs
+# takes seconds on a busy host or a sanitizer build.
+E2E_START_WAIT=10
+[ "$TUNSHIM_DATAPATH" = queue ] || E2E_START_WAIT=90
 
 log()  { printf '[%s] %s\n' "$E2E_NAME" "$*"; }
 pass() { E2E_PASSES=$((E2E_PASSES + 1)); printf '[%s] PASS: %s\n' "$E2E_NAME" "$*"; }
@@ -108,7 +113,7 @@ e2e_tunshim_start() {
   ip netns exec "$(ns "$1")" "$TUNSHIM_BIN" run -c "$2" >"$E2E_TMP/tunshim.log" 2>&1 &
   E2E_TUNSHIM_PID=$!
   on_exit "kill -9 $E2E_TUNSHIM_PID"
-  wait_for 10 grep -q "running:" "$E2E_TMP/tunshim.log" || {
+  wait_for "$E2E_START_WAIT" grep -q "running:" "$E2E_TMP/tunshim.log" || {
     cat "$E2E_TMP/tunshim.log"
     die "tunshim did not start"
   }
@@ -130,3 +135,62 @@ for _ in range(n):
     s.close()
 PYEOF
 }
+
+# ---- the eBPF data path (TUNSHIM_DATAPATH=bpf) ------------------------------------------------
+# What tunshim's tc programs on an interface hold, read from the kernel (bpftool), so a test
+# can assert on the bpf path what it asserts on the queue path from rules and their counters.
+# e2e_bpf_filters NS IF DIR: how many tunshim filters sit on IF's clsact DIR (egress|ingress).
+e2e_bpf_filters() { inns "$1" tc filter show dev "$2" "$3" 2>/dev/null | grep -c 'tunshim_' || true; }
+# e2e_bpf_prog_id NS IF DIR: the id of the tunshim program there ("" if none).
+e2e_bpf_prog_id() {
+  inns "$1" tc filter show dev "$2" "$3" 2>/dev/null | sed -n 's/.*tunshim_.* id \([0-9]*\).*/\1/p' | head -1
+}
+# e2e_bpf_hooked NS IF: one tunshim filter on each direction of IF.
+e2e_bpf_hooked() { [ "$(e2e_bpf_filters "$1" "$2" egress)" = 1 ] && [ "$(e2e_bpf_filters "$1" "$2" ingress)" = 1 ]; }
+# e2e_bpf_state NS IF [KEY]: the maps of the program on IF's egress hook, as "key=value"
+# words: the interface's settings (mss4 mss6 guard_mtu probe_valid), its counters summed
+# over the CPUs (out_clamped in_inserted … by clamp::Outcome, guard_dropped guard_lost
+# guard_probe guard_stale guard_gso) and hb_age_ms (age of the daemon's heartbeat). With
+# KEY, just that value. Prints nothing if no program is there (e.g. the daemon detached).
+e2e_bpf_state() {
+  local id ifindex out
+  id=$(e2e_bpf_prog_id "$1" "$2" egress)
+  [ -n "$id" ] || return 0
+  ifindex=$(inns "$1" cat "/sys/class/net/$2/ifindex")
+  out=$("$PY" - "$id" "$ifindex" <<'PYEOF'
+import json, subprocess, sys, time
+prog, ifindex = sys.argv[1], int(sys.argv[2])
+def bt(*a):
+    return json.loads(subprocess.run(["bpftool", "-j", *a], check=True, capture_output=True, text=True).stdout)
+maps = {bt("map", "show", "id", str(m))["name"]: m for m in bt("prog", "show", "id", prog)["map_ids"]}
+def dump(name):
+    return [e["formatted"] for e in bt("map", "dump", "id", str(maps[name]))]
+out = {}
+iface = next((e["value"] for e in dump("ts_ifaces") if e["key"] == ifindex), None)
+if iface is None:
+    sys.exit(0)
+for k in ("mss4", "mss6", "guard_mtu", "probe_valid"):
+    out[k] = iface[k]
+outcomes = ["clamped", "inserted", "unchanged", "no_room", "not_syn", "not_tcp", "fragment", "malformed", "disabled"]
+guards = ["dropped", "lost", "probe", "stale", "gso"]
+sums = {}
+for e in dump("ts_counters"):
+    if e["key"] != iface["slot"]:
+        continue
+    for cpu in e["values"]:
+        v = cpu["value"]
+        for d, dname in enumerate(("out", "in")):
+            for o, oname in enumerate(outcomes):
+                sums[f"{dname}_{oname}"] = sums.get(f"{dname}_{oname}", 0) + v["clamp"][d][o]
+        for g, gname in enumerate(guards):
+            sums[f"guard_{gname}"] = sums.get(f"guard_{gname}", 0) + v["guard"][g]
+out.update(sums)
+st = dump("ts_state")[0]["value"]
+hb = st["heartbeat_ns"]
+out["hb_age_ms"] = (time.clock_gettime_ns(time.CLOCK_MONOTONIC) - hb) // 1000000 if hb else -1
+print(" ".join(f"{k}={v}" for k, v in out.items()))
+PYEOF
+) || return 0
+  if [ $# -ge 3 ]; then tr ' ' '\n' <<<"$out" | sed -n "s/^$3=//p"; else echo "$out"; fi
+}
+[ "$TUNSHIM_DATAPATH" = queue ] || require_cmd tc bpftool

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Fail-open and restart on the tunnel lab (tests/e2e/lab.sh). `kill -9` of tunshim in the
 # middle of a transfer: the transfer completes; a new connection is neither dropped nor
-# delayed by the orphaned NFQUEUE rules (--queue-bypass: its SYN passes unclamped); a new
-# start cleans the stale rules, leaving exactly one jump per hook and family, and clamps again.
+# delayed by what the dead daemon left: on the queue path its orphaned NFQUEUE rules
+# (--queue-bypass: the SYN passes unclamped), on the eBPF path its programs (they stay and
+# keep clamping with the last targets). A new start cleans up, leaving exactly one jump per
+# hook and family (eBPF: takes over the dead run's programs, one filter per direction), and
+# clamps again.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"
 
@@ -27,7 +30,12 @@ if wait_for 5 lab_gone "$pid"; then pass "tunshim (pid $pid) killed with SIGKILL
 else fail "tunshim survived SIGKILL"; fi
 LAB_TUNSHIM_PID=""
 stale=$(lab_tunshim_rules)
-log "orphaned NFQUEUE rules after SIGKILL: $stale ($(lab_jump_counts))"
+log "orphaned NFQUEUE rules after SIGKILL: $stale ($(lab_hook_counts))"
+if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+  dead_prog=$(e2e_bpf_prog_id client ppp0 egress)
+  [ "$(lab_hook_counts)" = "$LAB_HOOKS_ONE" ] && pass "after SIGKILL the programs stay on ppp0 ($(lab_hook_counts))" ||
+    fail "after SIGKILL: $(lab_hook_counts) (want the programs left in place: $LAB_HOOKS_ONE)"
+fi
 
 wait "$big" || true
 n=$(cat "$E2E_TMP/big.n")
@@ -41,20 +49,30 @@ set -- $(lab_request_syn_mss client "$LAB_S_TUN")
 if [ "${1:-0}" = 1000 ]; then
   pass "new connection with the daemon dead completes (SYN MSS at the server: ${*:2})"
 else fail "new connection with the daemon dead failed (got ${1:-0} bytes): the SYN was dropped, not bypassed"; fi
-if [ "$stale" -gt 0 ]; then
+if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+  if [ "${2:-}" = "$MSS" ] && [ $# -eq 2 ]; then pass "its SYN was still clamped to $MSS by the dead daemon's programs"
+  else fail "SYN MSS with the daemon dead: '${*:2}' (want $MSS: the programs keep their last targets)"; fi
+elif [ "$stale" -gt 0 ]; then
   if [ "${2:-}" = 1460 ]; then pass "its SYN passed the orphaned queue rule unclamped (--queue-bypass)"
   else fail "SYN MSS with the daemon dead: '${*:2}' (expected 1460: nobody is there to clamp)"; fi
 fi
 
 # Restart: stale rules cleaned, exactly one jump per hook, clamping again.
 lab_tunshim_start
-counts=$(lab_jump_counts)
-if [ "$counts" = "iptables:PREROUTING=1 iptables:POSTROUTING=1 ip6tables:PREROUTING=1 ip6tables:POSTROUTING=1" ]; then
-  pass "restart leaves exactly one jump per hook ($counts)"
-else fail "after restart: $counts"; inns client iptables-save -t mangle | sed 's/^/  /'; fi
-rules=$(lab_tunshim_rules)
-if [ "$rules" -eq 4 ]; then pass "restart leaves 4 NFQUEUE rules (in/out x IPv4/IPv6), none duplicated"
-else fail "after restart: $rules NFQUEUE rules (want 4)"; inns client iptables-save -t mangle | sed 's/^/  /'; fi
+counts=$(lab_hook_counts)
+if [ "$counts" = "$LAB_HOOKS_ONE" ]; then
+  pass "restart leaves exactly one hook of each ($counts)"
+else fail "after restart: $counts (want $LAB_HOOKS_ONE)"; inns client iptables-save -t mangle | sed 's/^/  /'; fi
+if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+  new_prog=$(e2e_bpf_prog_id client ppp0 egress)
+  [ -n "$new_prog" ] && [ "$new_prog" != "$dead_prog" ] && lab_tunshim_logged "replacing a dead tunshim's" &&
+    pass "restart took over the dead run's programs (egress program $dead_prog -> $new_prog, logged)" ||
+    fail "restart: egress program $dead_prog -> '$new_prog'; log: $(grep 'eBPF' "$LAB_TUNSHIM_LOG" | tail -2 | tr '\n' ' ')"
+else
+  rules=$(lab_tunshim_rules)
+  if [ "$rules" -eq 4 ]; then pass "restart leaves 4 NFQUEUE rules (in/out x IPv4/IPv6), none duplicated"
+  else fail "after restart: $rules NFQUEUE rules (want 4)"; inns client iptables-save -t mangle | sed 's/^/  /'; fi
+fi
 # shellcheck disable=SC2046
 set -- $(lab_request_syn_mss client "$LAB_S_TUN")
 if [ "${2:-}" = "$MSS" ] && [ $# -eq 2 ]; then pass "after restart the next SYN is clamped to $MSS"

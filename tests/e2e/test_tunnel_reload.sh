@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SIGHUP on the tunnel lab (tests/e2e/lab.sh). A broken config is refused as a whole: the
 # daemon keeps running and keeps clamping with the old MSS. A valid config with a new MSS
-# takes effect for the next connection, in both families, with no duplicated rules.
+# takes effect for the next connection, in both families, with no duplicated rules (on the
+# eBPF path: still one filter per direction, and the new targets in the programs' map).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"
 
@@ -50,10 +51,15 @@ if lab_gone "$pid"; then fail "SIGHUP with a valid config killed tunshim"; fi
 expect_syn "after reloading mss = $NEW, IPv4" "$LAB_S_TUN" "$NEW"
 expect_syn "after reloading mss = $NEW, IPv6" "$LAB_S_TUN6" $((NEW - 20))
 expect_download "after reloading mss = $NEW"
-counts=$(lab_jump_counts)
-if [ "$counts" = "iptables:PREROUTING=1 iptables:POSTROUTING=1 ip6tables:PREROUTING=1 ip6tables:POSTROUTING=1" ]; then
-  pass "after two reloads: one jump per hook ($counts)"
-else fail "after two reloads: $counts"; fi
+counts=$(lab_hook_counts)
+if [ "$counts" = "$LAB_HOOKS_ONE" ]; then
+  pass "after two reloads: one hook of each ($counts)"
+else fail "after two reloads: $counts (want $LAB_HOOKS_ONE)"; fi
+if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+  t=$(e2e_bpf_state client ppp0 | grep -o 'mss4=[0-9]* mss6=[0-9]*')
+  [ "$t" = "mss4=$NEW mss6=$((NEW - 20))" ] && pass "the programs' map holds the reloaded targets ($t)" ||
+    fail "the programs' map: '$t' (want mss4=$NEW mss6=$((NEW - 20)))"
+fi
 
 lab_tunshim_stop TERM
 finish
