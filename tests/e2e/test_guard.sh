@@ -23,6 +23,10 @@
 #       oversize packet; dropped there, the PMTU could never grow again. That daemon runs
 #       with the test-only TUNSHIM_TEST_TIMERS=10 (proxy/test_knobs.h), so its 1-minute
 #       reprobe_interval takes 6 s; (a)-(f) run with the production timers.
+# With TUNSHIM_DATAPATH=bpf the guard is the egress program on ppp0: where the queue path is
+# checked through its rules (their length bound, their packet counters, --queue-bypass after
+# kill -9) this checks the program's map (guard_mtu, its per-outcome counters) and, after
+# kill -9, that the guard opens once the daemon's heartbeat is older than 3 s.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"
 require_root
@@ -145,13 +149,27 @@ metric() {  # metric NAME: the ppp0 sample of tunshim_NAME from /metrics ("" if 
   page=$(inns client curl -sS --max-time 5 "http://$STATS/metrics" 2>/dev/null) || true
   awk -v k="tunshim_$1{" 'index($1, k) == 1 && $1 ~ /tunnel="ppp0"/ && !found { print $2; found = 1 }' <<<"$page"
 }
+BPF=0; [ "$TUNSHIM_DATAPATH" = bpf ] && BPF=1
 # guard_rule FAMILY(4|6): the guard rule's N+1 ("1373" for --length 1373:65535), "" if none.
+# eBPF: the program's guard_mtu + 1 (one bound for both families), "" while it is 0 (off).
 guard_rule() {
+  if [ $BPF = 1 ]; then
+    local m; m=$(e2e_bpf_state client ppp0 guard_mtu)
+    [ -z "$m" ] || [ "$m" = 0 ] || echo $((m + 1))
+    return 0
+  fi
   local save=iptables-nft-save; [ "$1" = 4 ] || save=ip6tables-nft-save
   inns client "$save" -t mangle 2>/dev/null |
     sed -n 's/^-A TUNSHIM-POST -o ppp0 -m length --length \([0-9]*\):65535 .*-j NFQUEUE .*--queue-bypass$/\1/p' | head -1
 }
-guard_rule_packets() {  # guard_rule_packets FAMILY: the rule's packet counter
+# guard_rule_packets FAMILY: the rule's packet counter. eBPF: the oversize packets the program
+# judged (dropped, or passed for want of a live daemon), both families.
+guard_rule_packets() {
+  if [ $BPF = 1 ]; then
+    local st; st=$(e2e_bpf_state client ppp0)
+    echo $(( $(tr ' ' '\n' <<<"$st" | sed -n 's/^guard_dropped=//p') + $(tr ' ' '\n' <<<"$st" | sed -n 's/^guard_stale=//p') ))
+    return 0
+  fi
   local save=iptables-nft-save; [ "$1" = 4 ] || save=ip6tables-nft-save
   inns client "$save" -c -t mangle 2>/dev/null |
     sed -n 's/^\[\([0-9]*\):[0-9]*\] -A TUNSHIM-POST -o ppp0 -m length .*$/\1/p' | head -1
@@ -191,10 +209,11 @@ PMTU=$(metric pmtu_bytes)
   fail "discovered path MTU '$PMTU', the lab passes $WANT_PMTU"
 [ -n "$PMTU" ] || die "no tunshim_pmtu_bytes in /metrics"
 if wait_for 10 guard_rules_ready; then
-  pass "guard rules follow the PMTU: --length $((PMTU + 1)):65535 in IPv4 (DF) and IPv6"
+  if [ $BPF = 1 ]; then pass "the guard follows the PMTU: the program's guard_mtu is $PMTU"
+  else pass "guard rules follow the PMTU: --length $((PMTU + 1)):65535 in IPv4 (DF) and IPv6"; fi
 else
   fail "guard rules: IPv4 '$(guard_rule 4)' IPv6 '$(guard_rule 6)', want $((PMTU + 1))"
-  inns client iptables-nft-save -t mangle; inns client ip6tables-nft-save -t mangle
+  inns client iptables-nft-save -t mangle; inns client ip6tables-nft-save -t mangle; e2e_bpf_state client ppp0
   die "no guard rules to test"
 fi
 BIG4=$((PMTU + 56)); BIG6=$((PMTU + 56))   # oversize, and below ppp0's 1500
@@ -247,7 +266,10 @@ after=$(field "$E2E_TMP/c.out" after)
 route=$(inns client ip -6 route get "$LAB_S_TUN6")
 echo "$route" | grep -q " mtu $PMTU " && pass "(c) ip -6 route get $LAB_S_TUN6: mtu $PMTU" ||
   fail "(c) ip -6 route get $LAB_S_TUN6: $(echo "$route" | tr '\n' ' ')"
+frag6() { inns client awk '$1 == "Ip6FragFails" { print $2 }' /proc/net/snmp6; }
+fragfails0=$(frag6)
 send lan "$E2E_TMP/c2.out" "$LAB_S_TUN6" "$BIG6" do l6 || true
+fragfails1=$(frag6)
 after=$(field "$E2E_TMP/c2.out" after)
 [ "$after" = "$PMTU" ] && pass "(c) LAN host's IPv6 socket's IPV6_MTU dropped to $after" ||
   fail "(c) LAN host's IPV6_MTU: '$after' (want $PMTU): $(tr '\n' ' ' <"$E2E_TMP/c2.out")"
@@ -291,10 +313,25 @@ e_lan4=$(ptb4 "$E2E_TMP/lan.pcap"); e_lan6=$(ptb6 "$E2E_TMP/lan.pcap")
 
 # ---- (e) counters --------------------------------------------------------------------------
 # Four oversize DF datagrams were sent (a, b, c local, c LAN), each answered once.
-[ "$((drop1 - drop0))" = 4 ] && pass "(e) tunshim_oversize_dropped_total +4" ||
-  fail "(e) tunshim_oversize_dropped_total $drop0 -> $drop1 (want +4)"
-[ "$((sent1 - sent0))" = 4 ] && pass "(e) tunshim_icmp_ptb_sent_total +4 (4 errors on the wire)" ||
-  fail "(e) tunshim_icmp_ptb_sent_total $sent0 -> $sent1 (want +4)"
+want=4
+if [ $BPF = 1 ]; then
+  # On the eBPF path the guard sits at tc egress, after the kernel's own IPv6 output check:
+  # (c)'s answer taught the client the server's PMTU, and a forwarded IPv6 packet above it
+  # is answered "packet too big" by the kernel (ip6_fragment, counted Ip6FragFails) before
+  # it reaches the program. The queue path's rule (mangle POSTROUTING) comes before that
+  # check. The LAN host gets the same error from the same address either way (above).
+  want=3
+  [ "$((fragfails1 - fragfails0))" = 1 ] && pass "(e) the LAN host's IPv6 datagram was answered by the client's kernel (Ip6FragFails +1)" ||
+    fail "(e) Ip6FragFails $fragfails0 -> $fragfails1 during the LAN host's IPv6 send (want +1)"
+fi
+[ "$((drop1 - drop0))" = $want ] && pass "(e) tunshim_oversize_dropped_total +$want" ||
+  fail "(e) tunshim_oversize_dropped_total $drop0 -> $drop1 (want +$want)"
+[ "$((sent1 - sent0))" = $want ] && pass "(e) tunshim_icmp_ptb_sent_total +$want ($want errors of tunshim's on the wire)" ||
+  fail "(e) tunshim_icmp_ptb_sent_total $sent0 -> $sent1 (want +$want)"
+if [ $BPF = 1 ]; then
+  k=$(e2e_bpf_state client ppp0 guard_dropped)
+  [ "$k" = "$drop1" ] && pass "(e) the program's own drop counter agrees ($k)" || fail "(e) program's guard_dropped $k, /metrics $drop1"
+fi
 # A sender that ignores the errors (IP_PMTUDISC_PROBE: DF, PMTU ignored) sending 30 at once
 # is answered at its per-source rate: its burst of 10 (plus at most one more per 100 ms).
 t0=$(date +%s%N)
@@ -311,17 +348,32 @@ max_sent=$((10 + ms / 100 + 1))
 
 # ---- (f) kill -9: fail open ----------------------------------------------------------------
 lab_tunshim_stop KILL
+killed=$(date +%s%N)
 [ "$(guard_rule 4)" = $((PMTU + 1)) ] && pass "(f) after kill -9 the IPv4 guard rule is still there" ||
   fail "(f) IPv4 guard rule after kill -9: '$(guard_rule 4)'"
+if [ $BPF = 1 ]; then
+  # The program stops dropping once the dead daemon's heartbeat is older than 3 s.
+  stale() { [ "$(e2e_bpf_state client ppp0 hb_age_ms)" -gt 3100 ]; }
+  wait_for 10 stale && pass "(f) the heartbeat went stale $((($(date +%s%N) - killed) / 1000000)) ms after kill -9 (age $(e2e_bpf_state client ppp0 hb_age_ms) ms)" ||
+    fail "(f) heartbeat age 10 s after kill -9: $(e2e_bpf_state client ppp0 hb_age_ms) ms"
+  stale0=$(e2e_bpf_state client ppp0 guard_stale); dropped0=$(e2e_bpf_state client ppp0 guard_dropped)
+fi
 capture client ppp0 "$E2E_TMP/dead.pcap" "udp port $PORT"; CAP_PPP=$CAP_PID
 r0=$(guard_rule_packets 4)
 send client "$E2E_TMP/f.out" "$LAB_S_TUN" "$BIG4" probe dead 3 || fail "(f) sender: $(cat "$E2E_TMP/f.out")"
 send client "$E2E_TMP/f6.out" "$LAB_S_TUN6" "$BIG6" probe dead6 2 || fail "(f) sender: $(cat "$E2E_TMP/f6.out")"
 capture_stop "$CAP_PPP"
 r1=$(guard_rule_packets 4)
-[ "$((r1 - r0))" = 3 ] && pass "(f) the rule still matched them (+3)" || fail "(f) guard rule counter $r0 -> $r1 (want +3)"
+if [ $BPF = 1 ]; then
+  stale1=$(e2e_bpf_state client ppp0 guard_stale); dropped1=$(e2e_bpf_state client ppp0 guard_dropped)
+  [ "$((stale1 - stale0))" = 5 ] && [ "$dropped1" = "$dropped0" ] &&
+    pass "(f) the program judged all 5 oversize and passed them for the stale heartbeat (+5), dropped none" ||
+    fail "(f) passed-for-stale $stale0 -> $stale1 (want +5), dropped $dropped0 -> $dropped1"
+else
+  [ "$((r1 - r0))" = 3 ] && pass "(f) the rule still matched them (+3)" || fail "(f) guard rule counter $r0 -> $r1 (want +3)"
+fi
 n=$(left "$E2E_TMP/dead.pcap" dead | grep -c "^$BIG4\$" || true)
-[ "$n" = 3 ] && pass "(f) with tunshim dead, oversize DF IPv4 packets pass ppp0 (queue bypass)" ||
+[ "$n" = 3 ] && pass "(f) with tunshim dead, oversize DF IPv4 packets pass ppp0 (queue bypass / stale heartbeat)" ||
   fail "(f) $n of 3 oversize DF IPv4 packets left ppp0 with tunshim dead"
 n=$(left "$E2E_TMP/dead.pcap" dead6 | grep -c "^$BIG6\$" || true)
 [ "$n" = 2 ] && pass "(f) ...and oversize IPv6 packets too" ||
