@@ -42,6 +42,13 @@ struct {
 } ts_state SEC(".maps");
 
 struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, TS_FLOW_SLOTS);
+  __type(key, __u32);
+  __type(value, struct ts_flow);
+} ts_flows SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 256 * 1024);
 } ts_reports SEC(".maps");
@@ -205,10 +212,71 @@ bad:
   return 1;
 }
 
+// murmur3's 32-bit finaliser: every input bit reaches every output bit.
+static __always_inline __u32 fmix32(__u32 h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+// The retransmission symptom (egress, TCP without SYN/RST/FIN, `hdr` its first 20 bytes):
+// a segment of at least full4 / full6 bytes on the wire (a GSO packet: one segment) whose
+// data ends at or before the end of the highest full-size segment this CPU saw of the
+// flow. Flows hash into a direct-mapped per-CPU table: no locks, no allocation, a lookup
+// the verifier inlines. A flow whose packets change CPU, or whose slot another flow took,
+// is missed until its next segments (a retransmission then reads as new); a false count
+// needs two flows with the same 32-bit hash. docs/DOCTOR.md, "In the daemon".
+static __always_inline void retransmit_symptom(struct __sk_buff *skb, __u32 l2,
+                                               const struct ipinfo *ip,
+                                               const struct ts_iface *cfg, const __u8 *hdr,
+                                               __u32 tcp_len, struct ts_counters *c) {
+  const __u32 full = ip->family == 4 ? cfg->full4 : cfg->full6;
+  if (full == 0 || !c || ip->first_fragment) return;
+  const __u32 hlen = (__u32)(hdr[12] >> 4) * 4;
+  if (hlen < TCP_HDR_MIN || hlen >= tcp_len) return;  // no payload
+  const __u32 payload = tcp_len - hlen;
+  const __u32 wire = skb->gso_size != 0 ? ip->l4_off + hlen + skb->gso_size : ip->ip_len;
+  if (wire < full) return;
+  __u32 h;
+  if (ip->family == 4) {
+    __u32 a[2];
+    if (bpf_skb_load_bytes(skb, l2 + 12, a, 8) < 0) return;
+    h = fmix32(a[0]) ^ a[1];
+  } else {
+    __u32 a[8];
+    if (bpf_skb_load_bytes(skb, l2 + 8, a, 32) < 0) return;
+    h = fmix32(a[0] ^ a[1] ^ a[2] ^ a[3]) ^ a[4] ^ a[5] ^ a[6] ^ a[7];
+  }
+  __u32 ports;
+  __builtin_memcpy(&ports, hdr, 4);
+  h = fmix32(fmix32(h ^ skb->ifindex) ^ ports);
+  const __u32 slot = h & (TS_FLOW_SLOTS - 1);
+  const __u32 tag = (h >> 13) | 1u;  // 19 bits beside the slot's 13; never 0
+  struct ts_flow *f = bpf_map_lookup_elem(&ts_flows, &slot);
+  if (!f) return;
+  const __u32 seq =
+      ((__u32)hdr[4] << 24) | ((__u32)hdr[5] << 16) | ((__u32)hdr[6] << 8) | hdr[7];
+  const __u32 end = seq + payload;
+  if (f->tag != tag) {
+    f->tag = tag;
+    f->next_seq = end;
+    return;
+  }
+  if ((__s32)(end - f->next_seq) <= 0) {
+    c->symptom[TS_SYM_RETRANSMIT]++;
+  } else {
+    f->next_seq = end;
+  }
+}
+
 // clamp::clamp_mss on the parsed packet; returns its outcome. `end` is skb->len (the IP
 // packet and any padding after it end there).
 static __always_inline int clamp_mss(struct __sk_buff *skb, __u32 l2, const struct ipinfo *ip,
-                                     const struct ts_iface *cfg) {
+                                     const struct ts_iface *cfg, int dir,
+                                     struct ts_counters *c) {
   if (ip->status == P_MALFORMED) return TS_MALFORMED;
   if (ip->later_fragment) return TS_FRAGMENT;
   if (ip->status == P_UNSUPPORTED || ip->proto != IPPROTO_TCP_) return TS_NOT_TCP;
@@ -218,6 +286,8 @@ static __always_inline int clamp_mss(struct __sk_buff *skb, __u32 l2, const stru
   __u8 hdr[64];
   if (bpf_skb_load_bytes(skb, l4, hdr, TCP_HDR_MIN) < 0) return TS_MALFORMED;
   const __u8 flags = hdr[13];
+  if (dir == TS_EGRESS && cfg->symptoms && !(flags & 0x07))  // no SYN, RST or FIN
+    retransmit_symptom(skb, l2, ip, cfg, hdr, tcp_len, c);
   // SYN set and RST clear (SYN+FIN is clamped, as by `--tcp-flags SYN,RST SYN`).
   if (!(flags & 0x02) || (flags & 0x04)) return TS_NOT_SYN;
   const __u16 want = ip->family == 4 ? cfg->mss4 : cfg->mss6;
@@ -366,6 +436,50 @@ static __always_inline int guard(struct __sk_buff *skb, __u32 l2, const struct i
   return TC_ACT_SHOT;
 }
 
+// The ICMP symptom (ingress): a frag-needed (type 3 code 4) or ICMPv6 packet-too-big
+// (type 2) arriving by the tunnel, ours or anyone's.
+static __always_inline void icmp_symptom(struct __sk_buff *skb, __u32 l2,
+                                         const struct ipinfo *ip, struct ts_counters *c) {
+  if (ip->status != P_OK || ip->later_fragment || ip->l4_off + 8 > ip->ip_len) return;
+  if (ip->proto != (ip->family == 4 ? IPPROTO_ICMP_ : IPPROTO_ICMPV6_)) return;
+  __u8 t[2];
+  if (bpf_skb_load_bytes(skb, l2 + ip->l4_off, t, 2) < 0) return;
+  if (ip->family == 4 ? (t[0] == 3 && t[1] == 4) : t[0] == 2) c->symptom[TS_SYM_ICMP_TOO_BIG]++;
+}
+
+// The oversize symptom (egress): a DF (or IPv6) packet larger than the measured path MTU,
+// by its size on the wire (a GSO packet: one segment). The daemon's own probes, larger on
+// purpose while a search looks upward, are not counted.
+static __always_inline void oversize_symptom(struct __sk_buff *skb, __u32 l2,
+                                             const struct ipinfo *ip,
+                                             const struct ts_iface *cfg,
+                                             struct ts_counters *c) {
+  if (ip->status == P_MALFORMED || (ip->family == 4 && !ip->dont_fragment)) return;
+  __u32 wire = skb->len - l2;
+  if (skb->gso_size != 0) {
+    __u32 hdrs = ip->l4_off;
+    if (ip->proto == IPPROTO_TCP_) {
+      __u8 doff;
+      if (bpf_skb_load_bytes(skb, l2 + ip->l4_off + 12, &doff, 1) < 0) return;
+      hdrs += (doff >> 4) * 4;
+    } else if (ip->proto == IPPROTO_UDP_) {
+      hdrs += 8;
+    }
+    wire = hdrs + skb->gso_size;
+  }
+  if (wire <= cfg->watch_mtu) return;
+  if (cfg->probe_valid && ip->status == P_OK && !ip->later_fragment &&
+      ip->l4_off + 8 <= ip->ip_len &&
+      ip->proto == (ip->family == 4 ? IPPROTO_ICMP_ : IPPROTO_ICMPV6_)) {
+    __u8 icmp[6];
+    if (bpf_skb_load_bytes(skb, l2 + ip->l4_off, icmp, 6) == 0 &&
+        icmp[0] == (ip->family == 4 ? 8 : 128) && icmp[1] == 0 &&
+        be16_at(icmp + 4) == cfg->probe_ident)
+      return;
+  }
+  c->symptom[TS_SYM_OVERSIZE_DF]++;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, int dir) {
   const __u32 ifindex = skb->ifindex;
   const struct ts_iface *cfg = bpf_map_lookup_elem(&ts_ifaces, &ifindex);
@@ -379,9 +493,16 @@ static __always_inline int handle(struct __sk_buff *skb, int dir) {
 
   struct ipinfo ip = {};
   parse_ip(skb, l2, skb->len - l2, &ip);
+  if (cfg->symptoms && c) {
+    if (dir == TS_INGRESS) {
+      icmp_symptom(skb, l2, &ip, c);
+    } else if (cfg->watch_mtu != 0) {
+      oversize_symptom(skb, l2, &ip, cfg, c);
+    }
+  }
   if (dir == TS_EGRESS && cfg->guard_mtu != 0 && guard(skb, l2, &ip, cfg, c) == TC_ACT_SHOT)
     return TC_ACT_SHOT;
-  const int outcome = clamp_mss(skb, l2, &ip, cfg);
+  const int outcome = clamp_mss(skb, l2, &ip, cfg, dir, c);
   if (c && outcome >= 0 && outcome < TS_OUTCOMES) c->clamp[dir & 1][outcome]++;
   return TC_ACT_OK;
 }

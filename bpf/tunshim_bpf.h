@@ -27,6 +27,9 @@
 // finds the programs of its predecessor at this place and replaces them.
 #define TS_TC_HANDLE 0x7453
 #define TS_TC_PRIORITY 0x7453
+// Slots of the per-CPU flow table of the retransmission symptom (a power of two): a slot
+// holds one flow's hash tag and the sequence number after its highest full-size segment.
+#define TS_FLOW_SLOTS 8192
 
 // Per-interface settings, keyed by ifindex (ts_ifaces). A field of 0 turns its part off.
 struct ts_iface {
@@ -38,7 +41,11 @@ struct ts_iface {
                        // Ethernet)
   TS_U8 slot;          // index into ts_counters
   TS_U8 probe_valid;   // probe_ident is set
-  TS_U8 pad;
+  TS_U8 symptoms;      // count the black-hole symptoms below (ts_symptom)
+  TS_U16 watch_mtu;    // symptoms: the measured path MTU (DF packets above it are counted)
+  TS_U16 full4;        // symptoms: smallest wire size of a full-size IPv4 TCP segment
+  TS_U16 full6;        // the same for IPv6
+  TS_U16 pad;
 };
 
 // Outcomes, in clamp::Outcome order.
@@ -66,10 +73,25 @@ enum ts_guard_counter {
   TS_GUARD_COUNTERS,
 };
 
+// Passive black-hole symptoms (docs/DOCTOR.md, "In the daemon").
+enum ts_symptom {
+  TS_SYM_RETRANSMIT = 0,  // egress: a full-size TCP segment sent again (per-flow sequence)
+  TS_SYM_ICMP_TOO_BIG,    // ingress: ICMP frag-needed / ICMPv6 packet-too-big arriving
+  TS_SYM_OVERSIZE_DF,     // egress: DF (or IPv6) packet above watch_mtu, our probes aside
+  TS_SYMPTOMS,
+};
+
 // Per-CPU counters of one interface (ts_counters[slot]); the loader sums the CPUs.
 struct ts_counters {
   TS_U64 clamp[TS_DIRS][TS_OUTCOMES];
   TS_U64 guard[TS_GUARD_COUNTERS];
+  TS_U64 symptom[TS_SYMPTOMS];
+};
+
+// One slot of the flow table (ts_flows, per CPU). tag 0: empty.
+struct ts_flow {
+  TS_U32 tag;
+  TS_U32 next_seq;  // the sequence number after the highest full-size segment seen
 };
 
 // Global state (ts_state[0]), written by the daemon.

@@ -336,6 +336,7 @@ void Daemon::close_handles() noexcept {
   counts_timer_.reset();
   bpf_poll_.reset();
   heartbeat_timer_.reset();
+  symptom_timer_.reset();
 }
 
 // ---- reload ---------------------------------------------------------------------------------
@@ -699,6 +700,8 @@ bool Daemon::start_bpf_handles(std::string& err) {
   bpf_.heartbeat();
   heartbeat_timer_.init(loop_);
   heartbeat_timer_.start(1000, 1000, [this] { bpf_.heartbeat(); });
+  symptom_timer_.init(loop_);
+  symptom_timer_.start(kSymptomPollMs, kSymptomPollMs, [this] { poll_symptoms(); });
   return true;
 }
 
@@ -711,15 +714,30 @@ void Daemon::sync_bpf(Tunnel& t) {
     b.base.out = add(b.base.out, b.last.out);
     b.base.in = add(b.base.in, b.last.in);
     b.guard_dropped_base += b.guard_dropped_last;
+    for (std::size_t k = 0; k < b.symptom_base.size(); ++k)
+      b.symptom_base[k] += b.symptom_last[k];
     b.last = {};
     b.guard_dropped_last = 0;
+    b.symptom_last = {};
     bpf_.detach(b.ifindex);
     spdlog::info("tunnel {}: eBPF programs detached (ifindex {} gone)", t.iface(), b.ifindex);
     b.ifindex = 0;
   }
   if (want == 0) return;
   const Tunnel::Datapath& d = t.datapath();
-  const BpfTargets bt{d.target.mss4, d.target.mss6, d.guard_pmtu, d.probe_ident};
+  BpfTargets bt{d.target.mss4, d.target.mss6, d.guard_pmtu, d.probe_ident};
+  // Symptoms: always counted (docs/PERFORMANCE.md has their cost). A full-size segment is
+  // within kFullSlack bytes of what the clamp lets a sender put on the wire (MSS + 40 /
+  // + 60): TCP options and a peer announcing a little less still count.
+  constexpr int kFullSlack = 64;
+  auto full = [](std::uint16_t mss, int hdrs) {
+    return mss == 0 ? std::uint16_t{0}
+                    : static_cast<std::uint16_t>(std::max(1, mss + hdrs - kFullSlack));
+  };
+  bt.symptoms = true;
+  bt.watch_mtu = d.watch_mtu;
+  bt.full4 = full(d.target.mss4, 40);
+  bt.full6 = full(d.target.mss6, 60);
   if (b.ifindex == want) {
     if (!bpf_.set_targets(want, bt))
       spdlog::error("tunnel {}: writing the eBPF targets failed", t.iface());
@@ -745,18 +763,40 @@ void Daemon::pull_bpf_counters() {
   if (!table_ || !bpf_active()) return;
   for (const auto& tp : table_->tunnels()) {
     const auto it = bpf_tunnels_.find(tp.get());
-    if (it == bpf_tunnels_.end()) continue;
-    BpfTunnel& b = it->second;
-    if (b.ifindex != 0) {
-      if (const auto c = bpf_.counters(b.ifindex)) {
-        b.last = bpf_tunnel_counters(*c);
-        b.guard_dropped_last = c->guard_dropped;
-      }
+    if (it != bpf_tunnels_.end()) pull_bpf_counters(*tp, it->second);
+  }
+}
+
+void Daemon::pull_bpf_counters(Tunnel& t, BpfTunnel& b) {
+  if (b.ifindex != 0) {
+    if (const auto c = bpf_.counters(b.ifindex)) {
+      b.last = bpf_tunnel_counters(*c);
+      b.guard_dropped_last = c->guard_dropped;
+      b.symptom_last = c->symptom;
     }
-    Tunnel::Datapath& d = tp->datapath();
-    d.counters.out = add(b.base.out, b.last.out);
-    d.counters.in = add(b.base.in, b.last.in);
-    d.guard_counters.dropped = b.guard_dropped_base + b.guard_dropped_last;
+  }
+  Tunnel::Datapath& d = t.datapath();
+  d.counters.out = add(b.base.out, b.last.out);
+  d.counters.in = add(b.base.in, b.last.in);
+  d.guard_counters.dropped = b.guard_dropped_base + b.guard_dropped_last;
+  auto& s = d.symptoms;
+  s.measured = true;
+  s.retransmits =
+      b.symptom_base[BpfCounters::kRetransmit] + b.symptom_last[BpfCounters::kRetransmit];
+  s.icmp_too_big =
+      b.symptom_base[BpfCounters::kIcmpTooBig] + b.symptom_last[BpfCounters::kIcmpTooBig];
+  s.oversize_df =
+      b.symptom_base[BpfCounters::kOversizeDf] + b.symptom_last[BpfCounters::kOversizeDf];
+}
+
+void Daemon::poll_symptoms() {
+  if (stopped_ || !table_ || !bpf_active()) return;
+  for (const auto& tp : table_->tunnels()) {
+    const auto it = bpf_tunnels_.find(tp.get());
+    if (it == bpf_tunnels_.end() || it->second.ifindex == 0) continue;
+    // Only the tunnels that watch read the kernel's counters; the others are told to stop.
+    if (tp->symptom_watch()) pull_bpf_counters(*tp, it->second);
+    tp->on_symptom_poll();
   }
 }
 

@@ -80,6 +80,12 @@ class Daemon final : public PacketHandler {
   void on_bpf_report(const BpfReport& r);
   // Copies the kernel's counters into the tunnels' (carried over re-attachments).
   void pull_bpf_counters();
+  struct BpfTunnel;
+  void pull_bpf_counters(Tunnel& t, BpfTunnel& b);
+  // Every kSymptomPollMs: the symptom counts of the tunnels that watch them, to their
+  // burst detectors (Tunnel::on_symptom_poll).
+  void poll_symptoms();
+  static constexpr std::uint64_t kSymptomPollMs = 250;
 
   Config config_;
   Firewall firewall_;
@@ -111,6 +117,7 @@ class Daemon final : public PacketHandler {
   std::string datapath_reason_;
   UvHandle<uv_poll_t> bpf_poll_;  // the programs' report ring buffer
   UvTimer heartbeat_timer_;
+  UvTimer symptom_timer_;
   // Per tunnel: the interface its programs are attached to (0: none) and what earlier
   // attachments counted (a re-created interface starts a fresh kernel slot).
   struct BpfTunnel {
@@ -119,6 +126,8 @@ class Daemon final : public PacketHandler {
     std::uint64_t guard_dropped_base = 0;
     TunnelCounters last;
     std::uint64_t guard_dropped_last = 0;
+    std::array<std::uint64_t, BpfCounters::kSymptoms> symptom_base{};
+    std::array<std::uint64_t, BpfCounters::kSymptoms> symptom_last{};
   };
   std::map<const Tunnel*, BpfTunnel> bpf_tunnels_;
   // A reported packet rebuilt at its full IP length for OversizeGuard::handle (which

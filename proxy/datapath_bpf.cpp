@@ -25,6 +25,10 @@
 namespace tunshim::proxy {
 
 #ifdef TUNSHIM_HAVE_BPF
+static_assert(int{BpfCounters::kSymptoms} == int{TS_SYMPTOMS} &&
+              int{BpfCounters::kRetransmit} == int{TS_SYM_RETRANSMIT} &&
+              int{BpfCounters::kIcmpTooBig} == int{TS_SYM_ICMP_TOO_BIG} &&
+              int{BpfCounters::kOversizeDf} == int{TS_SYM_OVERSIZE_DF});
 namespace {
 
 // libbpf's messages while open() runs: the last non-empty line names the cause of a
@@ -297,6 +301,10 @@ bool BpfDatapath::write_iface(const Iface& i, const BpfTargets& t) noexcept {
   v.probe_valid = t.probe_ident.has_value() ? 1 : 0;
   v.l2_len = i.l2_len;
   v.slot = i.slot;
+  v.symptoms = t.symptoms ? 1 : 0;
+  v.watch_mtu = t.watch_mtu;
+  v.full4 = t.full4;
+  v.full6 = t.full6;
   const std::uint32_t key = i.ifindex;
   return bpf_map_update_elem(bpf_map__fd(skel_->maps.ts_ifaces), &key, &v, BPF_ANY) == 0;
 }
@@ -438,6 +446,7 @@ std::optional<BpfCounters> BpfDatapath::counters(unsigned ifindex) const {
     c.guard_probe += p.guard[TS_GUARD_PROBE];
     c.guard_stale += p.guard[TS_GUARD_STALE];
     c.guard_gso += p.guard[TS_GUARD_OVERSIZE_GSO];
+    for (std::size_t k = 0; k < c.symptom.size(); ++k) c.symptom[k] += p.symptom[k];
   }
   return c;
 }

@@ -36,6 +36,11 @@ struct BpfTargets {
   std::uint16_t mss6 = 0;
   std::uint16_t guard_mtu = 0;               // egress oversize guard: the path MTU
   std::optional<std::uint16_t> probe_ident;  // ICMP echo identifier of our own probes
+  // Passive black-hole symptoms (BpfCounters::symptom): off, or counted with these limits.
+  bool symptoms = false;
+  std::uint16_t watch_mtu = 0;  // oversize DF: the measured path MTU; 0: not counted
+  std::uint16_t full4 = 0;      // full-size retransmissions: the smallest full-size IPv4
+  std::uint16_t full6 = 0;      // and IPv6 wire sizes; 0: not counted
 };
 
 // Counters of one interface, summed over the CPUs. clamp[dir][outcome] with dir 0 =
@@ -48,6 +53,10 @@ struct BpfCounters {
   std::uint64_t guard_probe = 0;    // oversize daemon probes let through
   std::uint64_t guard_stale = 0;    // oversize but passed: heartbeat too old
   std::uint64_t guard_gso = 0;      // of the dropped, judged by their GSO segment size
+  // Black-hole symptoms, in ts_symptom order: full-size retransmissions (egress), ICMP
+  // frag-needed / packet-too-big arriving (ingress), oversize DF packets (egress).
+  enum Symptom : std::uint8_t { kRetransmit = 0, kIcmpTooBig, kOversizeDf, kSymptoms };
+  std::array<std::uint64_t, kSymptoms> symptom{};
 };
 
 // One packet the guard dropped: the daemon answers it with ICMP.

@@ -299,6 +299,21 @@ const MetricDef kMetrics[] = {
      {"result"},
      nullptr,
      [](const TunnelStats& t, Samples& o) { by_key(o, t.guard); }},
+    {"tunshim_blackhole_symptoms_total",
+     T::counter,
+     "Passive black-hole symptoms seen on the tunnel, by kind: full_size_retransmit (TCP "
+     "segments of full size sent again; eBPF data path), icmp_too_big (frag-needed / "
+     "packet-too-big arriving; eBPF data path), oversize_df (DF packets above the measured "
+     "path MTU; on the queue path those the guard queued).",
+     {"symptom"},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { by_key(o, t.symptoms); }},
+    {"tunshim_pmtu_symptom_rechecks_total",
+     T::counter,
+     "Path-MTU re-checks started at once by a burst of black-hole symptoms (mss = \"auto\").",
+     {},
+     nullptr,
+     [](const TunnelStats& t, Samples& o) { opt(o, t.symptom_rechecks); }},
     {"tunshim_keepalive_sent_total",
      T::counter,
      "Keepalive echoes sent.",

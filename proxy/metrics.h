@@ -52,6 +52,10 @@ struct TunnelStats {
   std::optional<std::uint64_t> oversize_dropped;
   std::optional<std::uint64_t> icmp_ptb_sent;
   std::map<std::string, std::uint64_t> guard;  // the guard's other outcomes, by result
+  // Passive black-hole symptoms by kind (what the data path can count; docs/DOCTOR.md)
+  // and the path-MTU re-checks their bursts started (mss = "auto").
+  std::map<std::string, std::uint64_t> symptoms;
+  std::optional<std::uint64_t> symptom_rechecks;
   std::optional<std::uint64_t> keepalive_sent;
   std::optional<std::uint64_t> keepalive_replies;
   std::optional<double> rtt_smoothed;  // seconds

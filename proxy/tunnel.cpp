@@ -433,6 +433,37 @@ void Tunnel::reprobe() {
   host_.reschedule(*this);
 }
 
+bool Tunnel::symptom_watch() const noexcept {
+  return (cfg_.mss4_auto || cfg_.mss6_auto) && present_ && search_ && confirmed_ &&
+         search_->state() == PmtuState::complete;
+}
+
+void Tunnel::on_symptom_poll() {
+  if (stopped_) return;
+  if (!symptom_watch()) {
+    watching_ = false;  // a search is under way, or nothing to re-check
+    return;
+  }
+  const auto& s = dp_.symptoms;
+  const std::uint64_t total = s.retransmits + s.icmp_too_big;
+  const std::uint64_t fresh = total > symptoms_mark_ ? total - symptoms_mark_ : 0;
+  symptoms_mark_ = total;
+  if (!watching_) {
+    watching_ = true;
+    burst_.reset();
+    return;
+  }
+  const Timestamp t = now();
+  if (!burst_.on_symptoms(fresh, t)) return;
+  ++totals_.symptom_rechecks;
+  spdlog::info(
+      "tunnel {}: black-hole symptoms (full-size retransmissions {}, ICMP too-big {} so far): "
+      "re-checking path MTU {} now",
+      cfg_.iface, s.retransmits, s.icmp_too_big, search_->pmtu());
+  apply(search_->on_symptoms(t));
+  host_.reschedule(*this);
+}
+
 void Tunnel::apply(const PmtuSearch::Actions& actions) {
   bool notify = false;
   const std::string& target = io_target_[0];
@@ -563,8 +594,10 @@ void Tunnel::update_targets() {
   const std::uint16_t guard_pmtu = guard_on ? pm : 0;
   ProbeIo* io = target_[0] ? host_.probes(target_[0]->family) : nullptr;
   const std::uint16_t ident = io != nullptr ? io->identifier() : 0;
-  if (guard_pmtu != dp_.guard_pmtu || ident != dp_.probe_ident) change = true;
+  if (guard_pmtu != dp_.guard_pmtu || ident != dp_.probe_ident || pm != dp_.watch_mtu)
+    change = true;
   dp_.guard_pmtu = guard_pmtu;
+  dp_.watch_mtu = pm;
   dp_.probe_ident = ident;
   if (change) changed();
 }
@@ -791,6 +824,14 @@ void Tunnel::fill(TunnelStats& t) const {
     // Includes the few still in flight: a probe is "unanswered" until its reply comes.
     t.probes["unanswered"] = sent > answered + failed ? sent - answered - failed : 0;
   }
+  if (dp_.symptoms.measured) {
+    t.symptoms = {{"full_size_retransmit", dp_.symptoms.retransmits},
+                  {"icmp_too_big", dp_.symptoms.icmp_too_big},
+                  {"oversize_df", dp_.symptoms.oversize_df}};
+  } else if (cfg_.guard) {
+    t.symptoms = {{"oversize_df", dp_.guard_counters.dropped}};  // what the guard queued
+  }
+  if (cfg_.mss4_auto || cfg_.mss6_auto) t.symptom_rechecks = totals_.symptom_rechecks;
   if (cfg_.guard) {
     const GuardCounters& g = dp_.guard_counters;
     t.oversize_dropped = g.dropped;

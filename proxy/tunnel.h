@@ -33,6 +33,7 @@
 #include "keepalive/liveness.h"
 #include "keepalive/mtu_owner.h"
 #include "keepalive/pmtu_search.h"
+#include "keepalive/symptom_burst.h"
 #include "proxy/counters.h"
 #include "proxy/guard.h"
 #include "proxy/hooks.h"
@@ -143,6 +144,15 @@ class Tunnel {
     std::uint16_t probe_ident = 0;  // ICMP identifier of our probes (the guard lets them by)
     TunnelCounters counters;
     GuardCounters guard_counters;
+    // Passive black-hole symptoms (docs/DOCTOR.md, "In the daemon"): totals the data path
+    // counted. `measured` is false on a path that counts none of them (the queue path).
+    struct Symptoms {
+      bool measured = false;
+      std::uint64_t retransmits = 0;   // full-size TCP segments sent again
+      std::uint64_t icmp_too_big = 0;  // frag-needed / packet-too-big arriving
+      std::uint64_t oversize_df = 0;   // DF packets above the measured path MTU
+    } symptoms;
+    std::uint16_t watch_mtu = 0;  // the measured path MTU the oversize count uses; 0: none
     // Bookkeeping for the "bypassed" estimate (Daemon::refresh_counts).
     struct Epoch {
       std::uint64_t last_rule = 0;
@@ -187,6 +197,14 @@ class Tunnel {
   // `tunshim reapply`: re-read the interface, write its MTU again if configured, and
   // search its path MTU from scratch.
   void reprobe();
+  // Whether the symptom counts should be polled often: mss = "auto" with a completed
+  // search, where a burst brings the re-confirmation forward.
+  bool symptom_watch() const noexcept;
+  // Each poll: datapath().symptoms was refreshed if symptom_watch(); new full-size
+  // retransmissions and ICMP errors go to the burst detector, and a burst re-checks the
+  // path MTU now. What was counted while not watching (during a search) is not news.
+  void on_symptom_poll();
+  std::uint64_t symptom_rechecks() const noexcept { return totals_.symptom_rechecks; }
 
   std::uint32_t id() const noexcept { return id_; }
   const std::string& iface() const noexcept { return cfg_.iface; }
@@ -281,7 +299,11 @@ class Tunnel {
     std::uint64_t silent = 0;
     std::uint64_t mtu_writes = 0;
     std::uint64_t mtu_write_errors = 0;
+    std::uint64_t symptom_rechecks = 0;  // bursts of symptoms that re-checked the path MTU
   } totals_;
+  keepalive::SymptomBurst burst_;
+  std::uint64_t symptoms_mark_ = 0;  // retransmits + icmp_too_big already passed to burst_
+  bool watching_ = false;            // symptom_watch() at the last poll
 
   // Liveness and recovery.
   keepalive::Liveness live_;

@@ -6,6 +6,7 @@
 // (ctest: skipped) without it.
 #define BOOST_TEST_MODULE unit_bpf
 #include <bpf/bpf.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
@@ -456,6 +457,189 @@ BOOST_AUTO_TEST_CASE(gso_judged_by_segment) {
   BOOST_TEST(l.reports[0].wire_len == 1488U);
   const auto c = std::optional<BpfCounters>(l.delta());
   BOOST_TEST(c->guard_gso == 1U);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+// A TCP data segment of `payload` bytes at `seq` (ACK set), on flow `sport`.
+tt::Buf segment(bool v6, std::uint32_t seq, std::size_t payload, std::uint16_t sport = 40000,
+                std::uint8_t flags = tt::tcpf::ack) {
+  tt::TcpSpec t;
+  t.flags = flags;
+  t.seq = seq;
+  t.sport = sport;
+  t.payload = tt::Buf(payload, 0x5a);
+  return v6 ? tt::tcp6(t).bytes : tt::tcp4(t, {}).bytes;
+}
+
+// The flow table is per CPU and a test run runs on the caller's CPU: the test stays on one.
+struct OneCpu {
+  cpu_set_t saved{};
+  bool ok = false;
+  OneCpu() {
+    if (sched_getaffinity(0, sizeof(saved), &saved) != 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    ok = sched_setaffinity(0, sizeof(one), &one) == 0;
+  }
+  ~OneCpu() {
+    if (ok) sched_setaffinity(0, sizeof(saved), &saved);
+  }
+  OneCpu(const OneCpu&) = delete;
+  OneCpu& operator=(const OneCpu&) = delete;
+};
+
+std::uint64_t sym(const Loaded& l, BpfCounters::Symptom k) {
+  return l.dp.counters(kLo)->symptom[k] - l.base.symptom[k];
+}
+
+}  // namespace
+
+// Passive black-hole symptoms (docs/DOCTOR.md, "In the daemon"): full-size retransmissions
+// by per-flow sequence, ICMP too-big arriving, oversize DF leaving.
+BOOST_AUTO_TEST_SUITE(bpf_symptoms)
+
+BOOST_AUTO_TEST_CASE(full_size_retransmissions_by_sequence) {
+  Loaded l;
+  const OneCpu pin;
+  BOOST_TEST_REQUIRE(pin.ok);
+  for (bool v6 : {false, true}) {
+    BOOST_TEST_CONTEXT((v6 ? "IPv6" : "IPv4")) {
+      // full size from 1300 bytes on the wire: 1260 payload (IPv4) / 1240 (IPv6).
+      BpfTargets t{1300, 1280, 0, std::nullopt, true, 0, 1300, 1300};
+      BOOST_TEST_REQUIRE(l.dp.set_iface_for_test(kLo, kEthLen, t));
+      const std::size_t full = v6 ? 1240 : 1260;
+      const std::uint16_t port = v6 ? 41000 : 40000;
+      const std::uint64_t before = sym(l, BpfCounters::kRetransmit);
+      auto sent = [&](std::uint32_t seq, std::size_t len, std::uint16_t p, bool egress = true,
+                      std::uint8_t flags = tt::tcpf::ack) {
+        run(l.dp, egress, segment(v6, seq, len, p, flags));
+        return sym(l, BpfCounters::kRetransmit) - before;
+      };
+      BOOST_TEST(sent(1000, full, port) == 0U);         // first seen
+      BOOST_TEST(sent(1000 + full, full, port) == 0U);  // in order
+      BOOST_TEST(sent(1000, full, port) == 1U);         // the first one again
+      BOOST_TEST(sent(1000 + full, full, port) == 2U);  // the highest one again
+      BOOST_TEST(sent(1000 + full, full, port) == 3U);  // and again (RTO backoff)
+      BOOST_TEST(sent(1000, 100, port) == 3U);          // small: not full-size
+      BOOST_TEST(sent(1000, full, port, false) == 3U);  // arriving: not ours to judge
+      BOOST_TEST(sent(1000, full, port, true, tt::tcpf::ack | tt::tcpf::fin) == 3U);
+      BOOST_TEST(sent(1000, full, port + 1) == 3U);  // another flow: first seen
+      BOOST_TEST(sent(1000, full, port + 1) == 4U);
+      // Sequence numbers wrap: in order across 2^32, then a retransmission of the last.
+      BOOST_TEST(sent(0xffffff00U, full, port + 2) == 4U);
+      BOOST_TEST(sent(0xffffff00U + full, full, port + 2) == 4U);
+      BOOST_TEST(sent(0xffffff00U + full, full, port + 2) == 5U);
+      // Counting off: nothing.
+      t.symptoms = false;
+      BOOST_TEST_REQUIRE(l.dp.set_iface_for_test(kLo, kEthLen, t));
+      BOOST_TEST(sent(1000, full, port) == 5U);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(icmp_too_big_arriving) {
+  Loaded l;
+  BOOST_TEST_REQUIRE(
+      l.dp.set_iface_for_test(kLo, kEthLen, {0, 0, 0, std::nullopt, true, 0, 0, 0}));
+  const std::uint64_t before = sym(l, BpfCounters::kIcmpTooBig);
+  auto icmp = [](bool v6, std::uint8_t type, std::uint8_t code) {
+    tt::IcmpSpec e;
+    e.type = type;
+    e.code = code;
+    e.body = tt::Buf(64, 0x45);
+    return v6 ? tt::ipv6({}, 58, tt::icmp_message(e)).bytes
+              : tt::ipv4({}, 1, tt::icmp_message(e)).bytes;
+  };
+  run(l.dp, false, icmp(false, 3, 4));  // frag-needed
+  run(l.dp, false, icmp(true, 2, 0));   // packet-too-big
+  run(l.dp, false, icmp(false, 3, 1));  // host unreachable: not this symptom
+  run(l.dp, false, icmp(false, 8, 0));
+  run(l.dp, true, icmp(false, 3, 4));  // leaving: not counted
+  BOOST_TEST(sym(l, BpfCounters::kIcmpTooBig) - before == 2U);
+}
+
+BOOST_AUTO_TEST_CASE(oversize_df_above_the_measured_path) {
+  Loaded l;
+  BOOST_TEST_REQUIRE(
+      l.dp.set_iface_for_test(kLo, kEthLen, {0, 0, 0, 0x4242, true, 1400, 0, 0}));
+  const std::uint64_t before = sym(l, BpfCounters::kOversizeDf);
+  run(l.dp, true, sized_packet(false, 1500, true));   // counted
+  run(l.dp, true, sized_packet(false, 1400, true));   // exactly the path MTU
+  run(l.dp, true, sized_packet(false, 1500, false));  // may be fragmented
+  run(l.dp, true, sized_packet(true, 1500, true));    // IPv6: counted
+  run(l.dp, false, sized_packet(false, 1500, true));  // arriving
+  tt::IcmpSpec e;
+  e.body = tt::Buf(1500, 0x11);
+  e.body[0] = 0x42;
+  e.body[1] = 0x42;
+  run(l.dp, true, tt::ipv4({}, 1, tt::icmp_message(e)).bytes);  // our own probe
+  // The guard is off here: nothing was dropped, only counted.
+  BOOST_TEST(sym(l, BpfCounters::kOversizeDf) - before == 2U);
+  BOOST_TEST(l.delta().guard_dropped == 0U);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Not a test: the figure of docs/PERFORMANCE.md ("Black-hole symptoms in the daemon"), run
+// by hand (`unit_bpf --run_test=bpf_symptoms_cost`). The programs' time per packet with the
+// symptoms counted and not, by BPF_PROG_TEST_RUN's own clock over many repeats of each
+// packet kind a tunnel carries.
+BOOST_AUTO_TEST_SUITE(bpf_symptoms_cost, *boost::unit_test::disabled())
+
+BOOST_AUTO_TEST_CASE(per_packet_ns) {
+  Loaded l;
+  const OneCpu pin;
+  constexpr std::uint32_t kRepeat = 2'000'000;
+  struct Kind {
+    const char* name;
+    bool egress;
+    tt::Buf ip;
+  };
+  const Kind kinds[] = {
+      {"egress full-size TCP (a retransmission)", true, segment(false, 1000, 1332)},
+      {"egress small TCP (ACK)", true, segment(false, 1000, 0)},
+      {"ingress full-size TCP", false, segment(false, 1000, 1332)},
+      {"ingress ICMP frag-needed", false,
+       tt::ipv4({}, 1, tt::icmp_message({3, 4, tt::Buf(64, 0x45)})).bytes},
+  };
+  auto ns = [&](const Kind& k, bool on) {
+    // On: the targets the daemon writes for a 1372-byte path (mss 1332, full size 1308).
+    BpfTargets t{1332, 1312, 0, 0x4242};
+    if (on) {
+      t.symptoms = true;
+      t.watch_mtu = 1372;
+      t.full4 = 1308;
+      t.full6 = 1308;
+    }
+    BOOST_TEST_REQUIRE(l.dp.set_iface_for_test(kLo, kEthLen, t));
+    tt::Buf frame{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00};
+    frame.insert(frame.end(), k.ip.begin(), k.ip.end());
+    // One test run repeats one packet: the full-size segment is a retransmission from its
+    // second run on (hash, table lookup, compare, count), the most the program does.
+    double best = 1e18;
+    for (int round = 0; round < 5; ++round) {
+      bpf_test_run_opts o{};
+      o.sz = sizeof(o);
+      o.data_in = frame.data();
+      o.data_size_in = static_cast<std::uint32_t>(frame.size());
+      o.repeat = kRepeat;
+      BOOST_TEST_REQUIRE(bpf_prog_test_run_opts(
+                             k.egress ? l.dp.egress_prog_fd() : l.dp.ingress_prog_fd(), &o) ==
+                         0);
+      best = std::min(best, static_cast<double>(o.duration));
+    }
+    return best;
+  };
+  for (const auto& k : kinds) {
+    const double off = ns(k, false);
+    const double on = ns(k, true);
+    std::printf("%-46s off %6.1f ns  on %6.1f ns  symptoms %+5.1f ns/packet\n", k.name, off, on,
+                on - off);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -61,6 +61,8 @@ StatsSnapshot full() {
   t.oversize_dropped = 50;
   t.icmp_ptb_sent = 49;
   t.guard = {{"passed", 1000}, {"rate_limited", 1}};
+  t.symptoms = {{"full_size_retransmit", 12}, {"icmp_too_big", 0}, {"oversize_df", 3}};
+  t.symptom_rechecks = 1;
   t.keepalive_sent = 100;
   t.keepalive_replies = 98;
   t.rtt_smoothed = 0.0235;
@@ -184,7 +186,8 @@ BOOST_AUTO_TEST_CASE(unmeasured_features_export_nothing) {
   const std::string text = render_prometheus(known());
   for (const char* name :
        {"tunshim_tunnel_up", "tunshim_pmtu_bytes", "tunshim_rtt_seconds",
-        "tunshim_keepalive_sent_total", "tunshim_hook_runs_total", "tunshim_probes_total"}) {
+        "tunshim_keepalive_sent_total", "tunshim_hook_runs_total", "tunshim_probes_total",
+        "tunshim_blackhole_symptoms_total", "tunshim_pmtu_symptom_rechecks_total"}) {
     BOOST_TEST(text.find(name) == std::string::npos, name);
   }
 }
