@@ -1,5 +1,6 @@
-// `tunshim stats [--json | --watch]` and `tunshim reapply IFACE`: requests over the running
-// daemon's control socket (protocol in control_server.h), the answer printed.
+// `tunshim stats [IFACE | --all] [--json | --watch]` and `tunshim reapply IFACE`: requests
+// over the running daemon's control socket (protocol in control_server.h; the stats requests
+// in stats_service.cpp), the answer printed.
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -30,9 +31,10 @@ constexpr int kAnswerTimeoutMs = 60000;
 volatile std::sig_atomic_t g_stop = 0;
 
 // Sends `request` and reads the answer. Returns true with the body of an "ok" answer; false
-// with one line (no newline) in `error` otherwise. A stop signal (g_stop) ends the wait.
+// with one line (no newline) in `error` otherwise, and `refused` set when that line is the
+// daemon's answer (not a failure to reach it). A stop signal (g_stop) ends the wait.
 bool request(const std::string& socket_path, const std::string& req, std::string& body,
-             std::string& error) {
+             std::string& error, bool* refused = nullptr) {
   if (socket_path.size() > kMaxSocketPath) {
     error = "socket path too long: " + socket_path;
     return false;
@@ -90,6 +92,7 @@ bool request(const std::string& socket_path, const std::string& req, std::string
   if (answer.rfind("error ", 0) == 0) {
     error = answer.substr(6);
     while (!error.empty() && error.back() == '\n') error.pop_back();
+    if (refused != nullptr) *refused = true;
     return false;
   }
   // A daemon on its way out may accept and close without a word.
@@ -111,6 +114,11 @@ int ask(const std::string& socket_path, const std::string& req) {
 }
 
 void on_stop(int) { g_stop = 1; }
+
+StatsView view_of(const StatsOptions& opt) {
+  if (!opt.iface.empty()) return {StatsView::Mode::one, opt.iface};
+  return {opt.all ? StatsView::Mode::all : StatsView::Mode::summary, {}};
+}
 
 // Sleeps until `deadline` or a stop signal, whichever comes first.
 void sleep_until(std::chrono::steady_clock::time_point deadline) {
@@ -140,34 +148,46 @@ int watch(const StatsOptions& opt) {
       std::chrono::duration<double>(interval));
   std::optional<StatsSnapshot> prev;
   auto next = std::chrono::steady_clock::now();
+  const StatsView view = view_of(opt);
+  // One tunnel: only its row travels (and a tunnel gone is the daemon's refusal).
+  const std::string req =
+      view.mode == StatsView::Mode::one ? "stats json one " + view.iface : std::string("stats");
   for (unsigned refresh = 0; g_stop == 0; ++refresh) {
     std::string body, error;
-    if (!request(opt.socket, "stats", body, error)) {
+    bool refused = false;
+    std::optional<StatsSnapshot> s;
+    std::string table;
+    if (!request(opt.socket, req, body, error, &refused)) {
       if (g_stop != 0) break;
       if (refresh == 0) {
         std::fprintf(stderr, "tunshim: %s\n", error.c_str());
-      } else {
+        return 1;
+      }
+      if (!refused) {
         std::fprintf(stderr, "%stunshim: the daemon went away after %u refresh%s: %s\n",
                      tty ? "\n" : "", refresh, refresh == 1 ? "" : "es", error.c_str());
+        return 1;
       }
-      return 1;
+      // The interface went (a session ended): say so, and keep watching for its return.
+      table = fmt::format("every {}s: tunshim stats --watch\n{}\n", interval, error);
+    } else {
+      s = parse_stats_json(body, error);
+      if (!s) {
+        std::fprintf(stderr, "tunshim: unreadable answer from %s: %s\n", opt.socket.c_str(),
+                     error.c_str());
+        return 1;
+      }
+      // A restarted daemon starts its counters again: rates resume at the next refresh.
+      if (prev && prev->start_time != s->start_time) prev.reset();
+      const std::string head =
+          prev ? fmt::format(
+                     "every {}s: tunshim stats --watch; rates per second over the last "
+                     "{:.2f} s\n",
+                     interval, s->now - prev->now)
+               : fmt::format("every {}s: tunshim stats --watch; rates from the next refresh\n",
+                             interval);
+      table = head + render_table(*s, prev ? &*prev : nullptr, view);
     }
-    std::optional<StatsSnapshot> s = parse_stats_json(body, error);
-    if (!s) {
-      std::fprintf(stderr, "tunshim: unreadable answer from %s: %s\n", opt.socket.c_str(),
-                   error.c_str());
-      return 1;
-    }
-    // A restarted daemon starts its counters again: rates resume at the next refresh.
-    if (prev && prev->start_time != s->start_time) prev.reset();
-    const std::string head =
-        prev ? fmt::format(
-                   "every {}s: tunshim stats --watch; rates per second over the last "
-                   "{:.2f} s\n",
-                   interval, s->now - prev->now)
-             : fmt::format("every {}s: tunshim stats --watch; rates from the next refresh\n",
-                           interval);
-    const std::string table = head + render_table(*s, prev ? &*prev : nullptr);
     std::string frame;
     if (tty) {
       frame = refresh == 0 ? "\x1b[H\x1b[2J" : "\x1b[H";
@@ -203,7 +223,11 @@ int watch(const StatsOptions& opt) {
 
 int cmd_stats(const StatsOptions& opt) {
   if (opt.watch) return watch(opt);
-  return ask(opt.socket, opt.json ? "stats" : "stats table");
+  if (!opt.iface.empty())
+    return ask(opt.socket, (opt.json ? "stats json one " : "stats table one ") + opt.iface);
+  // JSON carries every tunnel, --all or not, as it always has.
+  if (opt.json) return ask(opt.socket, "stats");
+  return ask(opt.socket, opt.all ? "stats table all" : "stats table");
 }
 
 int cmd_reapply(const ReapplyOptions& opt) { return ask(opt.socket, "reapply " + opt.iface); }

@@ -36,12 +36,15 @@ struct ProbeOptions {
 // `tunshim probe`: one path-MTU search; 0 when it completed, 1 when it could not.
 int cmd_probe(const ProbeOptions& opt);
 
-// `tunshim stats [--json | --watch [SECONDS]] [--socket PATH]`: the running daemon's
-// numbers, over its control socket, as a table per tunnel or as JSON; with --watch the table
-// again every SECONDS with rates, until Ctrl-C (0) or the daemon goes away (1). 0 on an
-// answer, 1 otherwise.
+// `tunshim stats [IFACE | --all] [--json | --watch [SECONDS]] [--socket PATH]`: the running
+// daemon's numbers, over its control socket: a line per interface pattern and the
+// tunnels' table (stats_report.h has the views), or JSON; with --watch the view again every
+// SECONDS with rates, until Ctrl-C (0) or the daemon goes away (1). 0 on an answer, 1
+// otherwise (an IFACE that is no tunnel included).
 struct StatsOptions {
   bool json = false;
+  bool all = false;             // every tunnel's column or line
+  std::string iface;            // only this tunnel, or a pattern's instances
   std::optional<double> watch;  // refresh interval in seconds
   std::string socket = "/run/tunshim.sock";
 };

@@ -1,6 +1,7 @@
 // The `tunshim` command line: parsing and dispatch only, no logic.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 
 #include "clamp/mtu.h"
@@ -67,17 +68,31 @@ int main(int argc, char** argv) {
   probe->add_flag("-v,--verbose", probe_opt.verbose, "Log every probe and reply to stderr");
 
   proxy::StatsOptions stats_opt;
+  std::string watch_text;
   auto* stats = app.add_subcommand(
       "stats", "Show the running daemon's numbers per tunnel (control socket, root only)");
-  auto* o_json = stats->add_flag("--json", stats_opt.json, "Print them as JSON");
+  stats->footer(
+      "Without IFACE or --all: a line per interface pattern (ppp+: interfaces now, appeared "
+      "and gone, their states and path MTUs, SYNs clamped in total), and a column per "
+      "exact-name tunnel and per instance of a pattern with at most 8 instances.");
+  auto* o_json = stats->add_flag("--json", stats_opt.json,
+                                 "Print them as JSON (every tunnel, unless IFACE is given)");
+  auto* o_all = stats->add_flag(
+      "--all", stats_opt.all,
+      "Every tunnel, each pattern's instances too: a column each up to 8, else a line each");
   stats
-      ->add_option("--watch", stats_opt.watch,
-                   "Print the table again every SECONDS (default 2) with rates per second, "
-                   "in place on a terminal, until Ctrl-C")
-      ->expected(0, 1)
-      ->default_str("2")
-      ->check(CLI::Range(0.1, 86400.0))
-      ->excludes(o_json);
+      ->add_option("IFACE", stats_opt.iface,
+                   "Only this tunnel (e.g. ppp17), or a pattern's instances (e.g. ppp+)")
+      ->excludes(o_all);
+  auto* o_watch =
+      stats
+          ->add_option("--watch", watch_text,
+                       "Print the view again every SECONDS (default 2) with rates per second, "
+                       "in place on a terminal, until Ctrl-C (`--watch ppp17`: a word that is "
+                       "not a number is the IFACE)")
+          ->type_name("SECONDS")
+          ->expected(0, 1)
+          ->excludes(o_json);
   stats->add_option("--socket", stats_opt.socket, "Control socket of the daemon")
       ->capture_default_str();
 
@@ -133,7 +148,31 @@ int main(int argc, char** argv) {
   if (*run) return proxy::cmd_run(run_opt);
   if (*check) return proxy::cmd_check_config(run_opt);
   if (*probe) return proxy::cmd_probe(probe_opt);
-  if (*stats) return proxy::cmd_stats(stats_opt);
+  if (*stats) {
+    if (o_watch->count() > 0) {
+      // `--watch ppp0`: CLI11 offers the word after --watch as SECONDS; one that is not a
+      // number is the IFACE.
+      double seconds = 2;
+      if (!watch_text.empty()) {
+        char* end = nullptr;
+        seconds = std::strtod(watch_text.c_str(), &end);
+        if (end == watch_text.c_str() || *end != '\0') {
+          if (!stats_opt.iface.empty() || stats_opt.all) {
+            std::fprintf(stderr, "tunshim stats: --watch takes SECONDS, not '%s'\n",
+                         watch_text.c_str());
+            return 2;
+          }
+          stats_opt.iface = watch_text;
+          seconds = 2;
+        } else if (!(seconds >= 0.1 && seconds <= 86400.0)) {
+          std::fprintf(stderr, "tunshim stats: --watch SECONDS must be from 0.1 to 86400\n");
+          return 2;
+        }
+      }
+      stats_opt.watch = seconds;
+    }
+    return proxy::cmd_stats(stats_opt);
+  }
   if (*reapply) return proxy::cmd_reapply(reapply_opt);
   if (*demo) return proxy::cmd_demo(demo_opt);
   if (*doctor) return proxy::cmd_doctor(doctor_opt);

@@ -578,13 +578,62 @@ std::string render_json(const StatsSnapshot& s) {
   }
   out += "  \"global\": {";
   write_json_metrics(out, s, nullptr, "    ");
-  out += "  },\n  \"tunnels\": [";
+  out += "  },\n";
+  // Per interface pattern: what `tunshim stats` says on its summary line (the same totals
+  // as the tunshim_pattern_* metrics in "global", plus its instances' states and path MTUs).
+  if (!s.patterns.empty()) {
+    out += "  \"patterns\": [";
+    for (std::size_t i = 0; i < s.patterns.size(); ++i) {
+      const PatternStats& p = s.patterns[i];
+      out += i == 0 ? "\n" : ",\n";
+      out += fmt::format("    {{\n      \"pattern\": {},\n", json_string(p.pattern));
+      out += fmt::format(
+          "      \"interfaces\": {},\n      \"measured\": {},\n      \"appeared\": {},\n"
+          "      \"gone\": {},\n",
+          p.instances, p.measured, p.appeared, p.gone);
+      out += "      \"states\": {";
+      bool first_state = true;
+      for (const auto& [state, n] : p.states) {
+        out += fmt::format("{}{}: {}", first_state ? "" : ", ", json_string(state), n);
+        first_state = false;
+      }
+      out += "},\n";
+      auto mtu = [](std::uint32_t v) {
+        return v != 0 ? std::to_string(v) : std::string("null");
+      };
+      out += fmt::format("      \"pmtu_min\": {},\n      \"pmtu_max\": {},\n", mtu(p.pmtu_min),
+                         mtu(p.pmtu_max));
+      out += "      \"syn_total\": {";
+      for (auto [dir, c] : {std::pair{"out", &p.syn.out}, std::pair{"in", &p.syn.in}}) {
+        out += fmt::format("{}\"{}\": {{", dir[0] == 'o' ? "" : ", ", dir);
+        bool first_action = true;
+        for (auto [action, field] : kSynActions) {
+          out += fmt::format("{}\"{}\": {}", first_action ? "" : ", ", action, c->*field);
+          first_action = false;
+        }
+        out += "}";
+      }
+      out += "},\n";
+      out += fmt::format("      \"syn_bypassed_total\": {{\"out\": {}, \"in\": {}}},\n",
+                         p.syn.out.bypassed, p.syn.in.bypassed);
+      out += fmt::format(
+          "      \"oversize_dropped_total\": {},\n      \"icmp_ptb_sent_total\": {},\n"
+          "      \"keepalive_sent_total\": {},\n      \"probes_sent_total\": {},\n"
+          "      \"pmtu_searches_completed_total\": {}\n    }}",
+          p.oversize_dropped, p.icmp_ptb_sent, p.keepalive_sent, p.probes_sent,
+          p.searches_completed);
+    }
+    out += "\n  ],\n";
+  }
+  out += "  \"tunnels\": [";
   bool first = true;
   for (const TunnelStats& t : s.tunnels) {
     out += first ? "\n" : ",\n";
     first = false;
     out += "    {\n";
     out += fmt::format("      \"interface\": {},\n", json_string(t.iface));
+    out += fmt::format("      \"pattern\": {},\n",
+                       t.pattern.empty() ? "null" : json_string(t.pattern));
     out += fmt::format("      \"state\": {},\n", json_string(t.state));
     out += fmt::format("      \"state_since\": {},\n",
                        json_number(MetricValue{false, 0, t.state_since}));
@@ -600,6 +649,25 @@ std::string render_json(const StatsSnapshot& s) {
   }
   out += first ? "]\n}\n" : "\n  ]\n}\n";
   return out;
+}
+
+void summarize_patterns(StatsSnapshot& s) {
+  std::map<std::string_view, PatternStats*> by_name;
+  for (PatternStats& p : s.patterns) {
+    p.states.clear();
+    p.pmtu_min = p.pmtu_max = 0;
+    by_name[p.pattern] = &p;
+  }
+  for (const TunnelStats& t : s.tunnels) {
+    if (t.pattern.empty()) continue;
+    const auto it = by_name.find(t.pattern);
+    if (it == by_name.end()) continue;
+    PatternStats& p = *it->second;
+    ++p.states[t.state.empty() ? std::string("present") : t.state];
+    if (!t.pmtu_confirmed || !t.pmtu) continue;
+    p.pmtu_min = p.pmtu_min == 0 ? *t.pmtu : std::min(p.pmtu_min, *t.pmtu);
+    p.pmtu_max = std::max(p.pmtu_max, *t.pmtu);
+  }
 }
 
 std::vector<std::string> check_metric_defs() {

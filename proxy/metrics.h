@@ -35,6 +35,7 @@ namespace tunshim::proxy {
 // missing series, not a misleading 0).
 struct TunnelStats {
   std::string iface;
+  std::string pattern;     // the [[tunnel]]'s pattern ("ppp+") of an instance; "" = exact name
   bool present = false;    // the interface exists now
   std::uint16_t mss4 = 0;  // clamp targets in effect; 0 = clamping off
   std::uint16_t mss6 = 0;
@@ -91,6 +92,11 @@ struct PatternStats {
   std::uint64_t keepalive_sent = 0;
   std::uint64_t probes_sent = 0;
   std::uint64_t searches_completed = 0;
+  // Of its instances now (summarize_patterns, from the snapshot's tunnels): how many in each
+  // state, and the range of the path MTUs measured.
+  std::map<std::string, std::uint64_t> states;
+  std::uint32_t pmtu_min = 0;  // 0 = none measured
+  std::uint32_t pmtu_max = 0;
 };
 
 // Everything reported, copied out of the daemon at one instant.
@@ -172,6 +178,10 @@ std::string render_prometheus(const StatsSnapshot& s);
 // metric that has samples, keyed by the name without "tunshim_", nested by label values:
 //   "syn_total": {"out": {"clamped": 3, ...}, "in": {...}}
 std::string render_json(const StatsSnapshot& s);
+
+// Fills each pattern's `states` and path-MTU range from the snapshot's tunnels (once their
+// states are final), so a view of fewer tunnels still carries every pattern's summary.
+void summarize_patterns(StatsSnapshot& s);
 
 // Human views (stats_report.cpp). The table has one column per tunnel and one row per
 // quantity; "-" marks what is not measured (yet).

@@ -4,10 +4,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
+#include <map>
 #include <vector>
 
+#include "proxy/iface_pattern.h"
 #include "proxy/metrics.h"
 
 namespace tunshim::proxy {
@@ -164,22 +167,30 @@ std::string rates(const Counts& now, const Counts& before, double elapsed) {
   return out;
 }
 
-const TunnelStats* find_tunnel(const StatsSnapshot* s, const std::string& iface) {
-  if (s == nullptr) return nullptr;
-  for (const TunnelStats& t : s->tunnels) {
-    if (t.iface == iface) return &t;
+// A tunnel's row in the last snapshot, by name (rates of `--watch`).
+class Previous {
+ public:
+  explicit Previous(const StatsSnapshot* s) {
+    if (s == nullptr) return;
+    for (const TunnelStats& t : s->tunnels) by_name_.emplace(t.iface, &t);
+    for (const PatternStats& p : s->patterns) patterns_.emplace(p.pattern, &p);
   }
-  return nullptr;
-}
+  const TunnelStats* tunnel(const std::string& iface) const {
+    const auto it = by_name_.find(iface);
+    return it != by_name_.end() ? it->second : nullptr;
+  }
+  const PatternStats* pattern(const std::string& name) const {
+    const auto it = patterns_.find(name);
+    return it != patterns_.end() ? it->second : nullptr;
+  }
 
-}  // namespace
+ private:
+  std::map<std::string_view, const TunnelStats*> by_name_;
+  std::map<std::string_view, const PatternStats*> patterns_;
+};
 
-std::string render_table(const StatsSnapshot& s) { return render_table(s, nullptr); }
-
-std::string render_table(const StatsSnapshot& s, const StatsSnapshot* prev) {
+std::string header(const StatsSnapshot& s, const StatsSnapshot* prev, double elapsed) {
   const QueueCounters& q = s.queue;
-  const double elapsed = prev != nullptr ? s.now - prev->now : 0;
-  if (elapsed <= 0) prev = nullptr;  // the same snapshot twice, or a clock step: no rates
   std::string packet_rate;
   if (prev != nullptr) {
     packet_rate = " (" + rates({q.packets}, {prev->queue.packets}, elapsed) + ")";
@@ -193,16 +204,92 @@ std::string render_table(const StatsSnapshot& s, const StatsSnapshot* prev) {
       q.kernel_queue_dropped + q.kernel_user_dropped, q.unknown_iface, s.reloads_ok,
       s.reloads_failed);
   if (!s.datapath.empty()) out += "datapath " + s.datapath + ": " + s.datapath_reason + "\n";
-  if (s.tunnels.empty()) return out + "no tunnels configured\n";
+  return out;
+}
 
+// States in the order an operator reads them: the good one first.
+int state_rank(const std::string& state) {
+  if (state == "up") return 0;
+  if (state == "present") return 1;
+  if (state == "suspect") return 2;
+  if (state == "down") return 3;
+  return 4;
+}
+
+// Names of instances listed on a pattern's line when they are not up.
+constexpr std::size_t kNotUpNamed = 4;
+
+// "ppp+: 287 interfaces now (312 appeared, 25 gone): 280 up, 7 down (ppp17, ...);
+// path MTU 1300-1479 (270 of 287 measured); SYN out clamped/inserted 1234 / 5, in 1200 / 0".
+// The SYN counts are the pattern's totals, gone instances included.
+std::string pattern_line(const StatsSnapshot& s, const PatternStats& p,
+                         const PatternStats* before, double elapsed) {
+  std::string out = fmt::format("{}: {} interface{} now ({} appeared, {} gone)", p.pattern,
+                                p.instances, p.instances == 1 ? "" : "s", p.appeared, p.gone);
+  // States, unless all are "present" (no keepalive: the count says it already).
+  std::vector<std::pair<std::string, std::uint64_t>> states(p.states.begin(), p.states.end());
+  std::stable_sort(states.begin(), states.end(), [](const auto& a, const auto& b) {
+    return state_rank(a.first) < state_rank(b.first);
+  });
+  if (!states.empty() && !(states.size() == 1 && states[0].first == "present")) {
+    out += ":";
+    for (std::size_t i = 0; i < states.size(); ++i)
+      out += fmt::format("{} {} {}", i == 0 ? "" : ",", states[i].second, states[i].first);
+    // Which ones are not up, for a closer look with `tunshim stats IFACE`.
+    std::vector<std::string_view> names;
+    std::size_t more = 0;
+    for (const TunnelStats& t : s.tunnels) {
+      if (t.pattern != p.pattern || state_rank(t.state) < 2) continue;
+      if (names.size() < kNotUpNamed)
+        names.push_back(t.iface);
+      else
+        ++more;
+    }
+    if (!names.empty()) {
+      out += " (";
+      for (std::size_t i = 0; i < names.size(); ++i)
+        out += (i == 0 ? "" : ", ") + std::string(names[i]);
+      if (more > 0) out += fmt::format(", {} more", more);
+      out += ")";
+    }
+  }
+  out += "; path MTU ";
+  if (p.pmtu_min == 0) {
+    out += kNone;
+  } else {
+    out += p.pmtu_min == p.pmtu_max ? std::to_string(p.pmtu_min)
+                                    : fmt::format("{}-{}", p.pmtu_min, p.pmtu_max);
+    out += fmt::format(" ({} of {} measured)", p.measured, p.instances);
+  }
+  const auto syn = [&](const DirectionCounters& c, const DirectionCounters* b) {
+    std::string cell = fmt::format("{} / {}", c.clamped, c.inserted);
+    if (b != nullptr)
+      cell += "  (" + rates({c.clamped, c.inserted}, {b->clamped, b->inserted}, elapsed) + ")";
+    return cell;
+  };
+  out += "; SYN out clamped/inserted " + syn(p.syn.out, before ? &before->syn.out : nullptr) +
+         ", in " + syn(p.syn.in, before ? &before->syn.in : nullptr);
+  // SYNs that passed unclamped (fail-open) are worth a look whenever there are any.
+  if (p.syn.out.bypassed + p.syn.in.bypassed > 0) {
+    out += fmt::format("; bypassed out/in {} / {}", p.syn.out.bypassed, p.syn.in.bypassed);
+  }
+  return out + "\n";
+}
+
+// One column per tunnel, one row per quantity (the view of a handful of tunnels).
+std::string columns(const StatsSnapshot& s, const std::vector<const TunnelStats*>& shown,
+                    const Previous& prev, double elapsed) {
   std::vector<std::vector<std::string>> cols;  // [tunnel][row]
   std::size_t label_w = 6;
   for (const Row& r : kRows) label_w = std::max(label_w, r.label.size());
   std::vector<std::size_t> widths;
-  for (const TunnelStats& t : s.tunnels) {
-    const TunnelStats* before = find_tunnel(prev, t.iface);
+  std::vector<std::string> names;
+  for (const TunnelStats* tp : shown) {
+    const TunnelStats& t = *tp;
+    const TunnelStats* before = prev.tunnel(t.iface);
+    names.push_back(t.pattern.empty() ? t.iface : t.iface + " (" + t.pattern + ")");
     std::vector<std::string> c;
-    std::size_t w = t.iface.size();
+    std::size_t w = names.back().size();
     for (const Row& r : kRows) {
       c.push_back(r.cell(t, s.now));
       if (before != nullptr && r.counts != nullptr) {
@@ -213,6 +300,7 @@ std::string render_table(const StatsSnapshot& s, const StatsSnapshot* prev) {
     cols.push_back(std::move(c));
     widths.push_back(w);
   }
+  std::string out;
   auto line = [&](const std::string& label, auto cell) {
     std::string l = fmt::format("{:<{}}", label, label_w);
     for (std::size_t i = 0; i < cols.size(); ++i)
@@ -220,17 +308,174 @@ std::string render_table(const StatsSnapshot& s, const StatsSnapshot* prev) {
     while (!l.empty() && l.back() == ' ') l.pop_back();
     out += l + "\n";
   };
-  line("tunnel", [&](std::size_t i) { return s.tunnels[i].iface; });
+  line("tunnel", [&](std::size_t i) { return names[i]; });
   for (std::size_t r = 0; r < std::size(kRows); ++r) {
     line(kRows[r].label, [&](std::size_t i) { return cols[i][r]; });
   }
   return out;
 }
 
+// The rows of kRows a line per tunnel shows, under shorter headings.
+constexpr std::pair<std::string_view, std::string_view> kListColumns[] = {
+    {"state", "state"},
+    {"path MTU", "path MTU"},
+    {"MSS v4/v6", "MSS target v4/v6"},
+    {"SYN out clamped/ins", "SYN out clamped/inserted"},
+    {"SYN in clamped/ins", "SYN in clamped/inserted"},
+    {"bypassed out/in", "SYN bypassed out/in"},
+    {"reconnects", "reconnects"},
+};
+
+// One line per tunnel (the view of many): what `grep` and `sort` can work on.
+std::string list(const StatsSnapshot& s, const std::vector<const TunnelStats*>& shown,
+                 const Previous& prev, double elapsed) {
+  std::vector<const Row*> rows;
+  for (const auto& [heading, label] : kListColumns) {
+    for (const Row& r : kRows) {
+      if (r.label == label) rows.push_back(&r);
+    }
+  }
+  std::vector<std::vector<std::string>> cells;  // [line][column]; line 0 the headings
+  cells.emplace_back();
+  cells[0].emplace_back("tunnel");
+  cells[0].emplace_back("pattern");
+  for (const auto& [heading, label] : kListColumns) cells[0].emplace_back(heading);
+  for (const TunnelStats* tp : shown) {
+    const TunnelStats& t = *tp;
+    const TunnelStats* before = prev.tunnel(t.iface);
+    std::vector<std::string> c{t.iface, t.pattern.empty() ? std::string(kNone) : t.pattern};
+    for (const Row* r : rows) {
+      c.push_back(r->cell(t, s.now));
+      if (before != nullptr && r->counts != nullptr) {
+        c.back() += "  (" + rates(r->counts(t), r->counts(*before), elapsed) + ")";
+      }
+    }
+    cells.push_back(std::move(c));
+  }
+  std::vector<std::size_t> widths(cells[0].size(), 0);
+  for (const auto& c : cells) {
+    for (std::size_t i = 0; i < c.size(); ++i) widths[i] = std::max(widths[i], c[i].size());
+  }
+  std::string out;
+  for (const auto& c : cells) {
+    std::string l;
+    for (std::size_t i = 0; i < c.size(); ++i)
+      l += fmt::format("{}{:<{}}", i == 0 ? "" : "  ", c[i], widths[i]);
+    while (!l.empty() && l.back() == ' ') l.pop_back();
+    out += l + "\n";
+  }
+  return out;
+}
+
+std::string tunnels(const StatsSnapshot& s, const std::vector<const TunnelStats*>& shown,
+                    const Previous& prev, double elapsed) {
+  if (shown.empty()) return {};
+  return shown.size() <= kColumnsMax ? columns(s, shown, prev, elapsed)
+                                     : list(s, shown, prev, elapsed);
+}
+
+const PatternStats* find_pattern(const StatsSnapshot& s, std::string_view name) {
+  for (const PatternStats& p : s.patterns) {
+    if (p.pattern == name) return &p;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string render_table(const StatsSnapshot& s) { return render_table(s, nullptr); }
+
+std::string render_table(const StatsSnapshot& s, const StatsSnapshot* prev) {
+  return render_table(s, prev, StatsView{});
+}
+
+std::string render_table(const StatsSnapshot& s, const StatsSnapshot* prev,
+                         const StatsView& view) {
+  const double elapsed = prev != nullptr ? s.now - prev->now : 0;
+  if (elapsed <= 0) prev = nullptr;  // the same snapshot twice, or a clock step: no rates
+  const Previous before(prev);
+  std::string out = header(s, prev, elapsed);
+  if (s.tunnels.empty() && s.patterns.empty()) return out + "no tunnels configured\n";
+
+  std::vector<const TunnelStats*> shown;
+  if (view.mode == StatsView::Mode::one) {
+    const PatternStats* p = find_pattern(s, view.iface);
+    if (p != nullptr) out += pattern_line(s, *p, before.pattern(p->pattern), elapsed);
+    for (const TunnelStats& t : s.tunnels) {
+      if (t.iface == view.iface || (p != nullptr && t.pattern == view.iface))
+        shown.push_back(&t);
+    }
+    if (shown.empty() && p == nullptr) return out + "no tunnel " + view.iface + " now\n";
+    return out + tunnels(s, shown, before, elapsed);
+  }
+
+  // Instances per pattern now, to tell which patterns are small enough to show in columns.
+  std::map<std::string_view, std::size_t> instances;
+  for (const TunnelStats& t : s.tunnels) {
+    if (!t.pattern.empty()) ++instances[t.pattern];
+  }
+  for (const PatternStats& p : s.patterns)
+    out += pattern_line(s, p, before.pattern(p.pattern), elapsed);
+  std::string hidden;
+  for (const TunnelStats& t : s.tunnels) {
+    const bool small = t.pattern.empty() || instances[t.pattern] <= kPatternRowsShown;
+    if (view.mode == StatsView::Mode::all || small) shown.push_back(&t);
+  }
+  if (view.mode == StatsView::Mode::summary) {
+    for (const auto& [pattern, n] : instances) {
+      if (n > kPatternRowsShown)
+        hidden += fmt::format("{}{} ({})", hidden.empty() ? "" : ", ", pattern, n);
+    }
+  }
+  out += tunnels(s, shown, before, elapsed);
+  if (!hidden.empty()) {
+    out += "instances of " + hidden +
+           " not shown: `tunshim stats --all` lists every tunnel, `tunshim stats IFACE` shows "
+           "one\n";
+  }
+  return out;
+}
+
+std::string view_error(const StatsSnapshot& s, const StatsView& view) {
+  if (view.mode != StatsView::Mode::one) return {};
+  if (find_pattern(s, view.iface) != nullptr) return {};
+  for (const TunnelStats& t : s.tunnels) {
+    if (t.iface == view.iface) return {};
+  }
+  for (const PatternStats& p : s.patterns) {
+    if (iface_matches(p.pattern, view.iface)) {
+      return fmt::format(
+          "no tunnel {} now: no such interface, or it appeared and went; {} has {} "
+          "interface{} now (`tunshim stats --all` lists them)",
+          view.iface, p.pattern, p.instances, p.instances == 1 ? "" : "s");
+    }
+  }
+  std::string known;
+  for (const TunnelStats& t : s.tunnels) {
+    if (t.pattern.empty()) known += (known.empty() ? "" : ", ") + t.iface;
+  }
+  for (const PatternStats& p : s.patterns) known += (known.empty() ? "" : ", ") + p.pattern;
+  return fmt::format("no tunnel {} (configured: {})", view.iface,
+                     known.empty() ? std::string("none") : known);
+}
+
+void keep_view_tunnels(StatsSnapshot& s, const StatsView& view) {
+  if (view.mode != StatsView::Mode::one) return;
+  std::erase_if(s.tunnels, [&](const TunnelStats& t) {
+    return t.iface != view.iface && t.pattern != view.iface;
+  });
+}
+
 std::string status_line(const StatsSnapshot& s) {
-  if (s.tunnels.empty()) return "no tunnels configured";
+  if (s.tunnels.empty() && s.patterns.empty()) return "no tunnels configured";
+  // A pattern with many instances is one entry, as in the table's summary view.
+  std::map<std::string_view, std::size_t> instances;
+  for (const TunnelStats& t : s.tunnels) {
+    if (!t.pattern.empty()) ++instances[t.pattern];
+  }
   std::string out;
   for (const TunnelStats& t : s.tunnels) {
+    if (!t.pattern.empty() && instances[t.pattern] > kPatternRowsShown) continue;
     if (!out.empty()) out += "; ";
     const std::uint64_t clamped =
         t.syn.out.clamped + t.syn.out.inserted + t.syn.in.clamped + t.syn.in.inserted;
@@ -245,6 +490,23 @@ std::string status_line(const StatsSnapshot& s) {
       out += fmt::format("{} clamped", clamped);
     }
     if (t.pmtu) out += fmt::format(", pmtu {}", *t.pmtu);
+    if (bypassed > 0) out += fmt::format(", {} bypassed", bypassed);
+  }
+  for (const PatternStats& p : s.patterns) {
+    // Named when its instances are not (too many), or when nothing else would be said.
+    if (instances[p.pattern] <= kPatternRowsShown && !(s.tunnels.empty())) continue;
+    if (!out.empty()) out += "; ";
+    const std::uint64_t clamped =
+        p.syn.out.clamped + p.syn.out.inserted + p.syn.in.clamped + p.syn.in.inserted;
+    const std::uint64_t bypassed = p.syn.out.bypassed + p.syn.in.bypassed;
+    out +=
+        fmt::format("{}: {} interface{}", p.pattern, p.instances, p.instances == 1 ? "" : "s");
+    std::uint64_t not_up = 0;
+    for (const auto& [state, count] : p.states) {
+      if (state_rank(state) >= 2) not_up += count;
+    }
+    if (not_up > 0) out += fmt::format(" ({} not up)", not_up);
+    out += fmt::format(", {} clamped", clamped);
     if (bypassed > 0) out += fmt::format(", {} bypassed", bypassed);
   }
   return out;
@@ -470,6 +732,7 @@ void read_direction(const Json* syn, const Json* bypassed, std::string_view dir,
 TunnelStats read_tunnel(const Json& j) {
   TunnelStats t;
   read(j.get("interface"), t.iface);
+  read(j.get("pattern"), t.pattern);
   read(j.get("state"), t.state);
   read(j.get("state_since"), t.state_since);
   read(j.get("last_hook"), t.last_hook);
@@ -510,6 +773,26 @@ TunnelStats read_tunnel(const Json& j) {
   return t;
 }
 
+PatternStats read_pattern(const Json& j) {
+  PatternStats p;
+  read(j.get("pattern"), p.pattern);
+  read(j.get("interfaces"), p.instances);
+  read(j.get("measured"), p.measured);
+  read(j.get("appeared"), p.appeared);
+  read(j.get("gone"), p.gone);
+  read(j.get("states"), p.states);
+  read_narrow(j.get("pmtu_min"), p.pmtu_min);
+  read_narrow(j.get("pmtu_max"), p.pmtu_max);
+  read_direction(j.get("syn_total"), j.get("syn_bypassed_total"), "out", p.syn.out);
+  read_direction(j.get("syn_total"), j.get("syn_bypassed_total"), "in", p.syn.in);
+  read(j.get("oversize_dropped_total"), p.oversize_dropped);
+  read(j.get("icmp_ptb_sent_total"), p.icmp_ptb_sent);
+  read(j.get("keepalive_sent_total"), p.keepalive_sent);
+  read(j.get("probes_sent_total"), p.probes_sent);
+  read(j.get("pmtu_searches_completed_total"), p.searches_completed);
+  return p;
+}
+
 }  // namespace
 
 std::optional<StatsSnapshot> parse_stats_json(std::string_view json, std::string& error) {
@@ -547,6 +830,9 @@ std::optional<StatsSnapshot> parse_stats_json(std::string_view json, std::string
   read(at(g, "queue_errors_total", "bad_message"), q.bad_messages);
   read(g->get("queue_unknown_interface_total"), q.unknown_iface);
   for (const Json& t : tunnels->items) s.tunnels.push_back(read_tunnel(t));
+  if (const Json* p = doc.get("patterns"); p != nullptr && p->kind == Json::Kind::array) {
+    for (const Json& item : p->items) s.patterns.push_back(read_pattern(item));
+  }
   return s;
 }
 

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <sstream>
 
+#include "proxy/stats_report.h"
+
 namespace tunshim::proxy {
 namespace {
 
@@ -119,6 +121,7 @@ StatsSnapshot StatsService::snapshot() {
     if (!fresh && it->second.state != t.state) it->second = Seen{t.state, s.now};
     if (t.state_since == 0) t.state_since = it->second.since;
   }
+  summarize_patterns(s);
   return s;
 }
 
@@ -145,6 +148,22 @@ HttpResponse StatsService::http(std::string_view path) {
 void StatsService::control(std::string_view line, ControlServer::Reply reply) {
   if (line == "stats" || line == "stats json") return reply(true, render_json(snapshot()));
   if (line == "stats table") return reply(true, render_table(snapshot()));
+  if (line == "stats table all")
+    return reply(true, render_table(snapshot(), nullptr, {StatsView::Mode::all, {}}));
+  // "stats table one IFACE", "stats json one IFACE": one tunnel, or a pattern's instances.
+  for (const bool json : {false, true}) {
+    const std::string_view prefix = json ? "stats json one " : "stats table one ";
+    if (!line.starts_with(prefix)) continue;
+    const StatsView view{StatsView::Mode::one, std::string(line.substr(prefix.size()))};
+    if (view.iface.empty() || view.iface.size() > 64 ||
+        view.iface.find(' ') != std::string::npos)
+      return reply(false, "usage: " + std::string(prefix) + "IFACE");
+    StatsSnapshot s = snapshot();
+    if (std::string err = view_error(s, view); !err.empty()) return reply(false, err);
+    if (!json) return reply(true, render_table(s, nullptr, view));
+    keep_view_tunnels(s, view);
+    return reply(true, render_json(s));
+  }
   if (line.starts_with("reapply ")) {
     const std::string iface(line.substr(8));
     if (iface.empty() || iface.find(' ') != std::string::npos)
@@ -163,7 +182,9 @@ void StatsService::control(std::string_view line, ControlServer::Reply reply) {
   for (char& c : shown) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
   }
-  reply(false, "unknown request '" + shown + "' (known: stats, stats table, reapply IFACE)");
+  reply(false, "unknown request '" + shown +
+                   "' (known: stats, stats table [all | one IFACE], stats json [one IFACE], "
+                   "reapply IFACE)");
 }
 
 }  // namespace tunshim::proxy

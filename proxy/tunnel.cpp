@@ -809,6 +809,7 @@ std::vector<std::string> Tunnel::describe() const {
 
 void Tunnel::fill(TunnelStats& t) const {
   t.iface = cfg_.iface;
+  t.pattern = cfg_.pattern;
   t.mss4 = dp_.target.mss4;
   t.mss6 = dp_.target.mss6;
   t.syn = dp_.counters;
