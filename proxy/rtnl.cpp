@@ -15,6 +15,8 @@
 #include <cstring>
 #include <vector>
 
+#include "proxy/test_knobs.h"
+
 namespace tunshim::proxy {
 namespace {
 
@@ -258,7 +260,7 @@ bool Rtnl::open(LinkFn on_link, AddrFn on_addr, ResyncFn on_resync, std::string&
   // Room for a burst (a concentrator's sessions coming up together: several messages per
   // interface); past it the kernel drops and we re-read everything. Root may exceed
   // rmem_max (SO_RCVBUFFORCE); otherwise the default stays.
-  const int rcvbuf = kRcvBuffer;
+  const int rcvbuf = test_rtnl_rcvbuf().value_or(kRcvBuffer);
   if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) {
     setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   }

@@ -83,4 +83,19 @@ std::optional<Datapath> test_datapath() {
   return d;
 }
 
+std::optional<int> test_rtnl_rcvbuf() {
+  const char* raw = std::getenv(kTestRtnlRcvbufEnv);
+  if (raw == nullptr || *raw == '\0') return std::nullopt;
+  char* end = nullptr;
+  const long v = std::strtol(raw, &end, 10);
+  if (*end != '\0' || v < 65536 || v > (4 << 20)) {
+    spdlog::error("{}=\"{}\" ignored: want 65536..4194304 bytes (test-only)",
+                  kTestRtnlRcvbufEnv, raw);
+    return std::nullopt;
+  }
+  spdlog::warn("{}={}: TEST ONLY: a small rtnetlink buffer; never set this in production",
+               kTestRtnlRcvbufEnv, v);
+  return static_cast<int>(v);
+}
+
 }  // namespace tunshim::proxy

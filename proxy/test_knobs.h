@@ -42,4 +42,11 @@ void apply_test_timers(keepalive::BackoffConfig& config);
 inline constexpr const char* kTestDatapathEnv = "TUNSHIM_TEST_DATAPATH";
 std::optional<Datapath> test_datapath();
 
+// TUNSHIM_TEST_RTNL_RCVBUF=BYTES (65536..4194304): the receive buffer of the daemon's
+// rtnetlink subscription instead of 4 MB, so that a test can make the kernel drop
+// notifications (an overrun, then a re-read of every interface) with a few hundred
+// interface changes instead of thousands. nullopt when unset or unusable (said so).
+inline constexpr const char* kTestRtnlRcvbufEnv = "TUNSHIM_TEST_RTNL_RCVBUF";
+std::optional<int> test_rtnl_rcvbuf();
+
 }  // namespace tunshim::proxy

@@ -474,9 +474,13 @@ void TunnelTable::on_resync() {
   if (stopped_) return;
   std::vector<Tunnel*> gone;
   for (auto& t : tunnels_) {
+    const unsigned before = t->present() ? t->ifindex() : 0;
     t->resync();
     reindex(*t);
-    if (is_instance(*t) && !t->present()) {
+    // An instance whose interface was replaced (deleted and re-created under its name while
+    // the notifications were lost) ends, and scan_patterns() starts the new session's, as
+    // the notifications would have: the pattern's books count each session once.
+    if (is_instance(*t) && (!t->present() || (before != 0 && t->ifindex() != before))) {
       gone.push_back(t.get());
     } else {
       reschedule(*t);

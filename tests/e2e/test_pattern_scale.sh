@@ -45,7 +45,9 @@ interface = "ppp+"
 mss = "auto"
 keepalive = "off"
 EOF
-e2e_tunshim_start c "$CONF"
+# A 1 MiB rtnetlink buffer (test knob; 4 MB in production) so that the overrun step below
+# overflows it with a few hundred session changes.
+TUNSHIM_TEST_RTNL_RCVBUF=1048576 e2e_tunshim_start c "$CONF"
 TPID=$E2E_TUNSHIM_PID
 
 # The farm reads commands from a fifo and answers on a file.
@@ -85,24 +87,28 @@ else
   fail "TUNSHIM-POST has $rules NFQUEUE rules for one pattern"
 fi
 
-# A random sample: each interface's SYNs must carry its own MTU - 40 (tun_farm's mtu()).
-sample=$(shuf -i 0-$((N - 1)) -n "$SAMPLE" | sort -n)
-{
-  echo "table ip count {"
-  echo "  chain post { type filter hook postrouting priority 100; policy accept;"
-  for i in $sample; do
-    m=$((1300 + (i * 37) % 180 - 40))
-    echo "    oifname \"ppp$i\" tcp flags syn tcp option maxseg size $m counter name ok$i"
-    echo "    oifname \"ppp$i\" tcp flags syn tcp option maxseg size != $m counter name bad$i"
-  done
-  echo "  }"
-  for i in $sample; do echo "  counter ok$i {}"; echo "  counter bad$i {}"; done
-  echo "}"
-} | inns c nft -f -
-peers=""
-for i in $sample; do peers="$peers 10.65.$((i / 250)).$((i % 250 + 1))"; done
-# Three SYNs to each (non-blocking connects from the LAN host, forwarded by c).
-inns l "$PY" - $peers <<'EOF'
+# syn_sample WHAT: a random sample of interfaces; each one's SYNs, forwarded from the LAN
+# host, must carry its own MTU - 40 (tun_farm's mtu()).
+syn_sample() {
+  local sample peers i m ok=0 bad=0
+  sample=$(shuf -i 0-$((N - 1)) -n "$SAMPLE" | sort -n)
+  inns c nft delete table ip count 2>/dev/null || true
+  {
+    echo "table ip count {"
+    echo "  chain post { type filter hook postrouting priority 100; policy accept;"
+    for i in $sample; do
+      m=$((1300 + (i * 37) % 180 - 40))
+      echo "    oifname \"ppp$i\" tcp flags syn tcp option maxseg size $m counter name ok$i"
+      echo "    oifname \"ppp$i\" tcp flags syn tcp option maxseg size != $m counter name bad$i"
+    done
+    echo "  }"
+    for i in $sample; do echo "  counter ok$i {}"; echo "  counter bad$i {}"; done
+    echo "}"
+  } | inns c nft -f -
+  peers=""
+  for i in $sample; do peers="$peers 10.65.$((i / 250)).$((i % 250 + 1))"; done
+  # Three SYNs to each (non-blocking connects from the LAN host, forwarded by c).
+  inns l "$PY" - $peers <<'PYEOF'
 import socket, sys, time
 socks = []
 for _ in range(3):
@@ -113,18 +119,19 @@ for _ in range(3):
         socks.append(s)
     time.sleep(0.2)
 time.sleep(0.5)
-EOF
-ok=0 bad=0
-for i in $sample; do
-  ok=$((ok + $(inns c nft list counter ip count "ok$i" | awk '/packets/ {print $2}')))
-  bad=$((bad + $(inns c nft list counter ip count "bad$i" | awk '/packets/ {print $2}')))
-done
-# Each connect sends one SYN at once (retransmissions, later, carry the same MSS).
-if [ "$bad" = 0 ] && [ "$ok" -ge $((SAMPLE * 3)) ]; then
-  pass "$SAMPLE random interfaces: all $ok SYNs carry their own interface's MTU - 40"
-else
-  fail "sample of $SAMPLE: $ok SYNs with their own target, $bad without (want >= $((SAMPLE * 3)) / 0)"
-fi
+PYEOF
+  for i in $sample; do
+    ok=$((ok + $(inns c nft list counter ip count "ok$i" | awk '/packets/ {print $2}')))
+    bad=$((bad + $(inns c nft list counter ip count "bad$i" | awk '/packets/ {print $2}')))
+  done
+  # Each connect sends one SYN at once (retransmissions, later, carry the same MSS).
+  if [ "$bad" = 0 ] && [ "$ok" -ge $((SAMPLE * 3)) ]; then
+    pass "$1: $SAMPLE random interfaces: all $ok SYNs carry their own interface's MTU - 40"
+  else
+    fail "$1: sample of $SAMPLE: $ok SYNs with their own target, $bad without (want >= $((SAMPLE * 3)) / 0)"
+  fi
+}
+syn_sample "after the bursts"
 
 if command -v promtool >/dev/null; then
   if inns c curl -s http://127.0.0.1:9477/metrics | promtool check metrics >"$E2E_TMP/promtool.out" 2>&1; then
@@ -153,12 +160,19 @@ appeared=$(metric 'tunshim_pattern_interfaces_appeared_total{pattern="ppp+"}')
 now=$(metric 'tunshim_pattern_interfaces{pattern="ppp+"}')
 churned=$(sed -n 's/^ok churned \([0-9]*\) .*/\1/p' "$E2E_TMP/farm.out")
 # The daemon's books must balance exactly (appeared - gone = what exists); against the farm's
-# own count of sessions it ended a difference of a few is allowed: once, 473 were seen gone
-# for 470 the farm reported (cause not found: the farm counts only the re-creations it saw
-# confirmed).
+# own count of sessions it ended a difference of a few is allowed (once 473 seen gone for
+# 470, and 452 for 446 under ASan on a loaded host, before stale notifications were
+# discarded at an overrun; the cause of the first is not known for certain).
+# An overrun of the daemon's rtnetlink socket (a loaded host) makes it re-read every
+# interface: a session re-created twice before the re-read is then seen to end once.
+lost=$(grep -c 'notifications lost' "$E2E_TMP/tunshim.log" || true)
 dgone=$((gone - gone0))
 diff=$((dgone > churned ? dgone - churned : churned - dgone))
-if [ "$now" = "$N" ] && [ "$((appeared - gone))" = "$N" ] && [ "$diff" -le $((churned / 100 + 1)) ]; then
+distinct=$(sed -n 's/^ok churned .*, \([0-9]*\) distinct/\1/p' "$E2E_TMP/farm.out")
+[ "$lost" = 0 ] || log "$lost rtnetlink overrun(s) during the churn: fewer ends may be seen"
+if [ "$now" = "$N" ] && [ "$((appeared - gone))" = "$N" ] &&
+  { [ "$diff" -le $((churned / 100 + 1)) ] ||
+    { [ "$lost" != 0 ] && [ "$dgone" -le "$churned" ] && [ "$dgone" -ge "$distinct" ]; }; }; then
   pass "churn: $dgone sessions seen gone during churn for $churned the farm ended, as many started; $now now"
 else
   fail "churn: farm re-created $churned; tunshim appeared $appeared gone $gone (during churn $dgone) now $now (want now $N = appeared - gone, gone during churn ~ $churned)"
@@ -170,6 +184,35 @@ if [ "$fd1" -le $((fd0 + 10)) ] && rss_ok; then
 else
   fail "descriptors $fd0 -> $fd1, RSS $rss0 -> $rss1 kB after churn (allowed: +10 fds, +10 % + 2 MB)"
 fi
+
+# Notifications lost: the daemon stopped (SIGSTOP; the queue's watchdog passes packets
+# meanwhile) while sessions churn fills its rtnetlink socket until the kernel drops. On
+# SIGCONT it reads ENOBUFS and re-reads every interface; what it has must then be exactly
+# what exists: books that balance, and every sampled interface's SYNs clamped by its own
+# tunnel (a stale queued notification applied after the re-read would hand a name's
+# tunnel a deleted interface's index). Every notification since it stopped is lost, so
+# it sees each re-created interface end once however often it was re-created: exactly
+# as many ends as the farm churned distinct interfaces.
+lost0=$(grep -c 'notifications lost' "$E2E_TMP/tunshim.log" || true)
+gone0=$(metric 'tunshim_pattern_interfaces_gone_total{pattern="ppp+"}')
+kill -STOP "$DPID"
+FARM_WAIT=40 farm churn 8 150 0 "$N"
+kill -CONT "$DPID"
+wait_for 60 all_measured || log "after the overrun: $(measured) of $N measured"
+lost=$(( $(grep -c 'notifications lost' "$E2E_TMP/tunshim.log" || true) - lost0 ))
+churned=$(sed -n 's/^ok churned \([0-9]*\) .*/\1/p' "$E2E_TMP/farm.out" | tail -1)
+distinct=$(sed -n 's/^ok churned .*, \([0-9]*\) distinct/\1/p' "$E2E_TMP/farm.out" | tail -1)
+gone=$(metric 'tunshim_pattern_interfaces_gone_total{pattern="ppp+"}')
+appeared=$(metric 'tunshim_pattern_interfaces_appeared_total{pattern="ppp+"}')
+now=$(metric 'tunshim_pattern_interfaces{pattern="ppp+"}')
+dgone=$((gone - gone0))
+if [ "$lost" -ge 1 ] && [ "$now" = "$N" ] && [ "$((appeared - gone))" = "$N" ] &&
+  [ "$dgone" = "$distinct" ]; then
+  pass "rtnetlink overrun ($lost re-read(s)) while $churned sessions of $distinct interfaces churned: $dgone seen gone, books balance, $now now"
+else
+  fail "overrun: $lost re-read(s) (want >= 1), farm churned $churned of $distinct interfaces, tunshim gone $dgone (want $distinct), appeared $appeared gone $gone now $now (want $N)"
+fi
+syn_sample "after the overrun"
 
 farm quit
 kill -TERM "$TPID"

@@ -11,7 +11,8 @@ a thousand of them in well under a second; closing a device's descriptor deletes
 Commands on stdin, one a line; each answers "ok ..." on stdout when done:
   create A B [BURST PAUSE]   create ppp{A..B-1}, BURST at a time with PAUSE s between
   churn SECONDS RATE LO HI   delete and re-create random interfaces of ppp{LO..HI-1},
-                             RATE of each per second, for SECONDS
+                             RATE of each per second, for SECONDS; says how many, and
+                             how many distinct interfaces
   quit
 """
 import array
@@ -164,6 +165,7 @@ def main():
             elif w[0] == "churn":
                 secs, rate, lo, hi = float(w[1]), float(w[2]), int(w[3]), int(w[4])
                 n = 0
+                distinct = set()
                 end = t0 + secs
                 while time.monotonic() < end:
                     i = random.randrange(lo, hi)
@@ -171,8 +173,10 @@ def main():
                         delete(i)
                     create(i)
                     n += 1
+                    distinct.add(i)
                     serve(max(0.0, t0 + n / rate - time.monotonic()))
-                print("ok churned %d in %.2f s" % (n, time.monotonic() - t0), flush=True)
+                print("ok churned %d in %.2f s, %d distinct" % (n, time.monotonic() - t0, len(distinct)),
+                      flush=True)
             elif w[0] == "quit":
                 print("ok quit answered=%d" % answered, flush=True)
                 return
