@@ -562,9 +562,13 @@ void Daemon::reapply(const std::string& iface, std::function<void(bool, std::str
     t->reprobe();  // the interface may have been re-created with a new ifindex
     sync_bpf(*t);
     const auto it = bpf_tunnels_.find(t);
-    const bool on = it != bpf_tunnels_.end() && it->second.ifindex != 0;
-    std::string msg = on ? "eBPF programs attached to " + iface
-                         : "eBPF programs not attached (" + iface + " absent)";
+    bool on = it != bpf_tunnels_.end() && it->second.ifindex != 0;
+    std::string err;
+    // Like the rules a firewall reload flushes: the qdisc or a filter removed behind our back.
+    if (on && !bpf_.reattach(it->second.ifindex, err)) on = false;
+    std::string msg = on            ? "eBPF programs attached to " + iface
+                      : err.empty() ? "eBPF programs not attached (" + iface + " absent)"
+                                    : "eBPF programs not attached to " + iface + ": " + err;
     if (t->settings().pmtu.enabled) msg += "; path-MTU search restarted";
     return done(on, msg);
   }

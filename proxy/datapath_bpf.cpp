@@ -2,11 +2,14 @@
 #include "proxy/datapath_bpf.h"
 
 #include <net/if.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -15,6 +18,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <libmnl/libmnl.h>
+#include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
 
@@ -105,17 +109,92 @@ std::optional<std::uint64_t> heartbeat_age_ns(std::uint32_t id) {
   return age;
 }
 
+// The attribute of `type` among those in [begin, end), or nullptr.
+const nlattr* find_attr(const void* begin, const char* end, std::uint16_t type) {
+  for (const auto* a = static_cast<const nlattr*>(begin);
+       mnl_attr_ok(a, static_cast<int>(end - reinterpret_cast<const char*>(a)));
+       a = mnl_attr_next(a)) {
+    if (mnl_attr_get_type(a) == type) return a;
+  }
+  return nullptr;
+}
+
+// The name tc recorded for the filter at tunshim's handle/priority on `parent` of the
+// interface ("tunshim_egress:[42]": libbpf names a filter after its program), from an
+// rtnetlink dump, which needs no privilege; "" if there is none or the dump fails. Looking
+// the program up by id would need CAP_SYS_ADMIN, which the systemd unit does not grant.
+std::string filter_name(unsigned ifindex, std::uint32_t parent) {
+  mnl_socket* nl = mnl_socket_open(NETLINK_ROUTE);
+  if (nl == nullptr) return {};
+  struct Found {
+    std::string name;
+  } found;
+  std::array<char, 8192> buf{};
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+  nlh->nlmsg_type = RTM_GETTFILTER;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = 1;
+  auto* tcm = static_cast<tcmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(tcmsg)));
+  tcm->tcm_family = AF_UNSPEC;
+  tcm->tcm_ifindex = static_cast<int>(ifindex);
+  tcm->tcm_parent = parent;
+  if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) == 0 &&
+      mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0) {
+    for (;;) {
+      const ssize_t n = mnl_socket_recvfrom(nl, buf.data(), buf.size());
+      if (n <= 0) break;
+      const int rc = mnl_cb_run(
+          buf.data(), static_cast<std::size_t>(n), 1, mnl_socket_get_portid(nl),
+          [](const nlmsghdr* h, void* data) {
+            const auto* t = static_cast<const tcmsg*>(mnl_nlmsg_get_payload(h));
+            if (h->nlmsg_type != RTM_NEWTFILTER || t->tcm_handle != TS_TC_HANDLE ||
+                TC_H_MAJ(t->tcm_info) >> 16 != TS_TC_PRIORITY)
+              return MNL_CB_OK;
+            const auto* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(h));
+            const nlattr* opts =
+                find_attr(mnl_nlmsg_get_payload_offset(h, sizeof(tcmsg)), tail, TCA_OPTIONS);
+            if (opts == nullptr) return MNL_CB_OK;
+            const auto* payload = static_cast<const char*>(mnl_attr_get_payload(opts));
+            const nlattr* name =
+                find_attr(payload, payload + mnl_attr_get_payload_len(opts), TCA_BPF_NAME);
+            if (name != nullptr && mnl_attr_validate(name, MNL_TYPE_STRING) == 0)
+              static_cast<Found*>(data)->name = mnl_attr_get_str(name);
+            return MNL_CB_OK;
+          },
+          &found);
+      if (rc <= MNL_CB_STOP) break;
+    }
+  }
+  mnl_socket_close(nl);
+  return found.name;
+}
+
+// The name of program `id`, found at tunshim's handle on `hook`: from the program itself,
+// or (without CAP_SYS_ADMIN) from the filter.
+std::string holder_name(const bpf_tc_hook& hook, std::uint32_t id) {
+  std::string name = prog_name(id);
+  if (name.empty()) {
+    const std::uint32_t parent = hook.attach_point == BPF_TC_INGRESS
+                                     ? TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
+                                     : TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS);
+    name = filter_name(static_cast<unsigned>(hook.ifindex), parent);
+  }
+  return name;
+}
+
 // Attaches `prog_fd` at tunshim's handle/priority on one hook, replacing ("adopting") a
-// tunshim program found there whose daemon is dead (heartbeat older than `stale_ns`). False
-// with `err` if someone else's program holds the place, or a live tunshim's.
+// tunshim program found there whose daemon is dead: its heartbeat is older than `stale_ns`
+// or, where that cannot be read (no CAP_SYS_ADMIN), this process holds the network
+// namespace's datapath lock (`sole`), which a live tunshim would hold. False with `err` if
+// someone else's program holds the place, or a live tunshim's.
 bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, std::uint64_t stale_ns,
-                bool& adopted, std::string& err) {
+                bool sole, bool& adopted, std::string& err) {
   bpf_tc_opts q{};
   q.sz = sizeof(q);
   q.handle = TS_TC_HANDLE;
   q.priority = TS_TC_PRIORITY;
   if (bpf_tc_query(&hook, &q) == 0 && q.prog_id != prog_id_of(prog_fd)) {
-    const std::string name = prog_name(q.prog_id);
+    const std::string name = holder_name(hook, q.prog_id);
     if (name.rfind("tunshim_", 0) != 0) {
       err = std::string(dir) + " filter handle " + std::to_string(TS_TC_HANDLE) + " priority " +
             std::to_string(TS_TC_PRIORITY) + " holds program " + std::to_string(q.prog_id) +
@@ -126,6 +205,13 @@ bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, std::uint64_t s
     if (age && *age <= stale_ns) {
       err = "another tunshim is running on it (its " + std::string(dir) +
             " program's heartbeat is " + std::to_string(*age / 1000000) + " ms old)";
+      return false;
+    }
+    if (!age && !sole) {
+      err =
+          "another tunshim is running in this network namespace (it holds the datapath "
+          "lock); the " +
+          std::string(dir) + " program is left to it";
       return false;
     }
     adopted = true;
@@ -231,8 +317,8 @@ bool BpfDatapath::open(std::string& why, std::uint64_t stale_ns) {
         why = "the kernel's verifier refused the programs: " + log;
       } else {
         why =
-            "no privileges to load eBPF programs (needs root, or CAP_BPF and "
-            "CAP_NET_ADMIN): " +
+            "no privileges to load eBPF programs (needs root, or CAP_BPF, CAP_PERFMON "
+            "and CAP_NET_ADMIN): " +
             errstr(rc);
       }
     } else {
@@ -251,6 +337,19 @@ bool BpfDatapath::open(std::string& why, std::uint64_t stale_ns) {
     return false;
   }
   stop_heartbeat();
+  // The network namespace's datapath lock: an abstract socket name, per namespace like the
+  // interfaces, freed by the kernel when its holder dies however it dies. Held, it proves
+  // that programs found at tunshim's handle belong to no live tunshim.
+  lock_fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  static constexpr char kLock[] = "tunshim-datapath-bpf";
+  std::memcpy(a.sun_path + 1, kLock, sizeof(kLock) - 1);
+  if (lock_fd_ >= 0 && ::bind(lock_fd_, reinterpret_cast<const sockaddr*>(&a),
+                              offsetof(sockaddr_un, sun_path) + sizeof(kLock)) != 0) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+  }
   return true;
 }
 
@@ -261,6 +360,8 @@ void BpfDatapath::close() noexcept {
   if (skel_ != nullptr) tunshim_bpf__destroy(skel_);
   skel_ = nullptr;
   slots_.fill(false);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  lock_fd_ = -1;
 }
 
 BpfDatapath::Iface* BpfDatapath::find(unsigned ifindex) noexcept {
@@ -364,9 +465,9 @@ bool BpfDatapath::attach(unsigned ifindex, std::uint8_t l2_len, const BpfTargets
     bpf_tc_hook in = make_hook(ifindex, BPF_TC_INGRESS);
     bool adopted = false;
     const bool eg_ok = attach_one(eg, bpf_program__fd(skel_->progs.tunshim_egress), "egress",
-                                  stale_ns_, adopted, err);
+                                  stale_ns_, lock_fd_ >= 0, adopted, err);
     if (eg_ok && attach_one(in, bpf_program__fd(skel_->progs.tunshim_ingress), "ingress",
-                            stale_ns_, adopted, err)) {
+                            stale_ns_, lock_fd_ >= 0, adopted, err)) {
       i.adopted = adopted;
       ifaces_.push_back(i);
       return true;
@@ -381,6 +482,30 @@ bool BpfDatapath::attach(unsigned ifindex, std::uint8_t l2_len, const BpfTargets
   return false;
 }
 
+bool BpfDatapath::reattach(unsigned ifindex, std::string& err) {
+  Iface* i = skel_ == nullptr ? nullptr : find(ifindex);
+  if (i == nullptr || !i->on_tc) {
+    err = "not attached";
+    return false;
+  }
+  bpf_tc_hook both =
+      make_hook(ifindex, static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+  const int rc = bpf_tc_hook_create(&both);
+  if (rc != 0 && rc != -EEXIST) {
+    err = "cannot create the clsact qdisc: " + errstr(rc);
+    return false;
+  }
+  if (rc == 0) i->created_qdisc = true;  // made by this run now: a clean stop removes it
+  // attach_one() puts a missing program back and replaces one of ours by itself.
+  bool adopted = false;
+  bpf_tc_hook eg = make_hook(ifindex, BPF_TC_EGRESS);
+  bpf_tc_hook in = make_hook(ifindex, BPF_TC_INGRESS);
+  return attach_one(eg, bpf_program__fd(skel_->progs.tunshim_egress), "egress", stale_ns_,
+                    lock_fd_ >= 0, adopted, err) &&
+         attach_one(in, bpf_program__fd(skel_->progs.tunshim_ingress), "ingress", stale_ns_,
+                    lock_fd_ >= 0, adopted, err);
+}
+
 void BpfDatapath::detach(unsigned ifindex) noexcept {
   for (auto it = ifaces_.begin(); it != ifaces_.end(); ++it) {
     if (it->ifindex != ifindex) continue;
@@ -393,10 +518,10 @@ void BpfDatapath::detach(unsigned ifindex) noexcept {
       q.sz = sizeof(q);
       q.handle = TS_TC_HANDLE;
       q.priority = TS_TC_PRIORITY;
-      if (bpf_tc_query(&eg, &q) == 0 && prog_name(q.prog_id).rfind("tunshim_", 0) == 0)
+      if (bpf_tc_query(&eg, &q) == 0 && holder_name(eg, q.prog_id).rfind("tunshim_", 0) == 0)
         detach_one(eg);
       q.prog_id = 0;
-      if (bpf_tc_query(&in, &q) == 0 && prog_name(q.prog_id).rfind("tunshim_", 0) == 0)
+      if (bpf_tc_query(&in, &q) == 0 && holder_name(in, q.prog_id).rfind("tunshim_", 0) == 0)
         detach_one(in);
       // The qdisc goes if this run created it, or if it adopted a dead run's programs (which
       // created it) and no filter of anyone else is left on it.
@@ -509,6 +634,10 @@ bool BpfDatapath::attach(unsigned, std::uint8_t, const BpfTargets&, std::string&
 }
 void BpfDatapath::detach(unsigned) noexcept {}
 bool BpfDatapath::attached(unsigned) const noexcept { return false; }
+bool BpfDatapath::reattach(unsigned, std::string& err) {
+  err = "the eBPF data path is not built in";
+  return false;
+}
 bool BpfDatapath::adopted(unsigned) const noexcept { return false; }
 bool BpfDatapath::set_targets(unsigned, const BpfTargets&) noexcept { return false; }
 std::optional<BpfCounters> BpfDatapath::counters(unsigned) const { return std::nullopt; }

@@ -7,7 +7,9 @@
 // Restarts: the filters sit at a fixed handle and priority (TS_TC_HANDLE/TS_TC_PRIORITY).
 // attach() replaces a tunshim program it finds there whose daemon is dead (a predecessor
 // killed without clean-up keeps clamping with its last targets until then), and refuses to
-// replace anyone else's or a live tunshim's (its heartbeat, read from its own map, is fresh).
+// replace anyone else's or a live tunshim's (its heartbeat, read from its own map, is fresh;
+// without CAP_SYS_ADMIN that map cannot be opened, and a per-network-namespace lock, which
+// the first live instance holds, decides instead).
 // Nothing is pinned: the maps live as long as the programs that use them.
 //
 // Faults: the guard drops only while heartbeat() has been called within stale_ns (3 s by
@@ -98,6 +100,11 @@ class BpfDatapath {
   // interface. Harmless for an interface not attached or already gone.
   void detach(unsigned ifindex) noexcept;
   bool attached(unsigned ifindex) const noexcept;
+  // Puts back what was removed behind tunshim's back from an attached interface (`tc qdisc
+  // del dev IF clsact`, a filter deleted): the clsact qdisc and either program. True once
+  // both programs are in place; false with `err` if the interface is not attached or
+  // another program holds tunshim's handle.
+  bool reattach(unsigned ifindex, std::string& err);
   // attach() replaced programs a dead tunshim had left on the interface.
   bool adopted(unsigned ifindex) const noexcept;
 
@@ -148,6 +155,7 @@ class BpfDatapath {
 
   tunshim_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
+  int lock_fd_ = -1;  // the network namespace's datapath lock, when this process holds it
   std::uint64_t stale_ns_ = kDefaultStaleNs;
   std::vector<Iface> ifaces_;
   std::array<bool, 64> slots_{};

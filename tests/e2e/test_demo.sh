@@ -15,6 +15,8 @@
 #      in a namespace, makes the daemon reapply (it logs it, and a jump rule deleted behind
 #      its back is back); it does nothing for an interface the daemon does not know or when
 #      no daemon runs, and always exits 0;
+#      (on the eBPF path, TUNSHIM_DATAPATH=bpf, "a jump rule deleted" is ppp0's clsact qdisc
+#      deleted with both filters: the reapply puts them back);
 #   5. the "last hook" row: a tunnel going down runs on_down [record, exit 3]; `tunshim
 #      stats` and its JSON then show "on_down #2 exit 3, HH:MM:SS (N.N s)".
 . "$(dirname "$0")/lib.sh"
@@ -145,6 +147,10 @@ grep -Eq '^ *MSS target v4/v6 +1332 / ' "$OUT" && pass "stats table: MSS target 
 ka=$(sed -n 's/.*ARRIVED: .*tunshim sent \([0-9]*\).*/\1/p' "$OUT")
 [ "${ka:-0}" -ge 2 ] && pass "idle gap: the line arrived; $ka keepalives sent during the gap" \
   || fail "idle gap: $(grep -A1 -E 'ARRIVED|LOST' "$OUT" | tr '\n' ' ')"
+# The data path this run asked for (lib.sh: TUNSHIM_DATAPATH) is the one the demo's tunshim ran.
+dp=$(grep -m1 -E '^ *datapath ' "$OUT" | sed 's/^ *//')
+grep -Eq "^(queue|bpf)" <<<"${dp#datapath }" && [ "$(awk '{ print $2 }' <<<"$dp" | tr -d :)" = "$TUNSHIM_DATAPATH" ] &&
+  pass "stats table: $dp" || fail "stats table's datapath line: '$dp' (want $TUNSHIM_DATAPATH)"
 grep -q $'[\r\033]' "$OUT" && fail "not a terminal, yet the output has carriage returns or escape codes" \
   || pass "not a terminal: plain lines only"
 left=$(leftovers "$DEMO")
@@ -255,22 +261,27 @@ lab_tunshim_start
 read -r st _ <<<"$(ppp_script "$IPUP" ppp7)"
 [ "$st" = 0 ] && ! lab_tunshim_logged 'reapply ppp7' && pass "ip-up for ppp7 (not a tunnel of tunshim's): exit 0, no reapply asked" \
   || fail "ip-up ppp7: exit $st; daemon log: $(grep ppp7 "$LAB_TUNSHIM_LOG")"
-# A firewall reload behind tunshim's back: its jump rules are gone.
-before=$(lab_jump_counts)
-inns client iptables -t mangle -F POSTROUTING
-inns client ip6tables -t mangle -F POSTROUTING
-log "jump rules before: $before; after flushing POSTROUTING: $(lab_jump_counts)"
+# A firewall reload behind tunshim's back: its jump rules are gone (eBPF: its qdisc and filters).
+before=$(lab_hook_counts)
+if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+  inns client tc qdisc del dev ppp0 clsact
+else
+  inns client iptables -t mangle -F POSTROUTING
+  inns client ip6tables -t mangle -F POSTROUTING
+fi
+[ "$(lab_hook_counts)" != "$before" ] || fail "removing tunshim's hooks behind its back changed nothing: $before"
+log "hooks before: $before; after removing them behind tunshim's back: $(lab_hook_counts)"
 read -r st _ <<<"$(ppp_script "$IPUP" ppp0)"
 if [ "$st" = 0 ] && wait_for 5 lab_tunshim_logged 'reapply ppp0: '; then
   pass "ip-up ppp0 with pppd's argv: exit 0, the daemon logged: $(grep -m1 'reapply ppp0: ' "$LAB_TUNSHIM_LOG" | cut -c1-150)"
 else
   fail "ip-up ppp0: exit $st; daemon log: $(tail -5 "$LAB_TUNSHIM_LOG" | tr '\n' ' '); script output: $(cat "$E2E_TMP/ppp.out")"
 fi
-[ "$(lab_jump_counts)" = "$before" ] && pass "reapply restored the jump rules ($before)" \
-  || fail "jump rules after reapply: $(lab_jump_counts), were $before"
+[ "$(lab_hook_counts)" = "$before" ] && [ "$before" = "$LAB_HOOKS_ONE" ] && pass "reapply restored the hooks ($before)" \
+  || fail "hooks after reapply: $(lab_hook_counts), were $before"
 read -r st _ <<<"$(ppp_script "$IPDOWN" ppp0)"
-[ "$st" = 0 ] && [ "$(lab_jump_counts)" = "$before" ] && pass "ip-down ppp0: exit 0, rules untouched" \
-  || fail "ip-down ppp0: exit $st, rules $(lab_jump_counts)"
+[ "$st" = 0 ] && [ "$(lab_hook_counts)" = "$before" ] && pass "ip-down ppp0: exit 0, hooks untouched" \
+  || fail "ip-down ppp0: exit $st, hooks $(lab_hook_counts)"
 
 # ---- 5. last hook -------------------------------------------------------------------------
 stats_row() { inns client "$TUNSHIM_BIN" stats --socket "$SOCK" 2>&1 | sed -n "s/^$1  *//p"; }
