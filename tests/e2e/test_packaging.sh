@@ -17,7 +17,10 @@
 #      as far as it can be rebuilt without systemd (capability bounding set from the unit,
 #      /usr /etc /boot read-only, private /tmp) in a namespace: READY=1 only once its rules
 #      are in place, the unit's ExecReload (check-config, then SIGHUP) applies a change,
-#      SIGTERM removes the rules; WATCHDOG=1 is checked against the unit's WatchdogSec.
+#      SIGTERM removes the rules; WATCHDOG=1 is checked against the unit's WatchdogSec;
+#   6. in the same sandbox, `datapath = "auto"` picks the eBPF path (the unit's capabilities
+#      suffice to load the programs), a restart after kill -9 takes over the dead run's
+#      programs (no CAP_SYS_ADMIN to open them by id), SIGTERM removes them.
 # Nothing is installed into the real system; the only netfilter rules are in the namespace.
 . "$(dirname "$0")/lib.sh"
 
@@ -56,8 +59,8 @@ exec_start=$(unit_values ExecStart)
 unit_values ExecReload | grep -qx '/bin/kill -HUP \$MAINPID' \
   && pass "ExecReload sends SIGHUP to \$MAINPID" || fail "no ExecReload=/bin/kill -HUP \$MAINPID"
 caps=$(unit_values CapabilityBoundingSet | tr ' ' '\n' | sed '/^$/d' | sort | tr '\n' ' ')
-[ "$caps" = "CAP_NET_ADMIN CAP_NET_RAW " ] \
-  && pass "CapabilityBoundingSet is exactly CAP_NET_ADMIN CAP_NET_RAW" || fail "CapabilityBoundingSet: '$caps'"
+[ "$caps" = "CAP_BPF CAP_NET_ADMIN CAP_NET_RAW CAP_PERFMON " ] \
+  && pass "CapabilityBoundingSet is exactly CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_PERFMON" || fail "CapabilityBoundingSet: '$caps'"
 case "$(unit_values ProtectSystem)" in
   full|strict) pass "ProtectSystem=$(unit_values ProtectSystem): /usr /etc read-only" ;;
   *) fail "ProtectSystem='$(unit_values ProtectSystem)' leaves /etc writable" ;;
@@ -379,7 +382,7 @@ bset=$(unit_values CapabilityBoundingSet | tr ' ' '\n' | sed '/^$/d' | tr 'A-Z' 
 # sandboxed CMD…: CMD under the unit's bounding set, with /usr /etc /boot read-only and a
 # private /tmp (ProtectSystem=full, PrivateTmp=yes), in the namespace.
 sandboxed() {
-  inns svc unshare -m --propagation private sh -c '
+  inns "${SANDBOX_NS:-svc}" unshare -m --propagation private sh -c '
     for d in /usr /etc /boot; do [ -d "$d" ] && mount --bind "$d" "$d" && mount -o remount,bind,ro "$d"; done
     mount -t tmpfs -o mode=1777 tmpfs /tmp
     exec "$@"' sh setpriv --bounding-set "-all,${bset%,}" --inh-caps=-all -- "$@"
@@ -404,8 +407,8 @@ else
   fail "sandboxed daemon: no READY=1 within 10 s; log: $(cat "$E2E_TMP/daemon.log")"
 fi
 caps_now=$(grep -E '^Cap(Eff|Bnd):' "/proc/$mainpid/status" | tr -s '\t ' ' ' | tr '\n' ' ')
-[ "$(readlink "/proc/$mainpid/exe")" = "$(readlink -f "$SBIN")" ] && grep -q 'CapEff: 0*3000 CapBnd: 0*3000' <<<"$caps_now" \
-  && pass "sandboxed daemon holds exactly CAP_NET_ADMIN and CAP_NET_RAW ($caps_now)" \
+[ "$(readlink "/proc/$mainpid/exe")" = "$(readlink -f "$SBIN")" ] && grep -q 'CapEff: 0*c000003000 CapBnd: 0*c000003000' <<<"$caps_now" \
+  && pass "sandboxed daemon holds exactly CAP_NET_ADMIN, CAP_NET_RAW, CAP_PERFMON and CAP_BPF ($caps_now)" \
   || fail "sandboxed daemon's capabilities: $caps_now (exe $(readlink "/proc/$mainpid/exe"))"
 if grep -q '^STATUS=' "$E2E_TMP/notify.log"; then pass "daemon sends STATUS=: $(grep -m1 '^STATUS=' "$E2E_TMP/notify.log")"
 else log "daemon sends no STATUS= line (systemctl status shows no summary)"; fi
@@ -449,5 +452,42 @@ grep -q '^STOPPING=1' "$E2E_TMP/notify.log" && pass "STOPPING=1 sent" || fail "n
   && pass "rules removed at exit" || fail "rules left in the namespace"
 log "notify messages: $(cut -d'|' -f1 "$E2E_TMP/notify.log" | tail -n +2 | tr '\n' ';')"
 grep -q 'read-only\|Read-only\|EROFS' "$E2E_TMP/daemon.log" && fail "daemon hit the read-only system: $(grep -i 'read-only' "$E2E_TMP/daemon.log" | head -2)"
+
+# ---- 6. the eBPF data path in the unit's sandbox ---------------------------------------------
+# A namespace with a tunnel interface (a veth named ppp0); the config asks for "auto", as the
+# installed one does by default (explicitly: lib.sh's TUNSHIM_TEST_DATAPATH would decide
+# otherwise). A daemon in it is recognised by its pid file.
+mkns bpf; mkns bpfpeer
+ip -n "$(ns bpf)" link add ppp0 type veth peer name eth0 netns "$(ns bpfpeer)"
+ip -n "$(ns bpf)" link set ppp0 up
+printf '[global]\ndatapath = "auto"\nstats_listen = "off"\ncontrol_socket = "off"\n\n[[tunnel]]\ninterface = "ppp0"\nmss = 1360\n' >"$CONFDIR/bpf.conf"
+# bpf_daemon LOG: the unit's ExecStart (config swapped) in the sandbox; its pid in BPID.
+bpf_daemon() {
+  rm -f "$CONFDIR/bpf.pid"
+  SANDBOX_NS=bpf sandboxed sh -c 'echo $$ >'"$CONFDIR/bpf.pid"'; exec "$@"' sh \
+    "$SBIN" run -c "$CONFDIR/bpf.conf" >"$E2E_TMP/$1" 2>&1 &
+  wait_for 5 test -s "$CONFDIR/bpf.pid" || die "the sandboxed eBPF daemon did not start: $(cat "$E2E_TMP/$1")"
+  BPID=$(cat "$CONFDIR/bpf.pid")
+  on_exit "kill -9 $BPID"
+  wait_for "$E2E_START_WAIT" grep -q "running:" "$E2E_TMP/$1" || fail "the sandboxed daemon never ran: $(tail -3 "$E2E_TMP/$1")"
+}
+bpf_daemon bpf1.log
+grep -q 'datapath: bpf (auto: the kernel accepted the eBPF programs)' "$E2E_TMP/bpf1.log" \
+  && pass "under the unit's capabilities datapath auto picks bpf ($(grep -Eo 'CapEff:\s*\S+' "/proc/$BPID/status" | tr -s '\t ' ' '))" \
+  || fail "datapath auto under the unit's capabilities: $(grep 'datapath' "$E2E_TMP/bpf1.log")"
+wait_for 5 e2e_bpf_hooked bpf ppp0 && pass "its programs are on ppp0's egress and ingress" \
+  || fail "filters on ppp0: egress $(e2e_bpf_filters bpf ppp0 egress), ingress $(e2e_bpf_filters bpf ppp0 ingress)"
+dead=$(e2e_bpf_prog_id bpf ppp0 egress)
+kill -9 "$BPID"
+wait_for 5 sh -c "! kill -0 $BPID 2>/dev/null" || fail "the sandboxed daemon survived kill -9"
+bpf_daemon bpf2.log
+grep -q "eBPF programs attached (.*replacing a dead tunshim's" "$E2E_TMP/bpf2.log" && e2e_bpf_hooked bpf ppp0 \
+  && [ "$(e2e_bpf_prog_id bpf ppp0 egress)" != "$dead" ] \
+  && pass "restart after kill -9 in the sandbox took over the dead run's programs (egress program $dead -> $(e2e_bpf_prog_id bpf ppp0 egress))" \
+  || fail "restart after kill -9 in the sandbox: $(grep -E 'eBPF|error' "$E2E_TMP/bpf2.log" | tr '\n' ' ')"
+kill -TERM "$BPID"
+unhooked() { [ "$(e2e_bpf_filters bpf ppp0 egress)" = 0 ] && [ "$(e2e_bpf_filters bpf ppp0 ingress)" = 0 ] && ! inns bpf tc qdisc show dev ppp0 | grep -q clsact; }
+wait_for 5 unhooked && pass "SIGTERM in the sandbox removed the filters and the clsact qdisc" \
+  || fail "after SIGTERM in the sandbox: $(inns bpf tc filter show dev ppp0 egress | head -2 | tr '\n' ' ') $(inns bpf tc qdisc show dev ppp0 | tr '\n' ' ')"
 
 finish
