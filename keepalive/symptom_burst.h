@@ -17,12 +17,15 @@
 namespace tunshim::keepalive {
 
 // Implementation constants (docs/DOCTOR.md, "In the daemon"). A segment lost in a black
-// hole is retransmitted by a tail-loss probe and then on each RTO (200 ms, 400 ms, 800 ms
-// … on a short path): one stalled connection makes three symptoms within about 0.6 s.
-// The cooldown is the re-confirmation interval: a false alarm costs what the periodic
-// re-confirmation costs anyway, one probe of the current size.
+// hole is sent again when its RTO expires, and again after each doubled RTO (about 0.2 s,
+// 0.6 s, 1.4 s … after the loss on a short path; a tail-loss probe may come first): one
+// stalled connection makes two symptoms within about 0.6 s, three only after about 1.4 s.
+// Two, so the re-search can start within 2 s of the loss. Ordinary loss recovery makes
+// such pairs too on a busy tunnel; the cooldown is the re-confirmation interval, so a false
+// alarm costs at most what the periodic re-confirmation costs anyway, one probe of the
+// current size per 30 s.
 struct SymptomBurstConfig {
-  std::uint32_t threshold = 3;
+  std::uint32_t threshold = 2;
   Duration window = seconds(2);
   Duration cooldown = seconds(30);
 };

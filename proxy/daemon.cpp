@@ -704,8 +704,10 @@ bool Daemon::start_bpf_handles(std::string& err) {
   bpf_.heartbeat();
   heartbeat_timer_.init(loop_);
   heartbeat_timer_.start(1000, 1000, [this] { bpf_.heartbeat(); });
-  symptom_timer_.init(loop_);
-  symptom_timer_.start(kSymptomPollMs, kSymptomPollMs, [this] { poll_symptoms(); });
+  if (!test_symptoms_off()) {
+    symptom_timer_.init(loop_);
+    symptom_timer_.start(kSymptomPollMs, kSymptomPollMs, [this] { poll_symptoms(); });
+  }
   return true;
 }
 
@@ -738,7 +740,7 @@ void Daemon::sync_bpf(Tunnel& t) {
     return mss == 0 ? std::uint16_t{0}
                     : static_cast<std::uint16_t>(std::max(1, mss + hdrs - kFullSlack));
   };
-  bt.symptoms = true;
+  bt.symptoms = !test_symptoms_off();
   bt.watch_mtu = d.watch_mtu;
   bt.full4 = full(d.target.mss4, 40);
   bt.full6 = full(d.target.mss6, 60);

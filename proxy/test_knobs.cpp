@@ -98,4 +98,19 @@ std::optional<int> test_rtnl_rcvbuf() {
   return static_cast<int>(v);
 }
 
+bool test_symptoms_off() {
+  static const bool off = [] {
+    const char* raw = std::getenv(kTestSymptomsEnv);
+    const bool is_off = raw != nullptr && std::string_view(raw) == "off";
+    if (is_off) {
+      spdlog::warn(
+          "{}=off: TEST ONLY: no black-hole symptoms counted; never set this in "
+          "production",
+          kTestSymptomsEnv);
+    }
+    return is_off;
+  }();
+  return off;
+}
+
 }  // namespace tunshim::proxy

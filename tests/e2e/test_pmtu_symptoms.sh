@@ -10,7 +10,7 @@
 #     shrink, not at the next re-confirmation 30 s after the search; it then finds 1305;
 #  3. the upload completes (the guard answers curl's too-large segments once the path MTU
 #     is lowered), and /metrics-style stats count the retransmissions and one re-check.
-# Prints one figures line (docs/PERFORMANCE.md, "Path-MTU discovery").
+# Prints one figures line (docs/PERFORMANCE.md, "The trigger's timing").
 export TUNSHIM_DATAPATH=bpf   # this test is about the eBPF path (lib.sh reads it)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lab.sh"

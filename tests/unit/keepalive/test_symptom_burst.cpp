@@ -15,7 +15,7 @@ ka::Timestamp at(std::int64_t ms) { return ka::Timestamp::from_ms(ms); }
 BOOST_AUTO_TEST_SUITE(symptom_burst)
 
 BOOST_AUTO_TEST_CASE(table) {
-  // threshold 3, window 2 s, cooldown 30 s (the defaults).
+  // threshold 3, window 2 s, cooldown 30 s.
   struct Step {
     std::int64_t at_ms;
     std::uint64_t n;
@@ -33,7 +33,7 @@ BOOST_AUTO_TEST_CASE(table) {
       {32'450, 2, true, "3 within 2 s after the cooldown"},
       {32'500, 0, false, "window emptied by the burst"},
   };
-  ka::SymptomBurst b;
+  ka::SymptomBurst b({.threshold = 3, .window = seconds(2), .cooldown = seconds(30)});
   for (const auto& s : steps) {
     BOOST_TEST_CONTEXT(s.at_ms << " ms, " << s.why) {
       BOOST_TEST(b.on_symptoms(s.n, at(s.at_ms)) == s.fires);
@@ -46,7 +46,7 @@ BOOST_AUTO_TEST_CASE(table) {
 }
 
 BOOST_AUTO_TEST_CASE(one_poll_with_many) {
-  ka::SymptomBurst b;
+  ka::SymptomBurst b;  // the defaults: 2 within 2 s, 30 s cooldown
   BOOST_TEST(b.on_symptoms(1000, at(10)));
   BOOST_TEST(b.in_window() == 0U);
   BOOST_TEST(!b.on_symptoms(1000, at(20)));
@@ -83,10 +83,15 @@ BOOST_AUTO_TEST_CASE(many_polls_fold_and_time_backwards) {
 // Symptoms that never stop (a host that ignores every too-big error, or steady congestion
 // loss): one re-check per cooldown, never more.
 BOOST_AUTO_TEST_CASE(endless_symptoms_one_burst_per_cooldown) {
-  ka::SymptomBurst b;
+  ka::SymptomBurst b;  // the defaults
   int bursts = 0;
-  for (std::int64_t t = 0; t < 600'000; t += 250) bursts += b.on_symptoms(2, at(t)) ? 1 : 0;
+  for (std::int64_t t = 0; t < 600'000; t += 250) bursts += b.on_symptoms(1, at(t)) ? 1 : 0;
   BOOST_TEST(bursts == 20);  // 10 minutes / 30 s
+  // The defaults: one symptom is no burst, two within 2 s are, two 2 s apart are not.
+  ka::SymptomBurst c;
+  BOOST_TEST(!c.on_symptoms(1, at(0)));
+  BOOST_TEST(!c.on_symptoms(1, at(2000)));
+  BOOST_TEST(c.on_symptoms(1, at(3999)));
 }
 
 BOOST_AUTO_TEST_CASE(config_floors) {
