@@ -105,6 +105,7 @@ cleanup() {
     for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
   done
   for n in "${NS_MADE[@]}"; do
+    [ -e "/run/netns/$n" ] || continue  # recorded, but the signal came before it was made
     for ((i = 0; i < 20; i++)); do
       ip netns del "$n" 2>/dev/null && break
       sleep 0.1
@@ -129,8 +130,10 @@ trap 'die "setup failed at line $LINENO: $BASH_COMMAND"' ERR
 
 # ---- lab helpers -----------------------------------------------------------------------
 mkns() {
-  ip netns add "$1" 2>/dev/null || die "cannot create network namespace $1 (a kernel without netns?)"
+  # Recorded first: a signal that arrives while `ip netns add` runs is trapped right after
+  # it, and the namespace it made must be torn down too.
   NS_MADE+=("$1")
+  ip netns add "$1" 2>/dev/null || die "cannot create network namespace $1 (a kernel without netns?)"
   ip -n "$1" link set lo up
 }
 inns() { local n=$1; shift; ip netns exec "$n" "$@"; }

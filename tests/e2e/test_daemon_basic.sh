@@ -308,7 +308,10 @@ kill -TERM "$TS_PID"
 rc=0; wait "$TS_PID" || rc=$?
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 TS_PID=""
-if [ $rc -eq 0 ] && [ $ms -le 1000 ]; then pass "SIGTERM: exit 0 in $ms ms"; else fail "SIGTERM: exit $rc after $ms ms"; fi
+# A sanitizer build runs LeakSanitizer's whole-heap scan at exit, on a host busy with the
+# other tests: the 1 s is the plain build's promise.
+limit=1000; e2e_sanitized && limit=5000
+if [ $rc -eq 0 ] && [ $ms -le $limit ]; then pass "SIGTERM: exit 0 in $ms ms"; else fail "SIGTERM: exit $rc after $ms ms (limit $limit)"; fi
 n=$(tunshim_lines)
 [ "$n" = 0 ] && pass "no TUNSHIM rules or chains left after SIGTERM" || fail "$n TUNSHIM lines left after SIGTERM"
 foreign_ok && pass "foreign mangle rules untouched" || fail "foreign mangle rule missing"
