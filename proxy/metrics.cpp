@@ -304,7 +304,7 @@ const MetricDef kMetrics[] = {
      "Passive black-hole symptoms seen on the tunnel, by kind: full_size_retransmit (TCP "
      "segments of full size sent again; eBPF data path), icmp_too_big (frag-needed / "
      "packet-too-big arriving; eBPF data path), oversize_df (DF packets above the measured "
-     "path MTU; on the queue path those the guard queued).",
+     "path MTU; on the queue path those the guard dropped).",
      {"symptom"},
      nullptr,
      [](const TunnelStats& t, Samples& o) { by_key(o, t.symptoms); }},

@@ -830,7 +830,7 @@ void Tunnel::fill(TunnelStats& t) const {
                   {"icmp_too_big", dp_.symptoms.icmp_too_big},
                   {"oversize_df", dp_.symptoms.oversize_df}};
   } else if (cfg_.guard) {
-    t.symptoms = {{"oversize_df", dp_.guard_counters.dropped}};  // what the guard queued
+    t.symptoms = {{"oversize_df", dp_.guard_counters.dropped}};  // what the guard dropped
   }
   if (cfg_.mss4_auto || cfg_.mss6_auto) t.symptom_rechecks = totals_.symptom_rechecks;
   if (cfg_.guard) {
