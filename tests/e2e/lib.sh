@@ -83,6 +83,14 @@ _e2e_cleanup() {
     ip netns del "$n" 2>/dev/null
   done
   _e2e_sanitizer_reports || rc=1
+  # A failed test shows the end of every daemon log it kept: CI keeps nothing else.
+  if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
+    for f in "$E2E_TMP"/*tunshim*.log "$E2E_TMP"/daemon*.log; do
+      [ -s "$f" ] || continue
+      printf '[%s] the last lines of %s:\n' "$E2E_NAME" "${f##*/}"
+      tail -n 40 "$f" | sed 's/^/    | /'
+    done
+  fi
   rm -rf "$E2E_TMP"
   exit "$rc"
 }
