@@ -456,7 +456,10 @@ void Tunnel::on_symptom_poll() {
   const Timestamp t = now();
   if (!burst_.on_symptoms(fresh, t)) return;
   ++totals_.symptom_rechecks;
-  spdlog::info(
+  symptom_check_at_ = t;
+  // debug: on a lossy tunnel a false alarm may come every cooldown; the metric counts them,
+  // and a black hole found this way says so in its warning.
+  spdlog::debug(
       "tunnel {}: black-hole symptoms (full-size retransmissions {}, ICMP too-big {} so far): "
       "re-checking path MTU {} now",
       cfg_.iface, s.retransmits, s.icmp_too_big, search_->pmtu());
@@ -475,8 +478,10 @@ void Tunnel::apply(const PmtuSearch::Actions& actions) {
       if (!send(Prober::pmtu, p->id & ~kEchoTag, p->size, nullptr)) ++totals_.probe_send_errors;
     } else if (const auto* c = std::get_if<PmtuSearch::PmtuChanged>(&a)) {
       notify = true;
-      if (search_ && search_->state() == PmtuState::complete && confirmed_) {
+      if (search_ && search_->state() == PmtuState::complete && confirmed_ &&
+          c->pmtu < logged_pmtu_) {
         // Lowered while complete: a re-confirmation failed (black hole) — say so loudly.
+        // (A search completing, first or again, raises it and has its own line.)
         spdlog::warn("tunnel {}: path MTU now {} (larger probes to {} stopped passing)",
                      cfg_.iface, c->pmtu, target);
       } else {
@@ -512,10 +517,15 @@ void Tunnel::apply(const PmtuSearch::Actions& actions) {
           if (confirmed_) {
             mark();
             ++totals_.black_holes;
+            // search_->pmtu() is the base size already; the lost size is the last logged.
+            const bool by_symptoms = symptom_check_at_ != keepalive::kNever &&
+                                     now() - symptom_check_at_ < keepalive::seconds(10);
             spdlog::warn(
                 "tunnel {}: black hole: probes of {} bytes no longer pass while small ones "
-                "do; clamping to the base size {} and searching again",
-                cfg_.iface, search_->pmtu(), search_->base_size());
+                "do; clamping to the base size {} and searching again{}",
+                cfg_.iface, logged_pmtu_, search_->base_size(),
+                by_symptoms ? " (the re-check a burst of black-hole symptoms started)" : "");
+            symptom_check_at_ = keepalive::kNever;
           }
           break;
         case PmtuState::error:

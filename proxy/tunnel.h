@@ -304,6 +304,7 @@ class Tunnel {
   keepalive::SymptomBurst burst_;
   std::uint64_t symptoms_mark_ = 0;  // retransmits + icmp_too_big already passed to burst_
   bool watching_ = false;            // symptom_watch() at the last poll
+  Timestamp symptom_check_at_ = keepalive::kNever;  // the last re-check symptoms started
 
   // Liveness and recovery.
   keepalive::Liveness live_;

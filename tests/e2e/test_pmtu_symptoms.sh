@@ -26,7 +26,7 @@ RATE=400k   # curl's pace: the upload lasts about 10 s
 
 cat >"$LAB_TUNSHIM_CONF" <<CONF
 [global]
-log_level = "info"
+log_level = "debug"   # the trigger's own line is a debug line
 stats_listen = "off"
 control_socket = "$SOCK"
 datapath = "bpf"
@@ -83,7 +83,8 @@ N2=$((1333 - PMTU_OUTER_OVERHEAD))
 t0=$(live_now_ms)
 pmtu_lab_underlay 1333
 wait_for 10 lab_tunshim_logged 'black-hole symptoms' || fail "no trigger within 10 s of the shrink (retransmissions counted: $(stat retransmits))"
-wait_for 10 lab_tunshim_logged 'black hole: probes of' || fail "the re-check did not find the black hole"
+wait_for 10 lab_tunshim_logged 'black hole: probes of 1372 bytes .*symptoms started' ||
+  fail "the re-check did not find the black hole (or its warning does not say the symptoms started it)"
 if trig=$(log_ms 'black-hole symptoms') && hole=$(log_ms 'black hole: probes of'); then
   trig_ms=$((trig - t0)); hole_ms=$((hole - t0))
   log "shrink at +$((t0 - done_ms)) ms after the search; trigger +$trig_ms ms, fallback in effect (re-search) +$hole_ms ms"
