@@ -1,17 +1,17 @@
 #include "proxy/spawn.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
@@ -338,6 +338,25 @@ void Process::release() noexcept {
 
 namespace {
 
+// The whole of a small /proc file, read with plain read(2): a process can exit between
+// the open and the read (ESRCH), and libstdc++'s filebuf reports that by throwing from
+// underflow(), which an istreambuf_iterator does not catch (it ended the daemon). Empty
+// when the file is gone or unreadable; at most `limit` bytes.
+std::string read_proc_file(const std::string& path, std::size_t limit) {
+  std::string out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  std::array<char, 4096> buf{};
+  while (out.size() < limit) {
+    const ssize_t n = ::read(fd, buf.data(), std::min(buf.size(), limit - out.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // end, or the process went away: what was read is all there is
+    out.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
 struct ProcEntry {
   pid_t pid = 0;
   pid_t ppid = 0;
@@ -354,9 +373,7 @@ std::vector<ProcEntry> list_processes() {
     char* end = nullptr;
     const long pid = std::strtol(e->d_name, &end, 10);
     if (pid <= 0 || *end != '\0') continue;
-    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
-    const std::string stat((std::istreambuf_iterator<char>(f)),
-                           std::istreambuf_iterator<char>());
+    const std::string stat = read_proc_file(std::string("/proc/") + e->d_name + "/stat", 4096);
     const std::size_t rp = stat.rfind(')');
     if (rp == std::string::npos || rp + 4 >= stat.size()) continue;
     ProcEntry pe;
@@ -389,10 +406,13 @@ std::vector<pid_t> descendants_of(pid_t root, const std::vector<ProcEntry>& all)
 }
 
 bool has_env(pid_t pid, const std::string& entry) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
-  std::string var;
-  while (std::getline(f, var, '\0')) {
-    if (var == entry) return true;
+  // An environment is at most ARG_MAX-ish; 1 MiB bounds what one odd process costs us.
+  const std::string env = read_proc_file("/proc/" + std::to_string(pid) + "/environ", 1 << 20);
+  for (std::size_t at = 0; at < env.size();) {
+    std::size_t end = env.find('\0', at);
+    if (end == std::string::npos) end = env.size();
+    if (std::string_view(env).substr(at, end - at) == entry) return true;
+    at = end + 1;
   }
   return false;
 }

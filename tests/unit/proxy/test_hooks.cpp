@@ -1,15 +1,19 @@
 // HookRun against real child processes on a private loop: exit status, timeout with
 // SIGTERM (and SIGKILL for a child that ignores it), spawn errors, order, environment.
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include <atomic>
 #include <boost/test/unit_test.hpp>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "proxy/hooks.h"
@@ -268,3 +272,33 @@ BOOST_AUTO_TEST_CASE(only_stdio_is_inherited) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// The process scans (descendants(), kill_tagged(), the subreaper's reaping) read /proc files
+// of processes that may be reaped between the open and the read (ESRCH). That must read as
+// "gone", never end the daemon (a stream iterator let libstdc++'s exception through).
+BOOST_AUTO_TEST_CASE(process_scans_survive_processes_exiting_mid_read) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> forks{0};
+  std::thread churn([&] {
+    while (!stop.load()) {
+      const pid_t p = ::fork();
+      if (p == 0) ::_exit(0);
+      if (p > 0) {
+        ::waitpid(p, nullptr, 0);
+        ++forks;
+      }
+    }
+  });
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  int scans = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    (void)tunshim::proxy::descendants();
+    (void)tunshim::proxy::kill_tagged("no-such-run", 0);
+    ++scans;
+  }
+  stop = true;
+  churn.join();
+  BOOST_TEST_MESSAGE(scans << " scans while " << forks.load() << " children came and went");
+  BOOST_TEST(forks.load() > 100);
+  BOOST_TEST(scans > 10);
+}
