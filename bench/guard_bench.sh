@@ -15,6 +15,9 @@
 #   C  noguard   tunshim mss = "auto", guard = "off"
 #   D  setmtu    tunshim mss = "auto", set_interface_mtu = true: ppp0 MTU becomes 1372, the
 #                guard is on but has no rule
+#   E  bpfguard  tunshim datapath = "bpf", mss = "auto", guard on (default): the guard is the
+#                tc egress program with guard_mtu 1372; a GSO super-packet is judged by its
+#                segment size and never leaves the kernel
 # Rounds are interleaved (A B C D, N times) so drifting load on a shared host hits every
 # case alike. Per transfer: iperf3 -J receiver throughput and bytes; tunshim's utime+stime
 # delta (/proc/PID/stat); packets tunshim read from the queue (`tunshim stats --json`); the
@@ -105,7 +108,8 @@ guard_passed() {
   pos=$(wc -l <"$LAB_TUNSHIM_LOG")
   kill -USR1 "$LAB_TUNSHIM_PID"
   # (a subshell: fail() would count nowhere; transfer() checks for the "x")
-  wait_for 10 sh -c "tail -n +$((pos + 1)) '$LAB_TUNSHIM_LOG' | grep -q 'queue [0-9]*: packets='" ||
+  # The block's last line: the queue's counters, or on the eBPF path the datapath line.
+  wait_for 10 sh -c "tail -n +$((pos + 1)) '$LAB_TUNSHIM_LOG' | grep -Eq 'queue [0-9]*: packets=|datapath bpf:'" ||
     { echo x; return; }
   tail -n "+$((pos + 1))" "$LAB_TUNSHIM_LOG" | sed -n 's/.*guard above .* passed=\([0-9]*\).*/\1/p' | tail -1 |
     grep . || echo 0
@@ -140,9 +144,10 @@ print(e["sum_received"]["bytes"], e["sum_received"]["bits_per_second"], e["sum_s
     fail "$c $dir: nothing crossed"
 }
 
-conf() {
+conf() {   # conf TUNNEL-LINES [GLOBAL-LINES]
   cat >"$LAB_TUNSHIM_CONF" <<CONF
 [global]
+${2:-}
 log_level = "info"
 stats_listen = "off"
 control_socket = "$SOCK"
@@ -161,11 +166,14 @@ setup() {
     A-kernel)
       lab_kernel_clamp "$MSS"
       ;;
-    B-guard|C-noguard|D-setmtu)
+    B-guard|C-noguard|D-setmtu|E-bpfguard)
+      # lab_tunshim_start waits for the hooks of TUNSHIM_DATAPATH's path (lab.sh).
+      TUNSHIM_DATAPATH=queue
       case $1 in
-        B-guard) conf '' ;;
-        C-noguard) conf 'guard = "off"' ;;
-        D-setmtu) conf 'set_interface_mtu = true' ;;
+        B-guard) conf '' 'datapath = "queue"' ;;
+        C-noguard) conf 'guard = "off"' 'datapath = "queue"' ;;
+        D-setmtu) conf 'set_interface_mtu = true' 'datapath = "queue"' ;;
+        E-bpfguard) conf '' 'datapath = "bpf"'; TUNSHIM_DATAPATH=bpf; E2E_START_WAIT=90 ;;
       esac
       lab_tunshim_start
       wait_for 30 confirmed_at "$N" || fail "$1: no path MTU $N (got $(stat pmtu))"
@@ -181,6 +189,13 @@ setup() {
       wait_for 10 mtu_is "$N" && pass "$1: ppp0 MTU is now $N" || fail "$1: ppp0 MTU $(ppp0_mtu), want $N"
       ! guard_rule && pass "$1: no guard rule" || fail "$1: a guard rule exists"
       ;;
+    E-bpfguard)
+      bpf_guard_on() { [ "$(e2e_bpf_state client ppp0 guard_mtu)" = "$N" ]; }
+      wait_for 10 bpf_guard_on && pass "$1: the egress program's guard_mtu is $N (ppp0 MTU $(ppp0_mtu))" ||
+        fail "$1: guard_mtu '$(e2e_bpf_state client ppp0 guard_mtu)', want $N"
+      ! guard_rule && pass "$1: no guard rule" || fail "$1: a guard rule exists"
+      BPF_G0=$(e2e_bpf_state client ppp0)
+      ;;
     *)
       ! guard_rule && pass "$1: no guard rule" || fail "$1: a guard rule exists"
       mtu_is "$LAB_TUN_MTU" || fail "$1: ppp0 MTU $(ppp0_mtu), want $LAB_TUN_MTU"
@@ -190,13 +205,19 @@ setup() {
 teardown() {
   case $1 in
     A-kernel) lab_kernel_unclamp ;;
-    *) lab_tunshim_stop
+    *) if [ "$1" = E-bpfguard ]; then
+         # What the guard did with the bulk: judged by segment size, nothing dropped.
+         local g1; g1=$(e2e_bpf_state client ppp0)
+         log "$1: programs' counters before the transfers: $(grep -o 'guard_[a-z]*=[0-9]*' <<<"$BPF_G0" | tr '\n' ' ')"
+         log "$1: programs' counters after the transfers:  $(grep -o 'guard_[a-z]*=[0-9]*' <<<"$g1" | tr '\n' ' ')"
+       fi
+       lab_tunshim_stop
        [ "$(lab_tunshim_rules)" = 0 ] || fail "$1: tunshim left queue rules behind"
        ip -n "$(ns client)" link set ppp0 mtu "$LAB_TUN_MTU" ;;   # D lowered it
   esac
 }
 
-CASES=(A-kernel B-guard C-noguard D-setmtu)
+CASES=(A-kernel B-guard C-noguard D-setmtu E-bpfguard)
 for ((r = 1; r <= RUNS; r++)); do
   for c in "${CASES[@]}"; do
     setup "$c"
