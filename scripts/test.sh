@@ -23,8 +23,8 @@ cmake --build build -j "$jobs"
 CC=clang CXX=clang++ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DTUNSHIM_WERROR=ON -DTUNSHIM_SANITIZE=ON -DTUNSHIM_FUZZ=ON -DTUNSHIM_BENCH=OFF
 cmake --build build-asan -j "$jobs"
-# Fuzzers are CPU-bound and each has its own time budget: one at a time.
-(cd build-asan && ctest --output-on-failure -L 'unit|fuzz' --timeout 900)
+# Fuzzers are CPU-bound, single-threaded, and each has its own time budget: one per core.
+(cd build-asan && ctest --output-on-failure -L 'unit|fuzz' --timeout 900 -j "$jobs")
 # The sanitized daemon through every end-to-end test. Any report (leak, overflow, UB) of any
 # process a test starts fails that test: tests/e2e/lib.sh points log_path into the test's
 # directory and checks it at exit; the builds abort on the first error
