@@ -222,6 +222,28 @@ static __always_inline __u32 fmix32(__u32 h) {
   return h;
 }
 
+// A trigger symptom (a full-size retransmission, an ICMP too-big) on a tunnel whose path MTU
+// the daemon measured: wake the daemon so that it reads the counters now (a burst brings
+// its path-MTU re-check forward). Rate-limited per CPU; nothing without a live daemon.
+static __always_inline void symptom_nudge(const struct ts_iface *cfg, struct ts_counters *c,
+                                          __u32 ifindex) {
+  if (cfg->watch_mtu == 0) return;
+  const __u64 now = bpf_ktime_get_ns();
+  if (now - c->nudge_ns < TS_NUDGE_GAP_NS) return;
+  const __u32 zero = 0;
+  const struct ts_state *st = bpf_map_lookup_elem(&ts_state, &zero);
+  if (!st || st->heartbeat_ns == 0 || now - st->heartbeat_ns > st->stale_ns) return;
+  c->nudge_ns = now;
+  struct ts_report *r = bpf_ringbuf_reserve(&ts_reports, sizeof(*r), 0);
+  if (!r) return;
+  r->ifindex = ifindex;
+  r->mtu = 0;
+  r->cap_len = 0;
+  r->wire_len = 0;
+  r->pad = 0;
+  bpf_ringbuf_submit(r, 0);
+}
+
 // The retransmission symptom (egress, TCP without SYN/RST/FIN, `hdr` its first 20 bytes):
 // a segment of at least full4 / full6 bytes on the wire (a GSO packet: one segment) whose
 // data ends at or before the end of the highest full-size segment this CPU saw of the
@@ -267,6 +289,7 @@ static __always_inline void retransmit_symptom(struct __sk_buff *skb, __u32 l2,
   }
   if ((__s32)(end - f->next_seq) <= 0) {
     c->symptom[TS_SYM_RETRANSMIT]++;
+    symptom_nudge(cfg, c, skb->ifindex);
   } else {
     f->next_seq = end;
   }
@@ -439,12 +462,16 @@ static __always_inline int guard(struct __sk_buff *skb, __u32 l2, const struct i
 // The ICMP symptom (ingress): a frag-needed (type 3 code 4) or ICMPv6 packet-too-big
 // (type 2) arriving by the tunnel, ours or anyone's.
 static __always_inline void icmp_symptom(struct __sk_buff *skb, __u32 l2,
-                                         const struct ipinfo *ip, struct ts_counters *c) {
+                                         const struct ipinfo *ip, const struct ts_iface *cfg,
+                                         struct ts_counters *c) {
   if (ip->status != P_OK || ip->later_fragment || ip->l4_off + 8 > ip->ip_len) return;
   if (ip->proto != (ip->family == 4 ? IPPROTO_ICMP_ : IPPROTO_ICMPV6_)) return;
   __u8 t[2];
   if (bpf_skb_load_bytes(skb, l2 + ip->l4_off, t, 2) < 0) return;
-  if (ip->family == 4 ? (t[0] == 3 && t[1] == 4) : t[0] == 2) c->symptom[TS_SYM_ICMP_TOO_BIG]++;
+  if (ip->family == 4 ? (t[0] == 3 && t[1] == 4) : t[0] == 2) {
+    c->symptom[TS_SYM_ICMP_TOO_BIG]++;
+    symptom_nudge(cfg, c, skb->ifindex);
+  }
 }
 
 // The oversize symptom (egress): a DF (or IPv6) packet larger than the measured path MTU,
@@ -495,7 +522,7 @@ static __always_inline int handle(struct __sk_buff *skb, int dir) {
   parse_ip(skb, l2, skb->len - l2, &ip);
   if (cfg->symptoms && c) {
     if (dir == TS_INGRESS) {
-      icmp_symptom(skb, l2, &ip, c);
+      icmp_symptom(skb, l2, &ip, cfg, c);
     } else if (cfg->watch_mtu != 0) {
       oversize_symptom(skb, l2, &ip, cfg, c);
     }

@@ -86,7 +86,12 @@ struct ts_counters {
   TS_U64 clamp[TS_DIRS][TS_OUTCOMES];
   TS_U64 guard[TS_GUARD_COUNTERS];
   TS_U64 symptom[TS_SYMPTOMS];
+  TS_U64 nudge_ns;  // this CPU's last symptom nudge to the daemon (not a counter)
 };
+
+// A symptom nudge is a ts_report with mtu 0: "read this interface's symptom counters now",
+// at most one per interface and CPU in this time, so the daemon needs no polling timer.
+#define TS_NUDGE_GAP_NS 100000000ULL
 
 // One slot of the flow table (ts_flows, per CPU). tag 0: empty.
 struct ts_flow {
@@ -100,7 +105,8 @@ struct ts_state {
   TS_U64 stale_ns;      // a heartbeat older than this: the guard passes everything
 };
 
-// One dropped packet (ts_reports): what the daemon needs to answer with ICMP.
+// One dropped packet (ts_reports): what the daemon needs to answer with ICMP; with mtu 0,
+// a symptom nudge (no packet).
 struct ts_report {
   TS_U32 ifindex;
   TS_U16 mtu;       // the guard MTU it exceeded

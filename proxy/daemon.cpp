@@ -336,7 +336,6 @@ void Daemon::close_handles() noexcept {
   counts_timer_.reset();
   bpf_poll_.reset();
   heartbeat_timer_.reset();
-  symptom_timer_.reset();
 }
 
 // ---- reload ---------------------------------------------------------------------------------
@@ -703,11 +702,12 @@ bool Daemon::start_bpf_handles(std::string& err) {
   // The guard drops only while this beats (BpfDatapath::kDefaultStaleNs: 3 s).
   bpf_.heartbeat();
   heartbeat_timer_.init(loop_);
-  heartbeat_timer_.start(1000, 1000, [this] { bpf_.heartbeat(); });
-  if (!test_symptoms_off()) {
-    symptom_timer_.init(loop_);
-    symptom_timer_.start(kSymptomPollMs, kSymptomPollMs, [this] { poll_symptoms(); });
-  }
+  // The symptom counts ride on the beat (no wake-up of their own); a symptom that may start
+  // a burst nudges the daemon through the report ring at once (on_bpf_report).
+  heartbeat_timer_.start(1000, 1000, [this] {
+    bpf_.heartbeat();
+    poll_symptoms();
+  });
   return true;
 }
 
@@ -795,19 +795,25 @@ void Daemon::pull_bpf_counters(Tunnel& t, BpfTunnel& b) {
       b.symptom_base[BpfCounters::kOversizeDf] + b.symptom_last[BpfCounters::kOversizeDf];
 }
 
-void Daemon::poll_symptoms() {
+void Daemon::poll_symptoms(Tunnel* only) {
   if (stopped_ || !table_ || !bpf_active()) return;
-  for (const auto& tp : table_->tunnels()) {
-    const auto it = bpf_tunnels_.find(tp.get());
-    if (it == bpf_tunnels_.end() || it->second.ifindex == 0) continue;
+  auto one = [this](Tunnel& t) {
+    const auto it = bpf_tunnels_.find(&t);
+    if (it == bpf_tunnels_.end() || it->second.ifindex == 0) return;
     // Only the tunnels that watch read the kernel's counters; the others are told to stop.
-    if (tp->symptom_watch()) pull_bpf_counters(*tp, it->second);
-    tp->on_symptom_poll();
-  }
+    if (t.symptom_watch()) pull_bpf_counters(t, it->second);
+    t.on_symptom_poll();
+  };
+  if (only != nullptr) return one(*only);
+  for (const auto& tp : table_->tunnels()) one(*tp);
 }
 
 void Daemon::on_bpf_report(const BpfReport& r) {
   Tunnel* tp = table_ ? table_->by_ifindex(r.ifindex) : nullptr;
+  if (r.mtu == 0) {  // a symptom nudge, not a dropped packet
+    if (tp != nullptr) poll_symptoms(tp);
+    return;
+  }
   if (tp == nullptr || r.head.size() < 20 || r.head.size() > report_buf_.size()) return;
   // The kernel dropped the packet and kept its first bytes; the guard answers from those
   // (its quote never reaches past them) once the packet has its full IP length again.

@@ -82,10 +82,10 @@ class Daemon final : public PacketHandler {
   void pull_bpf_counters();
   struct BpfTunnel;
   void pull_bpf_counters(Tunnel& t, BpfTunnel& b);
-  // Every kSymptomPollMs: the symptom counts of the tunnels that watch them, to their
-  // burst detectors (Tunnel::on_symptom_poll).
-  void poll_symptoms();
-  static constexpr std::uint64_t kSymptomPollMs = 250;
+  // Every heartbeat (1 s) and at each symptom nudge of the programs: the symptom counts of
+  // the tunnels that watch them, to their burst detectors (Tunnel::on_symptom_poll).
+  // `only`: that tunnel alone (a nudge names its interface).
+  void poll_symptoms(Tunnel* only = nullptr);
 
   Config config_;
   Firewall firewall_;
@@ -117,7 +117,6 @@ class Daemon final : public PacketHandler {
   std::string datapath_reason_;
   UvHandle<uv_poll_t> bpf_poll_;  // the programs' report ring buffer
   UvTimer heartbeat_timer_;
-  UvTimer symptom_timer_;
   // Per tunnel: the interface its programs are attached to (0: none) and what earlier
   // attachments counted (a re-created interface starts a fresh kernel slot).
   struct BpfTunnel {

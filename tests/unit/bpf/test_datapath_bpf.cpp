@@ -10,13 +10,16 @@
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
+#include <chrono>
 #include <cstdio>
 #include <optional>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "bpf/tunshim_bpf.h"
 #include "clamp/mss.h"
 #include "proxy/datapath_bpf.h"
 #include "support/packet_builder.h"
@@ -580,6 +583,60 @@ BOOST_AUTO_TEST_CASE(oversize_df_above_the_measured_path) {
   // The guard is off here: nothing was dropped, only counted.
   BOOST_TEST(sym(l, BpfCounters::kOversizeDf) - before == 2U);
   BOOST_TEST(l.delta().guard_dropped == 0U);
+}
+
+// A trigger symptom on a tunnel with a measured path MTU wakes the daemon through the report
+// ring (a report with mtu 0, no packet): at most one per interface and CPU in
+// TS_NUDGE_GAP_NS, none without a live daemon or a measured path MTU, none for oversize DF.
+BOOST_AUTO_TEST_CASE(trigger_symptoms_nudge_the_daemon) {
+  Loaded l;
+  const OneCpu pin;
+  BOOST_TEST_REQUIRE(pin.ok);
+  const auto gap = std::chrono::nanoseconds(TS_NUDGE_GAP_NS) + std::chrono::milliseconds(20);
+  BpfTargets t{1300, 1280, 0, std::nullopt, true, 1400, 1300, 1300};
+  BOOST_TEST_REQUIRE(l.dp.set_iface_for_test(kLo, kEthLen, t));
+  l.dp.heartbeat();
+  tt::IcmpSpec e;
+  e.type = 3;
+  e.code = 4;
+  e.body = tt::Buf(64, 0x45);
+  const tt::Buf too_big = tt::ipv4({}, 1, tt::icmp_message(e)).bytes;
+  auto nudges = [&] {
+    l.dp.consume_reports();
+    std::size_t n = 0;
+    for (const auto& r : l.reports) {
+      if (r.mtu == 0 && r.ifindex == kLo && r.head.empty()) ++n;
+    }
+    l.reports.clear();
+    l.report_bytes.clear();
+    return n;
+  };
+  std::this_thread::sleep_for(gap);  // an earlier test's nudge on this CPU
+  nudges();
+  run(l.dp, false, too_big);
+  BOOST_TEST(nudges() == 1U);
+  run(l.dp, false, too_big);  // within the gap: counted, not nudged again
+  BOOST_TEST(nudges() == 0U);
+  std::this_thread::sleep_for(gap);
+  run(l.dp, true, segment(false, 5000, 1260, 42000, tt::tcpf::ack));
+  BOOST_TEST(nudges() == 0U);  // first seen: no symptom
+  run(l.dp, true, segment(false, 5000, 1260, 42000, tt::tcpf::ack));
+  BOOST_TEST(nudges() == 1U);  // a full-size retransmission
+  std::this_thread::sleep_for(gap);
+  run(l.dp, true, sized_packet(false, 1500, true));  // oversize DF: counted, no nudge
+  BOOST_TEST(nudges() == 0U);
+  t.watch_mtu = 0;  // no measured path MTU: nothing to re-check
+  BOOST_TEST_REQUIRE(l.dp.set_iface_for_test(kLo, kEthLen, t));
+  run(l.dp, false, too_big);
+  BOOST_TEST(nudges() == 0U);
+  t.watch_mtu = 1400;
+  BOOST_TEST_REQUIRE(l.dp.set_iface_for_test(kLo, kEthLen, t));
+  l.dp.stop_heartbeat();  // no daemon to wake
+  run(l.dp, false, too_big);
+  BOOST_TEST(nudges() == 0U);
+  l.dp.heartbeat();
+  run(l.dp, false, too_big);
+  BOOST_TEST(nudges() == 1U);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
