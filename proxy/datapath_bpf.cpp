@@ -21,6 +21,7 @@
 #include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
+#include <spdlog/spdlog.h>
 
 #include "bpf/tunshim_bpf.h"
 #include "clamp.skel.h"
@@ -39,14 +40,24 @@ namespace {
 // failed load (usually the verifier's verdict).
 thread_local std::string* g_libbpf_log = nullptr;
 
+// libbpf's messages: kept by open() while it loads; afterwards into the daemon's log. The
+// kernel's extended acks of tc queries for a filter not (yet) there ("Cannot find specified
+// filter chain") are expected on every attach: debug, not the raw stderr lines they were.
 int capture_libbpf(enum libbpf_print_level level, const char* fmt, va_list ap) {
-  if (g_libbpf_log == nullptr || level == LIBBPF_DEBUG) return 0;
+  if (level == LIBBPF_DEBUG) return 0;
   char line[512];
   const int n = std::vsnprintf(line, sizeof(line), fmt, ap);
   if (n <= 0) return 0;
   std::string s(line);
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  if (!s.empty() && s.find("-- END PROG LOAD LOG --") == std::string::npos) *g_libbpf_log = s;
+  if (s.empty()) return 0;
+  if (g_libbpf_log != nullptr) {
+    if (s.find("-- END PROG LOAD LOG --") == std::string::npos) *g_libbpf_log = s;
+  } else if (s.find("Kernel error message") != std::string::npos) {
+    spdlog::debug("libbpf: {}", s);
+  } else {
+    spdlog::warn("libbpf: {}", s);
+  }
   return 0;
 }
 
@@ -306,10 +317,9 @@ bool BpfDatapath::open(std::string& why, std::uint64_t stale_ns) {
   stale_ns_ = stale_ns;
   std::string log;
   g_libbpf_log = &log;
-  const libbpf_print_fn_t old = libbpf_set_print(capture_libbpf);
+  libbpf_set_print(capture_libbpf);
   skel_ = tunshim_bpf__open();
   int rc = skel_ == nullptr ? -errno : tunshim_bpf__load(skel_);
-  libbpf_set_print(old);
   g_libbpf_log = nullptr;
   if (skel_ == nullptr || rc != 0) {
     if (rc == -EPERM || rc == -EACCES) {
