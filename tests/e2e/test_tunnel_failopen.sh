@@ -21,8 +21,11 @@ lab_tunshim_start
 inns client curl -sS --max-time 40 --limit-rate "$RATE" -o /dev/null -w '%{size_download}' \
   "http://$LAB_S_TUN:$LAB_HTTP_PORT/blob/$BIG" >"$E2E_TMP/big.n" 2>"$E2E_TMP/big.err" &
 big=$!
-sleep 1.5
-got_before=$(inns client ss -Hti dst "$LAB_S_TUN" | grep -o 'bytes_received:[0-9]*' | head -1 | cut -d: -f2)
+# Mid-transfer: once bytes flow (a loaded host may take more than a moment to connect).
+flowing() { inns client ss -Hti dst "$LAB_S_TUN" | grep -q 'bytes_received:[1-9]'; }
+wait_for 10 flowing || log "no bytes received 10 s after the transfer started"
+sleep 0.5
+got_before=$(inns client ss -Hti dst "$LAB_S_TUN" | grep -o 'bytes_received:[0-9]*' | head -1 | cut -d: -f2 || true)
 # ...and the daemon dies without a chance to clean up.
 pid=$LAB_TUNSHIM_PID
 kill -9 "$pid"
