@@ -7,7 +7,7 @@
 # raw SYNs per second clamped, round-robin over all N sessions. bench/pattern_bench.py
 # measures; this script sets up and tears down.
 #   sudo TUNSHIM_BIN=build/proxy/tunshim bash bench/pattern_bench.sh [RUN...]
-# RUN is N:KEEPALIVE, default "1:off 1000:off 100:idle". TUNSHIM_DATAPATH=bpf measures the
+# RUN is N:KEEPALIVE, default "1:off 1000:off 1000:idle". TUNSHIM_DATAPATH=bpf measures the
 # eBPF data path (lib.sh; default queue). BENCH_ARGS passes options to pattern_bench.py.
 . "$(dirname "$0")/../tests/e2e/lib.sh"
 
@@ -16,7 +16,7 @@ require_cmd ip curl "$PY"
 [ -x "$TUNSHIM_BIN" ] || die "TUNSHIM_BIN=$TUNSHIM_BIN is not executable"
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUNS=("$@")
-[ ${#RUNS[@]} -gt 0 ] || RUNS=(1:off 1000:off 100:idle)
+[ ${#RUNS[@]} -gt 0 ] || RUNS=(1:off 1000:off 1000:idle)
 
 mkns c
 RESULTS=()

@@ -209,6 +209,29 @@ bool read_interface(const std::string& iface, InterfaceInfo& out, std::string& e
   return true;
 }
 
+std::optional<IpAddress> read_peer4(const std::string& iface) {
+  if (iface.empty() || iface.size() >= IFNAMSIZ) return std::nullopt;
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, iface.c_str(), iface.size());
+  std::optional<IpAddress> peer;
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_POINTOPOINT) != 0) {
+    sockaddr_storage local{}, dst{};
+    const bool have_local = ioctl(fd, SIOCGIFADDR, &ifr) == 0;
+    if (have_local) std::memcpy(&local, &ifr.ifr_addr, sizeof(sockaddr_in));
+    if (have_local && ioctl(fd, SIOCGIFDSTADDR, &ifr) == 0) {
+      std::memcpy(&dst, &ifr.ifr_dstaddr, sizeof(sockaddr_in));
+      if (local.ss_family == AF_INET && dst.ss_family == AF_INET) {
+        const IpAddress l = from_sockaddr(local), p = from_sockaddr(dst);
+        if (l != p) peer = p;
+      }
+    }
+  }
+  ::close(fd);
+  return peer;
+}
+
 // ---- the socket ---------------------------------------------------------------------------
 
 ProbeIo::~ProbeIo() { close(); }

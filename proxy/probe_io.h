@@ -63,6 +63,13 @@ struct InterfaceInfo {
 // short reason if the interface does not exist or cannot be read.
 bool read_interface(const std::string& iface, InterfaceInfo& out, std::string& err);
 
+// The IPv4 point-to-point peer of `iface`'s primary address (SIOCGIFDSTADDR), when it is
+// IFF_POINTOPOINT and the peer differs from that address; nullopt otherwise. The same
+// answer as read_interface's peer4 for a ppp or tun session, in three ioctls: getifaddrs
+// dumps every interface, which a concentrator's daemon cannot afford on each of a thousand
+// sessions' events.
+std::optional<IpAddress> read_peer4(const std::string& iface);
+
 // Total IP header + ICMP echo header bytes ahead of the probe payload.
 constexpr std::uint16_t probe_overhead(IpFamily f) noexcept {
   return f == IpFamily::ipv4 ? 28 : 48;

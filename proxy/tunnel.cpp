@@ -281,6 +281,8 @@ void Tunnel::on_addr() {
 
 std::optional<IpAddress> Tunnel::resolve(const std::string& configured) const {
   if (!configured.empty()) return IpAddress::parse(configured);  // check-config verified it
+  // A ppp or tun session's IPv4 peer in O(1); getifaddrs (every interface) only without one.
+  if (auto peer = read_peer4(cfg_.iface)) return peer;
   InterfaceInfo info;
   std::string err;
   if (!read_interface(cfg_.iface, info, err)) return std::nullopt;
