@@ -699,20 +699,45 @@ bool Daemon::start_bpf_handles(std::string& err) {
     }
     self->bpf_.consume_reports();
   });
-  // The guard drops only while this beats (BpfDatapath::kDefaultStaleNs: 3 s).
-  bpf_.heartbeat();
   heartbeat_timer_.init(loop_);
-  // The symptom counts ride on the beat (no wake-up of their own); a symptom that may start
-  // a burst nudges the daemon through the report ring at once (on_bpf_report).
-  heartbeat_timer_.start(1000, 1000, [this] {
-    bpf_.heartbeat();
-    poll_symptoms();
-  });
   return true;
 }
 
+// The guard drops only while the daemon beats (BpfDatapath::kDefaultStaleNs: 3 s), so it
+// beats once a second while some tunnel has a guard limit or a measured path MTU to watch
+// for symptoms, and not at all otherwise: a clamp-only daemon has no timer of its own. (A
+// live daemon's programs are recognised by the datapath lock, not by the beat.)
+void Daemon::update_heartbeat() {
+  // Not while a reload rebuilds the table (its list is in motion); the reload syncs every
+  // tunnel afterwards.
+  if (stopped_ || !bpf_active() || !table_ || reconfiguring_) return;
+  bool need = false;
+  for (const auto& tp : table_->tunnels()) {
+    const Tunnel::Datapath& d = tp->datapath();
+    if (tp->present() && (d.guard_pmtu != 0 || d.watch_mtu != 0)) {
+      need = true;
+      break;
+    }
+  }
+  if (need == heartbeat_timer_.active()) return;
+  if (need) {
+    bpf_.heartbeat();  // before the limit reaches the programs
+    // The symptom counts ride on the beat (no wake-up of their own); a symptom that may
+    // start a burst nudges the daemon through the report ring at once (on_bpf_report).
+    heartbeat_timer_.start(1000, 1000, [this] {
+      bpf_.heartbeat();
+      poll_symptoms();
+    });
+  } else {
+    heartbeat_timer_.stop();
+    bpf_.stop_heartbeat();  // no limit left to enforce: the guard passes everything
+  }
+}
+
 void Daemon::sync_bpf(Tunnel& t) {
-  if (stopped_ || !bpf_active()) return;
+  // During a reload the table is being rebuilt; the reload syncs every tunnel after it.
+  if (stopped_ || !bpf_active() || reconfiguring_) return;
+  update_heartbeat();  // beating before a guard limit is written; stopped once none is left
   BpfTunnel& b = bpf_tunnels_[&t];
   const unsigned want = t.present() ? t.ifindex() : 0;
   if (b.ifindex != 0 && b.ifindex != want) {

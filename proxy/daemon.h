@@ -84,6 +84,8 @@ class Daemon final : public PacketHandler {
   void pull_bpf_counters(Tunnel& t, BpfTunnel& b);
   // Every heartbeat (1 s) and at each symptom nudge of the programs: the symptom counts of
   // the tunnels that watch them, to their burst detectors (Tunnel::on_symptom_poll).
+  // Starts or stops the heartbeat (and with it the symptom reads) as tunnels need it.
+  void update_heartbeat();
   // `only`: that tunnel alone (a nudge names its interface).
   void poll_symptoms(Tunnel* only = nullptr);
 

@@ -194,12 +194,13 @@ std::string holder_name(const bpf_tc_hook& hook, std::uint32_t id) {
 }
 
 // Attaches `prog_fd` at tunshim's handle/priority on one hook, replacing ("adopting") a
-// tunshim program found there whose daemon is dead: its heartbeat is older than `stale_ns`
-// or, where that cannot be read (no CAP_SYS_ADMIN), this process holds the network
-// namespace's datapath lock (`sole`), which a live tunshim would hold. False with `err` if
-// someone else's program holds the place, or a live tunshim's.
-bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, std::uint64_t stale_ns,
-                bool sole, bool& adopted, std::string& err) {
+// tunshim program found there whose daemon is dead: this process holds the network
+// namespace's datapath lock (`sole`), which a live tunshim would hold (the kernel frees it
+// however its holder dies, so a restart adopts at once, and a live daemon need not beat
+// to keep its programs). False with `err` if someone else's program holds the place, or a
+// live tunshim's.
+bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, bool sole, bool& adopted,
+                std::string& err) {
   bpf_tc_opts q{};
   q.sz = sizeof(q);
   q.handle = TS_TC_HANDLE;
@@ -212,17 +213,14 @@ bool attach_one(bpf_tc_hook& hook, int prog_fd, const char* dir, std::uint64_t s
             " \"" + name + "\", not tunshim's";
       return false;
     }
-    const auto age = heartbeat_age_ns(q.prog_id);
-    if (age && *age <= stale_ns) {
-      err = "another tunshim is running on it (its " + std::string(dir) +
-            " program's heartbeat is " + std::to_string(*age / 1000000) + " ms old)";
-      return false;
-    }
-    if (!age && !sole) {
-      err =
-          "another tunshim is running in this network namespace (it holds the datapath "
-          "lock); the " +
-          std::string(dir) + " program is left to it";
+    if (!sole) {
+      // Its heartbeat, where it can be read (CAP_SYS_ADMIN), only adds to the message.
+      const auto age = heartbeat_age_ns(q.prog_id);
+      err = "another tunshim is running on it (it holds this network namespace's datapath lock";
+      if (age && *age != UINT64_MAX)
+        err += "; its " + std::string(dir) + " program's heartbeat is " +
+               std::to_string(*age / 1000000) + " ms old";
+      err += "); the " + std::string(dir) + " program is left to it";
       return false;
     }
     adopted = true;
@@ -475,9 +473,9 @@ bool BpfDatapath::attach(unsigned ifindex, std::uint8_t l2_len, const BpfTargets
     bpf_tc_hook in = make_hook(ifindex, BPF_TC_INGRESS);
     bool adopted = false;
     const bool eg_ok = attach_one(eg, bpf_program__fd(skel_->progs.tunshim_egress), "egress",
-                                  stale_ns_, lock_fd_ >= 0, adopted, err);
+                                  lock_fd_ >= 0, adopted, err);
     if (eg_ok && attach_one(in, bpf_program__fd(skel_->progs.tunshim_ingress), "ingress",
-                            stale_ns_, lock_fd_ >= 0, adopted, err)) {
+                            lock_fd_ >= 0, adopted, err)) {
       i.adopted = adopted;
       ifaces_.push_back(i);
       return true;
@@ -510,10 +508,10 @@ bool BpfDatapath::reattach(unsigned ifindex, std::string& err) {
   bool adopted = false;
   bpf_tc_hook eg = make_hook(ifindex, BPF_TC_EGRESS);
   bpf_tc_hook in = make_hook(ifindex, BPF_TC_INGRESS);
-  return attach_one(eg, bpf_program__fd(skel_->progs.tunshim_egress), "egress", stale_ns_,
-                    lock_fd_ >= 0, adopted, err) &&
-         attach_one(in, bpf_program__fd(skel_->progs.tunshim_ingress), "ingress", stale_ns_,
-                    lock_fd_ >= 0, adopted, err);
+  return attach_one(eg, bpf_program__fd(skel_->progs.tunshim_egress), "egress", lock_fd_ >= 0,
+                    adopted, err) &&
+         attach_one(in, bpf_program__fd(skel_->progs.tunshim_ingress), "ingress", lock_fd_ >= 0,
+                    adopted, err);
 }
 
 void BpfDatapath::detach(unsigned ifindex) noexcept {
