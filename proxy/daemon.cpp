@@ -739,7 +739,7 @@ void Daemon::sync_bpf(Tunnel& t) {
   if (stopped_ || !bpf_active() || reconfiguring_) return;
   update_heartbeat();  // beating before a guard limit is written; stopped once none is left
   BpfTunnel& b = bpf_tunnels_[&t];
-  const unsigned want = t.present() ? t.ifindex() : 0;
+  const unsigned want = t.present() && !t.stopped() ? t.ifindex() : 0;
   if (b.ifindex != 0 && b.ifindex != want) {
     pull_bpf_counters();
     b.base.out = add(b.base.out, b.last.out);
@@ -753,6 +753,12 @@ void Daemon::sync_bpf(Tunnel& t) {
     bpf_.detach(b.ifindex);
     spdlog::info("tunnel {}: eBPF programs detached (ifindex {} gone)", t.iface(), b.ifindex);
     b.ifindex = 0;
+  }
+  // An ended instance's record goes with it: a churning concentrator would grow the map, and
+  // a later tunnel at the same address would start from this one's counters.
+  if (t.stopped()) {
+    bpf_tunnels_.erase(&t);
+    return;
   }
   if (want == 0) return;
   const Tunnel::Datapath& d = t.datapath();

@@ -218,7 +218,9 @@ void Tunnel::appear(const LinkInfo& li) {
   handle(live_.on_interface(true, t));
   if (li.have_stats) handle(live_.on_rx_activity(li.rx_packets, t));
   if (cfg_.pmtu.enabled) begin_search();
-  update_targets();
+  // The data path follows the interface, not only the targets: a fixed MSS does not change
+  // when the interface appears, but the eBPF programs must be attached to it now.
+  if (!update_targets()) changed();
   host_.reschedule(*this);
 }
 
@@ -236,7 +238,7 @@ void Tunnel::on_gone() {
   if (had_search)
     spdlog::info("tunnel {}: path-MTU search stopped (interface gone)", cfg_.iface);
   handle(live_.on_interface(false, now()));
-  update_targets();
+  if (!update_targets()) changed();  // the programs leave with the interface
   host_.reschedule(*this);
 }
 
@@ -578,7 +580,7 @@ void Tunnel::write_link_mtu(std::uint32_t mtu) {
 
 // ---- data path -----------------------------------------------------------------------------
 
-void Tunnel::update_targets() {
+bool Tunnel::update_targets() {
   const bool measured = confirmed_ && pmtu() != 0;
   const std::uint16_t pm = measured ? pmtu() : 0;
   clamp::ClampTarget next = cfg_.fallback;
@@ -612,6 +614,7 @@ void Tunnel::update_targets() {
   dp_.watch_mtu = pm;
   dp_.probe_ident = ident;
   if (change) changed();
+  return change;
 }
 
 void Tunnel::changed() {

@@ -210,6 +210,9 @@ class Tunnel {
   const std::string& iface() const noexcept { return cfg_.iface; }
   const TunnelSettings& settings() const noexcept { return cfg_; }
   bool present() const noexcept { return present_; }
+  // Ended (an instance whose interface went, a tunnel a reload removed): it is told nothing
+  // more, and its memory goes soon after.
+  bool stopped() const noexcept { return stopped_; }
   unsigned ifindex() const noexcept { return ifindex_; }
   Datapath& datapath() noexcept { return dp_; }
   const Datapath& datapath() const noexcept { return dp_; }
@@ -262,8 +265,9 @@ class Tunnel {
   std::vector<std::pair<std::string, std::string>> hook_env(const char* event) const;
   void record_hook(const char* hook, std::size_t index, const HookCommandResult& r);
   double jitter() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
-  // Data path: recompute targets and guard limit from what is measured now.
-  void update_targets();
+  // Data path: recompute targets and guard limit from what is measured now; true if the
+  // host was told (something changed).
+  bool update_targets();
   void changed();
 
   TunnelHost& host_;

@@ -117,9 +117,19 @@ else
   fail "renumbered: $total_ok SYNs clamped to 1200, $total_bad not (want 40 / 0)"
 fi
 
-# The rules did not grow: one pair per pattern or name.
-rules=$(inns c iptables-nft -t mangle -S TUNSHIM-POST | grep -c -- '-j NFQUEUE' || true)
-if [ "$rules" = 3 ]; then
+# The rules did not grow: one pair per pattern or name. On the eBPF path there are none,
+# and each interface present has the programs once per direction (the gone ppp1 none).
+rules=$(inns c iptables-nft -t mangle -S TUNSHIM-POST 2>/dev/null | grep -c -- '-j NFQUEUE' || true)
+if [ "$TUNSHIM_DATAPATH" = bpf ]; then
+  hooked=""
+  for i in ppp0 tun0 ppp9; do e2e_bpf_hooked c "$i" && hooked="$hooked $i"; done
+  gone=$(inns c ip link show ppp1 >/dev/null 2>&1 && echo present || echo gone)
+  if [ "$rules" = 0 ] && [ "$hooked" = " ppp0 tun0 ppp9" ] && [ "$gone" = gone ]; then
+    pass "eBPF: programs on each interface present ($hooked), one per direction; no queue rule"
+  else
+    fail "eBPF: hooked '$hooked' (want ppp0 tun0 ppp9), $rules queue rules, ppp1 $gone"
+  fi
+elif [ "$rules" = 3 ]; then
   pass "one queue rule per [[tunnel]] in TUNSHIM-POST (ppp+, tun+, ppp9), whatever the instances"
 else
   fail "TUNSHIM-POST has $rules NFQUEUE rules (want 3): $(inns c iptables-nft -t mangle -S TUNSHIM-POST)"
