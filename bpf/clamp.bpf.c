@@ -390,6 +390,37 @@ static __always_inline int clamp_mss(struct __sk_buff *skb, __u32 l2, const stru
   return TS_INSERTED;
 }
 
+// The size a packet has on the wire: its length, or for a GSO packet the size of one
+// segment (gso_size payload bytes behind copies of its headers: that, not its total
+// length, is what meets the path). 0 if its TCP header cannot be read.
+static __always_inline __u32 wire_size(struct __sk_buff *skb, __u32 l2,
+                                       const struct ipinfo *ip) {
+  if (skb->gso_size == 0) return skb->len - l2;
+  __u32 hdrs = ip->l4_off;
+  if (ip->proto == IPPROTO_TCP_) {
+    __u8 doff;
+    if (bpf_skb_load_bytes(skb, l2 + ip->l4_off + 12, &doff, 1) < 0) return 0;
+    hdrs += (doff >> 4) * 4;
+  } else if (ip->proto == IPPROTO_UDP_) {
+    hdrs += 8;
+  }
+  return hdrs + skb->gso_size;
+}
+
+// The daemon's own path-MTU probe: an echo request with its identifier, larger than the
+// path on purpose while a search looks upward.
+static __always_inline int own_probe(struct __sk_buff *skb, __u32 l2, const struct ipinfo *ip,
+                                     const struct ts_iface *cfg) {
+  if (!cfg->probe_valid || ip->status != P_OK || ip->later_fragment ||
+      ip->l4_off + 8 > ip->ip_len ||
+      ip->proto != (ip->family == 4 ? IPPROTO_ICMP_ : IPPROTO_ICMPV6_))
+    return 0;
+  __u8 icmp[6];
+  return bpf_skb_load_bytes(skb, l2 + ip->l4_off, icmp, 6) == 0 &&
+         icmp[0] == (ip->family == 4 ? 8 : 128) && icmp[1] == 0 &&
+         be16_at(icmp + 4) == cfg->probe_ident;
+}
+
 // The guard (egress): TC_ACT_SHOT for a packet that would leave larger than guard_mtu
 // with DF (IPv4) or at all (IPv6, when the path carries IPv6's minimum), else TC_ACT_OK.
 // Mirrors OversizeGuard::decide's drop test; the daemon answers the reported ones.
@@ -399,34 +430,12 @@ static __always_inline int guard(struct __sk_buff *skb, __u32 l2, const struct i
   if (ip->status == P_MALFORMED) return TC_ACT_OK;
   if (ip->family == 4 && !ip->dont_fragment) return TC_ACT_OK;
   if (ip->family == 6 && mtu < IPV6_MIN_MTU) return TC_ACT_OK;
-  __u32 wire = skb->len - l2;
-  int gso = 0;
-  if (skb->gso_size != 0) {
-    // A GSO packet leaves as segments of gso_size payload bytes behind copies of its
-    // headers: that, not its total length, is what meets the path.
-    __u32 hdrs = ip->l4_off;
-    if (ip->proto == IPPROTO_TCP_) {
-      __u8 doff;
-      if (bpf_skb_load_bytes(skb, l2 + ip->l4_off + 12, &doff, 1) < 0) return TC_ACT_OK;
-      hdrs += (doff >> 4) * 4;
-    } else if (ip->proto == IPPROTO_UDP_) {
-      hdrs += 8;
-    }
-    wire = hdrs + skb->gso_size;
-    gso = 1;
-  }
-  if (wire <= mtu) return TC_ACT_OK;
-
-  if (cfg->probe_valid && ip->status == P_OK && !ip->later_fragment &&
-      ip->l4_off + 8 <= ip->ip_len &&
-      ip->proto == (ip->family == 4 ? IPPROTO_ICMP_ : IPPROTO_ICMPV6_)) {
-    __u8 icmp[6];
-    if (bpf_skb_load_bytes(skb, l2 + ip->l4_off, icmp, 6) == 0 &&
-        icmp[0] == (ip->family == 4 ? 8 : 128) && icmp[1] == 0 &&
-        be16_at(icmp + 4) == cfg->probe_ident) {
-      if (c) c->guard[TS_GUARD_PROBE]++;
-      return TC_ACT_OK;  // the daemon's own path-MTU probe
-    }
+  const __u32 wire = wire_size(skb, l2, ip);
+  const int gso = skb->gso_size != 0;
+  if (wire == 0 || wire <= mtu) return TC_ACT_OK;
+  if (own_probe(skb, l2, ip, cfg)) {
+    if (c) c->guard[TS_GUARD_PROBE]++;
+    return TC_ACT_OK;  // the daemon's own path-MTU probe
   }
 
   // Never drop without a daemon to answer: a heartbeat older than stale_ns opens the guard.
@@ -482,28 +491,8 @@ static __always_inline void oversize_symptom(struct __sk_buff *skb, __u32 l2,
                                              const struct ts_iface *cfg,
                                              struct ts_counters *c) {
   if (ip->status == P_MALFORMED || (ip->family == 4 && !ip->dont_fragment)) return;
-  __u32 wire = skb->len - l2;
-  if (skb->gso_size != 0) {
-    __u32 hdrs = ip->l4_off;
-    if (ip->proto == IPPROTO_TCP_) {
-      __u8 doff;
-      if (bpf_skb_load_bytes(skb, l2 + ip->l4_off + 12, &doff, 1) < 0) return;
-      hdrs += (doff >> 4) * 4;
-    } else if (ip->proto == IPPROTO_UDP_) {
-      hdrs += 8;
-    }
-    wire = hdrs + skb->gso_size;
-  }
-  if (wire <= cfg->watch_mtu) return;
-  if (cfg->probe_valid && ip->status == P_OK && !ip->later_fragment &&
-      ip->l4_off + 8 <= ip->ip_len &&
-      ip->proto == (ip->family == 4 ? IPPROTO_ICMP_ : IPPROTO_ICMPV6_)) {
-    __u8 icmp[6];
-    if (bpf_skb_load_bytes(skb, l2 + ip->l4_off, icmp, 6) == 0 &&
-        icmp[0] == (ip->family == 4 ? 8 : 128) && icmp[1] == 0 &&
-        be16_at(icmp + 4) == cfg->probe_ident)
-      return;
-  }
+  const __u32 wire = wire_size(skb, l2, ip);
+  if (wire == 0 || wire <= cfg->watch_mtu || own_probe(skb, l2, ip, cfg)) return;
   c->symptom[TS_SYM_OVERSIZE_DF]++;
 }
 

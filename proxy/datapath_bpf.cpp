@@ -130,6 +130,20 @@ const nlattr* find_attr(const void* begin, const char* end, std::uint16_t type) 
   return nullptr;
 }
 
+// An RTM_GETTFILTER dump request for the filters on `parent` of the interface, in `buf`.
+const nlmsghdr* put_filter_dump(std::array<char, 8192>& buf, unsigned ifindex,
+                                std::uint32_t parent) {
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+  nlh->nlmsg_type = RTM_GETTFILTER;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = 1;
+  auto* tcm = static_cast<tcmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(tcmsg)));
+  tcm->tcm_family = AF_UNSPEC;
+  tcm->tcm_ifindex = static_cast<int>(ifindex);
+  tcm->tcm_parent = parent;
+  return nlh;
+}
+
 // The name tc recorded for the filter at tunshim's handle/priority on `parent` of the
 // interface ("tunshim_egress:[42]": libbpf names a filter after its program), from an
 // rtnetlink dump, which needs no privilege; "" if there is none or the dump fails. Looking
@@ -141,14 +155,7 @@ std::string filter_name(unsigned ifindex, std::uint32_t parent) {
     std::string name;
   } found;
   std::array<char, 8192> buf{};
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
-  nlh->nlmsg_type = RTM_GETTFILTER;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = 1;
-  auto* tcm = static_cast<tcmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(tcmsg)));
-  tcm->tcm_family = AF_UNSPEC;
-  tcm->tcm_ifindex = static_cast<int>(ifindex);
-  tcm->tcm_parent = parent;
+  const nlmsghdr* nlh = put_filter_dump(buf, ifindex, parent);
   if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) == 0 &&
       mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) >= 0) {
     for (;;) {
@@ -258,14 +265,7 @@ int other_filters(unsigned ifindex) {
        {TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS)}) {
     if (!ok) break;
     std::array<char, 8192> buf{};
-    nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
-    nlh->nlmsg_type = RTM_GETTFILTER;
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    nlh->nlmsg_seq = 1;
-    auto* tcm = static_cast<tcmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(tcmsg)));
-    tcm->tcm_family = AF_UNSPEC;
-    tcm->tcm_ifindex = static_cast<int>(ifindex);
-    tcm->tcm_parent = parent;
+    const nlmsghdr* nlh = put_filter_dump(buf, ifindex, parent);
     if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
       ok = false;
       break;
