@@ -19,7 +19,7 @@
 #endif
 
 // Interfaces the programs know (and counter slots).
-#define TS_MAX_IFACES 64
+#define TS_MAX_IFACES 2048
 // Bytes of a dropped packet handed to the daemon: enough for the largest quote an ICMPv6
 // "packet too big" carries (1280 - 40 - 8).
 #define TS_REPORT_BYTES 1232
@@ -39,13 +39,13 @@ struct ts_iface {
   TS_U16 probe_ident;  // ICMP echo identifier of the daemon's own probes (pass the guard)
   TS_U8 l2_len;        // bytes before the IP header (0 on TUN and other L3 devices, 14 on
                        // Ethernet)
-  TS_U8 slot;          // index into ts_counters
   TS_U8 probe_valid;   // probe_ident is set
   TS_U8 symptoms;      // count the black-hole symptoms below (ts_symptom)
-  TS_U16 watch_mtu;    // symptoms: the measured path MTU (DF packets above it are counted)
-  TS_U16 full4;        // symptoms: smallest wire size of a full-size IPv4 TCP segment
-  TS_U16 full6;        // the same for IPv6
-  TS_U16 pad;
+  TS_U8 pad;
+  TS_U16 watch_mtu;  // symptoms: the measured path MTU (DF packets above it are counted)
+  TS_U16 full4;      // symptoms: smallest wire size of a full-size IPv4 TCP segment
+  TS_U16 full6;      // the same for IPv6
+  TS_U16 slot;       // index into ts_counters
 };
 
 // Outcomes, in clamp::Outcome order.

@@ -384,7 +384,7 @@ const BpfDatapath::Iface* BpfDatapath::find(unsigned ifindex) const noexcept {
   return nullptr;
 }
 
-bool BpfDatapath::claim_slot(std::uint8_t& slot) noexcept {
+bool BpfDatapath::claim_slot(std::uint16_t& slot) noexcept {
   for (std::size_t s = 0; s < slots_.size(); ++s) {
     if (slots_[s]) continue;
     // A fresh slot starts from zero on every CPU.
@@ -395,7 +395,7 @@ bool BpfDatapath::claim_slot(std::uint8_t& slot) noexcept {
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.ts_counters), &key, zero.data(), 0) != 0)
       return false;
     slots_[s] = true;
-    slot = static_cast<std::uint8_t>(s);
+    slot = static_cast<std::uint16_t>(s);
     return true;
   }
   return false;

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf/tunshim_bpf.h"
 #include "clamp/bytes.h"
 
 struct tunshim_bpf;
@@ -142,7 +143,7 @@ class BpfDatapath {
   struct Iface {
     unsigned ifindex = 0;
     std::uint8_t l2_len = 0;
-    std::uint8_t slot = 0;
+    std::uint16_t slot = 0;
     bool created_qdisc = false;
     bool on_tc = false;    // attach()ed (set_iface_for_test() only writes the map)
     bool adopted = false;  // replaced the programs of a tunshim that died
@@ -150,7 +151,7 @@ class BpfDatapath {
   Iface* find(unsigned ifindex) noexcept;
   const Iface* find(unsigned ifindex) const noexcept;
   bool write_iface(const Iface& i, const BpfTargets& t) noexcept;
-  bool claim_slot(std::uint8_t& slot) noexcept;
+  bool claim_slot(std::uint16_t& slot) noexcept;
   static int on_sample(void* ctx, void* data, std::size_t size);
 
   tunshim_bpf* skel_ = nullptr;
@@ -158,7 +159,7 @@ class BpfDatapath {
   int lock_fd_ = -1;  // the network namespace's datapath lock, when this process holds it
   std::uint64_t stale_ns_ = kDefaultStaleNs;
   std::vector<Iface> ifaces_;
-  std::array<bool, 64> slots_{};
+  std::array<bool, TS_MAX_IFACES> slots_{};
   ReportHandler on_report_;
 };
 
