@@ -289,9 +289,13 @@ BOOST_AUTO_TEST_CASE(process_scans_survive_processes_exiting_mid_read) {
       }
     }
   });
-  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  // Enough races to matter: a sanitizer build forks some 50 times a second, a plain one
+  // thousands; at least 1.5 s, 300 children and 50 scans, at most 20 s.
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::steady_clock::now() - start; };
   int scans = 0;
-  while (std::chrono::steady_clock::now() < end) {
+  while (elapsed() < std::chrono::seconds(20) &&
+         (elapsed() < std::chrono::milliseconds(1500) || forks.load() < 300 || scans < 50)) {
     (void)tunshim::proxy::descendants();
     (void)tunshim::proxy::kill_tagged("no-such-run", 0);
     ++scans;
