@@ -30,8 +30,8 @@ lab_server_start
 
 metric() {  # metric NAME: the sample of tunshim_NAME for ppp0 (or the unlabelled one)
   inns client curl -s "http://$STATS/metrics" |
-    awk -v n="tunshim_$1" '$1 == n || index($1, n "{") == 1 { if ($1 ~ /ppp0/ || $1 == n) { print $2; exit } }'
-}
+    awk -v n="tunshim_$1" '!done && ($1 == n || index($1, n "{") == 1) && ($1 ~ /ppp0/ || $1 == n) { print $2; done = 1 }'
+}  # awk reads to the end: leaving early made curl fail with a write error (23) under pipefail
 # filters DIR: the tc filters of ppp0 in that direction (one line each: "id NAME").
 filters() {
   inns client tc filter show dev ppp0 "$1" | sed -n 's/.* bpf .*id \([0-9]*\) *name \([^ ]*\).*/\1 \2/p;s/.*bpf name \([^ ]*\) .* id \([0-9]*\).*/\2 \1/p' | sort -u
