@@ -114,6 +114,19 @@ wait_for() {
   done
 }
 
+# e2e_tunnel_json NS SOCK EXPR: the Python expression EXPR over the first tunnel of
+# `tunshim stats --json` (control socket SOCK, in namespace NS), printed; `t` is the
+# tunnel's entry, `m` its metrics, `s` its black-hole symptoms; a bool prints as true/false.
+# Prints nothing when the daemon does not answer.
+e2e_tunnel_json() {
+  inns "$1" "$TUNSHIM_BIN" stats --json --socket "$2" 2>/dev/null | "$PY" -c '
+import json, sys
+t = json.load(sys.stdin)["tunnels"][0]; m = t.get("metrics", {})
+s = m.get("blackhole_symptoms_total", {})
+v = eval(sys.argv[1])
+print(str(v).lower() if isinstance(v, bool) else v)' "$3"
+}
+
 # e2e_tunshim_start NS CONF: `tunshim run -c CONF` in namespace NS, log in
 # $E2E_TMP/tunshim.log, killed at exit; waits until it says it is running. Its pid (the
 # command's own: `ip netns exec` execs it) is in E2E_TUNSHIM_PID.

@@ -48,16 +48,16 @@ CONF
 # stat KEY: one field of ppp0's entry in `tunshim stats --json` (pmtu_state, pmtu_confirmed,
 # or a metric's value: pmtu, mss4, mss6, dropped, ptb).
 stat() {
-  inns client "$TUNSHIM_BIN" stats --json --socket "$SOCK" 2>/dev/null | "$PY" -c '
-import json, sys
-t = json.load(sys.stdin)["tunnels"][0]; m = t["metrics"]; k = sys.argv[1]
-if k in ("pmtu_state", "pmtu_confirmed"): print(str(t[k]).lower())
-elif k == "pmtu": print(m.get("pmtu_bytes"))
-elif k == "mss4": print(m["mss_clamp_bytes"]["ipv4"])
-elif k == "mss6": print(m["mss_clamp_bytes"]["ipv6"])
-elif k == "dropped": print(m.get("oversize_dropped_total"))
-elif k == "ptb": print(m.get("icmp_ptb_sent_total"))
-' "$1"
+  local e
+  case $1 in
+    pmtu_state | pmtu_confirmed) e="t['$1']" ;;
+    pmtu) e="m.get('pmtu_bytes')" ;;
+    mss4) e="m['mss_clamp_bytes']['ipv4']" ;;
+    mss6) e="m['mss_clamp_bytes']['ipv6']" ;;
+    dropped) e="m.get('oversize_dropped_total')" ;;
+    ptb) e="m.get('icmp_ptb_sent_total')" ;;
+  esac
+  e2e_tunnel_json client "$SOCK" "$e"
 }
 confirmed_at() { [ "$(stat pmtu_confirmed)" = true ] && [ "$(stat pmtu)" = "$1" ]; }
 searched() { [ "$(stat pmtu_confirmed)" = true ] && [ "$(stat pmtu_state)" = complete ]; }

@@ -39,16 +39,15 @@ CONF
 # stat KEY: from ppp0's entry in `tunshim stats --json`: pmtu, pmtu_state, retransmits,
 # icmp, rechecks.
 stat() {
-  inns client "$TUNSHIM_BIN" stats --json --socket "$SOCK" 2>/dev/null | "$PY" -c '
-import json, sys
-t = json.load(sys.stdin)["tunnels"][0]; m = t["metrics"]; k = sys.argv[1]
-s = m.get("blackhole_symptoms_total", {})
-if k == "pmtu_state": print(t[k])
-elif k == "pmtu": print(m.get("pmtu_bytes"))
-elif k == "retransmits": print(s.get("full_size_retransmit"))
-elif k == "icmp": print(s.get("icmp_too_big"))
-elif k == "rechecks": print(m.get("pmtu_symptom_rechecks_total"))
-' "$1"
+  local e
+  case $1 in
+    pmtu_state) e="t['pmtu_state']" ;;
+    pmtu) e="m.get('pmtu_bytes')" ;;
+    retransmits) e="s.get('full_size_retransmit')" ;;
+    icmp) e="s.get('icmp_too_big')" ;;
+    rechecks) e="m.get('pmtu_symptom_rechecks_total')" ;;
+  esac
+  e2e_tunnel_json client "$SOCK" "$e"
 }
 confirmed_at() { [ "$(stat pmtu_state)" = complete ] && [ "$(stat pmtu)" = "$1" ]; }
 # log_ms REGEX: the time (unix ms) of the current run's first log line matching REGEX.
