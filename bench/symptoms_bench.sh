@@ -2,7 +2,7 @@
 # What counting the passive black-hole symptoms costs the daemon (docs/PERFORMANCE.md,
 # "Black-hole symptoms in the daemon"): the same `tunshim run` (datapath = "bpf",
 # mss = "auto", its search complete, so the trigger polls too) with the symptoms counted
-# and with TUNSHIM_TEST_SYMPTOMS=off (neither counted nor polled), interleaved round by
+# and with TUNSHIM_TEST_SYMPTOMS=off (not counted, so no nudge either), interleaved round by
 # round, on
 # client ─ ppp0 veth ─ server (tests/e2e/lab.sh --no-tunnel).
 #

@@ -12,7 +12,6 @@
 #include <utility>
 
 #include "proxy/log.h"
-#include "proxy/rule_reapply.h"
 #include "proxy/stats_sources.h"
 #include "proxy/test_knobs.h"
 

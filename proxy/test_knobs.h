@@ -49,10 +49,10 @@ std::optional<Datapath> test_datapath();
 inline constexpr const char* kTestRtnlRcvbufEnv = "TUNSHIM_TEST_RTNL_RCVBUF";
 std::optional<int> test_rtnl_rcvbuf();
 
-// TUNSHIM_TEST_SYMPTOMS=off: the eBPF programs count no black-hole symptoms and the daemon
-// does not poll them (no trigger), so that bench/symptoms_bench.sh can measure what they
-// cost against the same daemon without. Anything else: counted (the default). Read
-// once; set to off, the daemon warns at start.
+// TUNSHIM_TEST_SYMPTOMS=off: the eBPF programs count no black-hole symptoms (so they nudge
+// the daemon never, and nothing triggers), so that bench/symptoms_bench.sh can measure what
+// they cost against the same daemon without. Anything else: counted (the default). Read once;
+// set to off, the daemon warns at start.
 inline constexpr const char* kTestSymptomsEnv = "TUNSHIM_TEST_SYMPTOMS";
 bool test_symptoms_off();
 
