@@ -2,6 +2,7 @@
 
 #include <pcap/pcap.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "proxy/pcap_io.h"
@@ -25,9 +26,15 @@ diag::Direction direction_of(int dlt, const std::uint8_t* data, std::size_t capl
   return type == kPacketOutgoing ? diag::Direction::out : diag::Direction::in;
 }
 
+// A capture's timestamps are input (a pcapng with an odd time resolution gives seconds in
+// the trillions): clamped so that microseconds, and the gaps the analyser takes between
+// two of them, stay far from overflow. ±10^12 s is ±31,000 years.
 std::int64_t micros(const pcap_pkthdr* h) noexcept {
-  return static_cast<std::int64_t>(h->ts.tv_sec) * 1'000'000 +
-         static_cast<std::int64_t>(h->ts.tv_usec);
+  constexpr std::int64_t kMaxSec = 1'000'000'000'000;
+  constexpr std::int64_t kMaxUsec = 1'000'000'000;
+  const std::int64_t sec = std::clamp<std::int64_t>(h->ts.tv_sec, -kMaxSec, kMaxSec);
+  const std::int64_t usec = std::clamp<std::int64_t>(h->ts.tv_usec, -kMaxUsec, kMaxUsec);
+  return sec * 1'000'000 + usec;
 }
 
 struct DispatchCtx {
